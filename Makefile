@@ -1,0 +1,42 @@
+# Voucher marketplace — `make help` lists the targets.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app wsgi
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint serve migrate-check clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.run-installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(VENV)/.run-installed $@
+
+run: export APP_ENV ?= development
+run: $(VENV)/.run-installed ## Serve the API with a demo dataset on http://127.0.0.1:8000 (SQLite)
+	$(FLASK) db upgrade
+	$(FLASK) seed-demo
+	@echo "Serving http://127.0.0.1:8000  (health: /api/v1/health, docs: /api/v1/docs)"
+	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
+
+test: $(VENV)/.test-installed ## Lint, check the layering, run every test on SQLite and PostgreSQL
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/pytest
+
+lint: $(VENV)/.test-installed ## Only ruff and the import-linter contracts
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+clean: ## Remove the virtualenv, caches and the local SQLite database
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis instance

@@ -1,0 +1,106 @@
+"""The application factory: configuration → extensions → blueprints → error handlers → CLI."""
+
+import logging
+import os
+import re
+import secrets
+from pathlib import Path
+
+from flask import Flask, g, has_request_context, request
+from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from marketplace import demo, models, system  # noqa: F401  (models: complete metadata)
+from marketplace.audit import cli as audit_cli
+from marketplace.audit import routes as audit_routes
+from marketplace.auth import access
+from marketplace.auth import cli as auth_cli
+from marketplace.auth import routes as auth_routes
+from marketplace.config import Config, finalise
+from marketplace.db import reset_write_intent, set_write_intent
+from marketplace.errors import register_error_handlers
+from marketplace.extensions import init_extensions
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+API_TITLE = "Service-voucher marketplace API"
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_path=os.environ.get("INSTANCE_PATH") or str(PROJECT_ROOT / "instance"),
+                instance_relative_config=True)
+    app.config.update(Config.from_env().as_flask_config())
+    app.config.update(config or {})
+    app.config.update(
+        API_TITLE=API_TITLE,
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL=system.DOCS_ASSETS_URL,
+        MIGRATIONS_DIRECTORY=PROJECT_ROOT / "migrations",
+        JSON_SORT_KEYS=False,
+    )
+    finalise(app.config, app.instance_path)
+    if app.config["PROXY_FIX_X_FOR"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"])
+    configure_logging(app)
+
+    api = init_extensions(app)
+    register_request_hooks(app)
+    access.init_app(app)
+    for blueprint in (system.blp, auth_routes.blp, audit_routes.blp):
+        api.register_blueprint(blueprint)
+    app.register_blueprint(system.docs_assets)
+    register_error_handlers(app)
+    for commands in (auth_cli.cli, audit_cli.cli, demo.cli):
+        app.register_blueprint(commands)
+    return app
+
+
+def register_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def _start_request():
+        given = request.headers.get("X-Request-Id", "")
+        g.request_id = given if REQUEST_ID_RE.match(given) else secrets.token_hex(8)
+        # GET and HEAD never write, so on SQLite they need not take the write lock.
+        g.write_intent_token = set_write_intent(request.method not in ("GET", "HEAD", "OPTIONS"))
+        if request.method in BODY_METHODS and request.content_length and not (
+            request.is_json or request.mimetype == "multipart/form-data"
+        ):
+            raise UnsupportedMediaType()
+
+    @app.after_request
+    def _tag_response(response):
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if request.path.startswith("/api/v1/") and not request.path.startswith("/api/v1/docs"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.teardown_request
+    def _end_request(_error):
+        token = g.pop("write_intent_token", None)
+        if token is not None:
+            reset_write_intent(token)
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record):
+        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        return True
+
+
+def configure_logging(app: Flask) -> None:
+    """Log our packages to stderr with the request id; never request bodies (they hold personal data)."""
+    for name in ("marketplace", "providers", "vouchers"):
+        logger = logging.getLogger(name)
+        if logger.handlers:
+            continue
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"))
+        handler.addFilter(_RequestIdFilter())
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)

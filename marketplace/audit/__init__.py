@@ -1,0 +1,9 @@
+"""Append-only, hash-chained audit trail (rule 8 of DESIGN.md).
+
+Services call `audit.record(...)` for every change of money, status or qualification; the event is
+appended to the chain when their transaction commits.
+"""
+
+from marketplace.audit.service import record, verify_chain
+
+__all__ = ["record", "verify_chain"]

@@ -1,0 +1,18 @@
+import click
+from flask import Blueprint
+
+from marketplace.audit.service import verify_chain
+
+cli = Blueprint("audit_cli", __name__, cli_group=None)
+
+
+@cli.cli.command("audit-verify")
+def audit_verify_command():
+    """Verify the audit chain; exit 1 and name the first broken event when it is broken."""
+    result = verify_chain()
+    if result.ok:
+        click.echo(f"audit chain ok: {result.events} events, head {result.head_hash}")
+        return
+    click.echo(f"audit chain BROKEN at event {result.first_broken_id}: {result.reason} "
+               f"({result.events} events verified before it)", err=True)
+    raise SystemExit(1)

@@ -1,0 +1,25 @@
+from flask_smorest import Blueprint
+
+from marketplace.audit import service
+from marketplace.audit.schemas import AuditEventSchema, AuditQuerySchema, VerificationSchema
+from marketplace.auth.access import role_required
+from marketplace.schemas import page_of
+
+blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit", description="The tamper-evident audit trail")
+
+
+@blp.get("")
+@blp.arguments(AuditQuerySchema, location="query")
+@blp.response(200, page_of(AuditEventSchema))
+@role_required("admin", "auditor")
+def list_events(query):
+    """List audit events, newest first, optionally for one entity."""
+    return service.list_events(**query)
+
+
+@blp.get("/verify")
+@blp.response(200, VerificationSchema)
+@role_required("admin", "auditor")
+def verify():
+    """Re-hash the whole chain and name the first event that breaks it."""
+    return service.verify_chain()

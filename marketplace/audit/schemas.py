@@ -1,0 +1,33 @@
+import json
+
+from marshmallow import Schema, fields, validate
+
+from marketplace.schemas import PageArgs
+
+
+class AuditQuerySchema(PageArgs):
+    entity = fields.String(validate=validate.Length(max=40))
+    entity_id = fields.String(validate=validate.Length(max=64))
+
+
+class AuditEventSchema(Schema):
+    id = fields.Integer(required=True)
+    at = fields.AwareDateTime(required=True)
+    actor = fields.String(required=True, metadata={"description": "Username, or `system` for CLI and jobs"})
+    actor_id = fields.Integer(allow_none=True)
+    action = fields.String(required=True)
+    entity = fields.String(required=True)
+    entity_id = fields.String(required=True)
+    data = fields.Function(lambda event: json.loads(event.data), required=True,
+                           metadata={"type": "object"})
+    prev_hash = fields.String(required=True)
+    hash = fields.String(required=True)
+
+
+class VerificationSchema(Schema):
+    ok = fields.Boolean(required=True)
+    events = fields.Integer(required=True, metadata={"description": "Events verified before any break"})
+    first_broken_id = fields.Integer(allow_none=True, required=True)
+    reason = fields.String(allow_none=True)
+    head_hash = fields.String(allow_none=True, metadata={"description": "Hash of the newest event when ok: "
+                                                                       "publish it to anchor the chain"})

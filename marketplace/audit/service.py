@@ -1,0 +1,136 @@
+"""Record and verify the audit chain.
+
+Each event's hash is sha256(prev_hash + canonical JSON of the event), so changing, deleting or
+reordering any stored event breaks verification at that event. Events are queued by `record` and
+appended when their transaction commits (so they are written in the same transaction as the change
+they describe, and vanish with it on rollback). The append updates the single `audit_head` row
+first: on PostgreSQL that row lock, on SQLite the write lock, serialises appenders, so two concurrent
+transactions can never chain onto the same predecessor. Holding that lock only for the final
+statements of a transaction keeps contention short.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event, insert, select, update
+from sqlalchemy.orm import Session
+
+from marketplace.audit.models import GENESIS_HASH, AuditEvent, AuditHead
+from marketplace.db import db, paginate, utcnow
+
+_PENDING = "audit_pending"
+SYSTEM_ACTOR = "system"
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def record(*, action: str, entity: str, entity_id: int | str, data: dict | None = None,
+           actor=None, now: datetime | None = None) -> None:
+    """Queue an audit event for the current transaction.
+
+    *actor* is the acting user (anything with `id` and `username`) or None for the system (CLI,
+    scheduled jobs). *data* must never hold personal data in clear: masked forms only.
+    """
+    db.session.info.setdefault(_PENDING, []).append({
+        "at": now or utcnow(),
+        "actor_id": getattr(actor, "id", None),
+        "actor": getattr(actor, "username", None) or SYSTEM_ACTOR,
+        "action": action,
+        "entity": entity,
+        "entity_id": str(entity_id),
+        "data": canonical_json(data or {}),
+    })
+
+
+def event_hash(prev_hash: str, *, id: int, at: datetime, actor_id: int | None, actor: str, action: str,
+               entity: str, entity_id: str, data: str) -> str:
+    body = canonical_json({
+        "id": id,
+        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "actor_id": actor_id,
+        "actor": actor,
+        "action": action,
+        "entity": entity,
+        "entity_id": entity_id,
+        "data": data,
+    })
+    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
+@event.listens_for(Session, "before_commit")
+def _append_pending(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    head = AuditHead.__table__
+    last_id, prev_hash = session.execute(
+        update(head).where(head.c.id == 1).values(last_id=head.c.last_id + len(pending))
+        .returning(head.c.last_id, head.c.last_hash)
+    ).one()
+    rows = []
+    for offset, item in enumerate(pending):
+        event_id = last_id - len(pending) + 1 + offset
+        digest = event_hash(prev_hash, id=event_id, **item)
+        rows.append({"id": event_id, **item, "prev_hash": prev_hash, "hash": digest})
+        prev_hash = digest
+    session.execute(insert(AuditEvent.__table__), rows)
+    session.execute(update(head).where(head.c.id == 1).values(last_hash=prev_hash))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending(session: Session, _previous_transaction) -> None:
+    session.info.pop(_PENDING, None)
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    events: int
+    first_broken_id: int | None = None
+    reason: str | None = None
+    head_hash: str | None = None
+
+
+def verify_chain() -> Verification:
+    """Re-hash every event in order and name the first one that does not match its place."""
+    expected_id, expected_prev, count = 1, GENESIS_HASH, 0
+    columns = [AuditEvent.id, AuditEvent.at, AuditEvent.actor_id, AuditEvent.actor, AuditEvent.action,
+               AuditEvent.entity, AuditEvent.entity_id, AuditEvent.data, AuditEvent.prev_hash, AuditEvent.hash]
+    rows = db.session.execute(
+        select(*columns).order_by(AuditEvent.id).execution_options(yield_per=2000)
+    )
+    for row in rows:
+        if row.id != expected_id:
+            return Verification(False, count, expected_id, f"event {expected_id} is missing")
+        if row.prev_hash != expected_prev:
+            return Verification(False, count, row.id, f"event {row.id} does not follow event {row.id - 1}")
+        recomputed = event_hash(expected_prev, id=row.id, at=row.at, actor_id=row.actor_id, actor=row.actor,
+                                action=row.action, entity=row.entity, entity_id=row.entity_id, data=row.data)
+        if recomputed != row.hash:
+            return Verification(False, count, row.id, f"event {row.id} was altered")
+        expected_id, expected_prev, count = expected_id + 1, row.hash, count + 1
+    head = db.session.get(AuditHead, 1)
+    if head is None:
+        return Verification(False, count, None, "the chain head is missing")
+    if head.last_id < count:
+        return Verification(False, count, head.last_id + 1,
+                            f"event {head.last_id + 1} was added outside the chain head")
+    if head.last_id != count or head.last_hash != expected_prev:
+        return Verification(False, count, expected_id,
+                            f"the chain head records {head.last_id} events; event {expected_id} is missing")
+    return Verification(True, count, None, None, head.last_hash)
+
+
+def list_events(*, page: int, per_page: int, entity: str | None = None, entity_id: str | None = None) -> dict:
+    """One page of events, newest first, optionally for one entity."""
+    statement = select(AuditEvent).order_by(AuditEvent.id.desc())
+    if entity is not None:
+        statement = statement.where(AuditEvent.entity == entity)
+    if entity_id is not None:
+        statement = statement.where(AuditEvent.entity_id == entity_id)
+    return paginate(statement, page=page, per_page=per_page)

@@ -1,0 +1,63 @@
+from datetime import datetime
+
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from marketplace.db import UTCDateTime, db
+
+ROLES = ("admin", "auditor", "provider", "recipient")
+
+
+class User(db.Model):
+    __tablename__ = "user_account"
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'auditor', 'provider', 'recipient')", name="role_known"),
+        CheckConstraint("role != 'provider' OR provider_id IS NOT NULL", name="provider_has_provider"),
+        CheckConstraint("role != 'recipient' OR recipient_id IS NOT NULL", name="recipient_has_recipient"),
+        CheckConstraint("region_code IS NULL OR role = 'admin'", name="region_scope_admin_only"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Stored lower-cased: usernames are compared without regard to case.
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    # For admins: the region code prefix they may act within (None = every region).
+    region_code: Mapped[str | None] = mapped_column(String(6))
+    # Links to the provider or recipient this login belongs to; the foreign keys are added by the
+    # migrations of those tables.
+    provider_id: Mapped[int | None] = mapped_column(Integer)
+    recipient_id: Mapped[int | None] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    # Flask-Login: set on the instance that a session or bearer token loaded.
+    is_authenticated = True
+    is_anonymous = False
+    auth_token = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    def get_id(self) -> str | None:
+        # Flask-Login keeps this in the session cookie: the raw session token, never the user id,
+        # so that logging out (revoking the token) kills every copy of the cookie.
+        return self.auth_token
+
+
+class AuthToken(db.Model):
+    """A bearer token or a cookie session; only the sha256 of the secret is kept."""
+
+    __tablename__ = "auth_token"
+    __table_args__ = (CheckConstraint("kind IN ('bearer', 'session')", name="kind_known"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    user: Mapped[User] = relationship(lazy="joined")

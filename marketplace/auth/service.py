@@ -1,0 +1,229 @@
+"""Users, passwords, tokens and sessions.
+
+Passwords are hashed with argon2id at OWASP's recommended parameters (19 MiB, 2 passes, 1 lane).
+Bearer tokens and session secrets are 256-bit random strings; only their sha256 is stored, so a
+copy of the database grants no logins. Failed logins are counted per username and per client
+address in the rate limiter's storage (memory, or Redis when several processes serve the app).
+"""
+
+import hashlib
+import re
+import secrets
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app
+from limits import RateLimitItemPerSecond
+from sqlalchemy import column, select, table, update
+from sqlalchemy.exc import IntegrityError
+
+from marketplace import audit
+from marketplace.auth.models import ROLES, AuthToken, User
+from marketplace.db import db
+from marketplace.errors import DomainError, Forbidden, ValidationFailed
+from marketplace.extensions import rate_limiter
+
+PASSWORD_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16,
+                                 type=Type.ID)
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.@-]{2,63}$")
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 256
+
+
+class InvalidCredentials(DomainError):
+    status, code, message = 401, "invalid_credentials", "Unknown username or wrong password."
+
+
+class TooManyAttempts(DomainError):
+    status, code, message = 429, "too_many_attempts", "Too many failed logins; wait and try again."
+
+
+class DuplicateUsername(DomainError):
+    status, code, message = 409, "duplicate_username", "This username is taken."
+
+
+def normalise_username(username: str) -> str:
+    return username.strip().lower()
+
+
+def hash_password(password: str) -> str:
+    return PASSWORD_HASHER.hash(password)
+
+
+def check_password_policy(*, username: str, password: str) -> None:
+    """Refuse passwords that are short, overlong, or the username itself.
+
+    :raises ValidationFailed: naming the `password` field.
+    """
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationFailed({"password": f"Use at least {MIN_PASSWORD_LENGTH} characters."})
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise ValidationFailed({"password": f"Use at most {MAX_PASSWORD_LENGTH} characters."})
+    if normalise_username(password) == normalise_username(username):
+        raise ValidationFailed({"password": "The password must differ from the username."})
+
+
+def in_region_scope(actor: User | None, region_code: str | None) -> bool:
+    """Whether *actor* may act on something in *region_code* (a prefix or a full code)."""
+    if actor is None or actor.region_code is None:
+        return True
+    return region_code is not None and region_code.startswith(actor.region_code)
+
+
+def _row_exists(table_name: str, row_id: int) -> bool:
+    # By table name, not by model: the kernel must not import the providers domain.
+    if table_name not in db.metadata.tables:
+        return False
+    target = table(table_name, column("id"))
+    return db.session.scalar(select(target.c.id).where(target.c.id == row_id)) is not None
+
+
+def create_user(*, username: str, password: str, role: str, region_code: str | None = None,
+                provider_id: int | None = None, recipient_id: int | None = None, actor: User | None,
+                now: datetime) -> User:
+    """Create a login with one role; the links must fit the role and the actor's region scope.
+
+    :raises ValidationFailed: a malformed username, a weak password, links that do not fit the role.
+    :raises Forbidden: a region-scoped admin creating a login outside or above their scope.
+    :raises DuplicateUsername: the username is taken (case-insensitively).
+    """
+    username = normalise_username(username)
+    if not USERNAME_RE.match(username):
+        raise ValidationFailed({"username": "3–64 characters: letters, digits, '_', '.', '@', '-'."})
+    if role not in ROLES:
+        raise ValidationFailed({"role": f"One of: {', '.join(ROLES)}."})
+    check_password_policy(username=username, password=password)
+    _check_links(role=role, region_code=region_code, provider_id=provider_id, recipient_id=recipient_id)
+    scoped_actor = actor is not None and actor.region_code is not None
+    if scoped_actor and (role != "admin" or not in_region_scope(actor, region_code)):
+        raise Forbidden("A region-scoped admin may only create admins inside their own region.")
+
+    user = User(username=username, password_hash=hash_password(password), role=role, region_code=region_code,
+                provider_id=provider_id, recipient_id=recipient_id, active=True, created_at=now)
+    try:
+        with db.session.begin_nested():
+            db.session.add(user)
+    except IntegrityError as exc:
+        raise DuplicateUsername() from exc
+    audit.record(action="user.created", entity="user", entity_id=user.id, actor=actor, now=now,
+                 data={"username": username, "role": role, "region_code": region_code,
+                       "provider_id": provider_id, "recipient_id": recipient_id})
+    return user
+
+
+def _check_links(*, role: str, region_code: str | None, provider_id: int | None, recipient_id: int | None) -> None:
+    problems = {}
+    if region_code is not None and role != "admin":
+        problems["region_code"] = "Only admins have a region scope."
+    if role == "provider":
+        if provider_id is None:
+            problems["provider_id"] = "A provider login names its provider."
+        elif not _row_exists("provider", provider_id):
+            problems["provider_id"] = "No such provider."
+    elif provider_id is not None:
+        problems["provider_id"] = "Only provider logins name a provider."
+    if role == "recipient":
+        if recipient_id is None:
+            problems["recipient_id"] = "A recipient login names its recipient."
+        elif not _row_exists("recipient", recipient_id):
+            problems["recipient_id"] = "No such recipient."
+    elif recipient_id is not None:
+        problems["recipient_id"] = "Only recipient logins name a recipient."
+    if problems:
+        raise ValidationFailed(problems)
+
+
+# --- logins ---------------------------------------------------------------------------------------
+
+def _failure_limits() -> tuple[RateLimitItemPerSecond, RateLimitItemPerSecond]:
+    config = current_app.config
+    window = config["LOGIN_FAILURE_WINDOW_SECONDS"]
+    return (RateLimitItemPerSecond(config["LOGIN_FAILURES_PER_USERNAME"], window),
+            RateLimitItemPerSecond(config["LOGIN_FAILURES_PER_CLIENT"], window))
+
+
+def authenticate(*, username: str, password: str, client: str) -> User:
+    """Return the active user with these credentials.
+
+    :raises TooManyAttempts: this username or this client failed too often recently.
+    :raises InvalidCredentials: unknown user, inactive user or wrong password (indistinguishably).
+    """
+    username = normalise_username(username)
+    per_username, per_client = _failure_limits()
+    limiter = rate_limiter().limiter
+    if not (limiter.test(per_username, "login-username", username)
+            and limiter.test(per_client, "login-client", client)):
+        raise TooManyAttempts(retry_after_seconds=per_username.get_expiry())
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None or not user.active:
+        # Hash anyway so that response time does not tell whether the username exists.
+        _verify(_dummy_hash(), password)
+        verified = False
+    else:
+        verified = _verify(user.password_hash, password)
+    if not verified:
+        limiter.hit(per_username, "login-username", username)
+        limiter.hit(per_client, "login-client", client)
+        raise InvalidCredentials()
+    if PASSWORD_HASHER.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return user
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return PASSWORD_HASHER.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+_DUMMY_HASH: list[str] = []
+
+
+def _dummy_hash() -> str:
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(hash_password(secrets.token_hex(16)))
+    return _DUMMY_HASH[0]
+
+
+def token_digest(raw: str) -> str:
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def issue_token(*, user: User, kind: str, now: datetime) -> tuple[str, AuthToken]:
+    """Create a bearer token or a session secret for *user*; return the secret (shown once) and its row."""
+    ttl = current_app.config["TOKEN_TTL_SECONDS" if kind == "bearer" else "SESSION_TTL_SECONDS"]
+    raw = secrets.token_urlsafe(32)
+    row = AuthToken(user_id=user.id, kind=kind, token_hash=token_digest(raw), created_at=now,
+                    expires_at=now + timedelta(seconds=ttl))
+    db.session.add(row)
+    db.session.flush()
+    audit.record(action="auth.login", entity="user", entity_id=user.id, actor=user, now=now,
+                 data={"kind": kind, "token_id": row.id})
+    return raw, row
+
+
+def user_for_token(raw: str, *, kind: str, now: datetime) -> User | None:
+    """Return the active user holding this unexpired, unrevoked secret, or None."""
+    if not raw or len(raw) > 256:
+        return None
+    token = db.session.scalar(
+        select(AuthToken).where(AuthToken.token_hash == token_digest(raw), AuthToken.kind == kind,
+                                AuthToken.revoked_at.is_(None), AuthToken.expires_at > now)
+    )
+    if token is None or not token.user.active:
+        return None
+    token.user.auth_token = raw
+    return token.user
+
+
+def revoke_token(*, raw: str, actor: User, now: datetime) -> bool:
+    """Revoke one secret (logout); return whether it was live."""
+    revoked = db.session.execute(
+        update(AuthToken).where(AuthToken.token_hash == token_digest(raw), AuthToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    ).rowcount
+    if revoked:
+        audit.record(action="auth.logout", entity="user", entity_id=actor.id, actor=actor, now=now)
+    return bool(revoked)

@@ -1,0 +1,109 @@
+"""Configuration read from the environment.
+
+Every setting has one name, used both as the environment variable and as the Flask config key.
+`APP_ENV` is `production` unless told otherwise: a server that forgets its environment must fail
+closed (refuse to start without secrets), not open.
+"""
+
+import os
+import secrets
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+ENVIRONMENTS = ("production", "development", "testing")
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot run safely; the message says what to set."""
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Config:
+    APP_ENV: str = "production"
+    SECRET_KEY: str | None = None
+    # Key of the HMAC blind index over national ID numbers; deliberately not SECRET_KEY, so rotating
+    # the session key never orphans the uniqueness index of recipients.
+    ID_HASH_KEY: str | None = None
+    DATABASE_URL: str | None = None
+    RATELIMIT_STORAGE_URI: str = "memory://"
+    # Failed logins allowed per username and per client address within LOGIN_FAILURE_WINDOW.
+    LOGIN_FAILURES_PER_USERNAME: int = 5
+    LOGIN_FAILURES_PER_CLIENT: int = 20
+    LOGIN_FAILURE_WINDOW_SECONDS: int = 900
+    TOKEN_TTL_SECONDS: int = 8 * 3600
+    SESSION_TTL_SECONDS: int = 8 * 3600
+    MAX_CONTENT_LENGTH: int = 64 * 1024 * 1024
+    # Number of reverse proxies in front of the app whose X-Forwarded-For may be trusted.
+    PROXY_FIX_X_FOR: int = 0
+    SQLITE_BUSY_TIMEOUT_MS: int = 30_000
+
+    @classmethod
+    def from_env(cls) -> "Config":
+        values = {}
+        for field in fields(cls):
+            if field.type is int:
+                values[field.name] = _int(field.name, field.default)
+            else:
+                raw = os.environ.get(field.name)
+                values[field.name] = raw if raw not in (None, "") else field.default
+        return cls(**values)
+
+    def as_flask_config(self) -> dict:
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
+def finalise(config: dict, instance_path: str) -> None:
+    """Fill derived settings in place and refuse to run without what production needs.
+
+    :raises ConfigError: an unknown environment, or a production app without its secrets.
+    """
+    env = config.get("APP_ENV", "production")
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}; got {env!r}")
+    for key in ("SECRET_KEY", "ID_HASH_KEY"):
+        if config.get(key):
+            continue
+        if env == "production":
+            raise ConfigError(
+                f"{key} is not set. Set it in the environment to a long random value, e.g. "
+                f"`export {key}=$(python -c 'import secrets; print(secrets.token_hex(32))')`, "
+                "or run with APP_ENV=development for a local demo."
+            )
+        config[key] = _instance_secret(instance_path, key) if env == "development" else f"testing-{key}"
+
+    if not config.get("DATABASE_URL"):
+        Path(instance_path).mkdir(parents=True, exist_ok=True)
+        config["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'marketplace.sqlite3'}"
+    config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    config["PERMANENT_SESSION_LIFETIME"] = config["SESSION_TTL_SECONDS"]
+    config["SESSION_COOKIE_HTTPONLY"] = True
+    config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    config.setdefault("SESSION_COOKIE_SECURE", env == "production")
+    # Flask-Login's remember-me cookie would outlive logout; we never issue it.
+    config["REMEMBER_COOKIE_DURATION"] = 0
+
+
+def _instance_secret(instance_path: str, key: str) -> str:
+    """Return a development secret kept in the instance folder, so every worker shares it."""
+    folder = Path(instance_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key.lower()}.dev"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip()

@@ -1,0 +1,124 @@
+"""Database plumbing: the declarative base, UTC timestamps, the one transaction boundary, SQLite set-up.
+
+Concurrency model (both backends):
+- PostgreSQL runs READ COMMITTED; every state change that could race is a guarded UPDATE
+  (`... WHERE status = 'issued'`, `... WHERE available >= :amount`) or is protected by a unique
+  constraint, so correctness never depends on SELECT ... FOR UPDATE alone.
+- SQLite ignores FOR UPDATE. It has one writer at a time: transactions of requests that may write
+  start with BEGIN IMMEDIATE, so two writers never both read-then-upgrade and deadlock; the same
+  guarded UPDATEs then give the same answers as on PostgreSQL.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import DateTime, Engine, MetaData, event, func, select
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# expire_on_commit=False: a route serialises what its service returned after the commit without
+# re-reading every row (and, on SQLite, without opening another write transaction to do so).
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+
+
+class UTCDateTime(TypeDecorator):
+    """An instant stored in UTC; always returned timezone-aware, on SQLite as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where a UTC instant is required")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextmanager
+def transaction() -> Iterator[None]:
+    """Run the block as one database transaction: commit when it ends, roll back when it raises.
+
+    This is the only place that commits. Nested uses join the outermost transaction, so a service
+    called from inside another service's transaction just works.
+    """
+    session = db.session
+    depth = session.info.get("transaction_depth", 0)
+    session.info["transaction_depth"] = depth + 1
+    try:
+        yield
+        if depth == 0:
+            session.commit()
+    except BaseException:
+        if depth == 0:
+            session.rollback()
+        raise
+    finally:
+        session.info["transaction_depth"] = depth
+
+
+def paginate(statement, *, page: int, per_page: int) -> dict:
+    """Return one page of *statement*'s rows in the list envelope of API.md."""
+    total = db.session.scalar(select(func.count()).select_from(statement.order_by(None).subquery()))
+    items = db.session.scalars(statement.limit(per_page).offset((page - 1) * per_page)).all()
+    return {"items": items, "page": page, "per_page": per_page, "total": total}
+
+
+# Whether transactions started now may write. Set per request from its HTTP method (GET and HEAD
+# never write); CLI commands and services called directly keep the default, which is to write.
+_write_intent: ContextVar[bool] = ContextVar("write_intent", default=True)
+
+
+def set_write_intent(may_write: bool):
+    return _write_intent.set(may_write)
+
+
+def reset_write_intent(token) -> None:
+    _write_intent.reset(token)
+
+
+def configure_engine(engine: Engine, *, busy_timeout_ms: int) -> None:
+    """Give SQLite WAL, foreign keys, a busy timeout and IMMEDIATE write transactions."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Take transaction control away from the sqlite3 module; the "begin" hook below opens them.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if _write_intent.get() else "BEGIN")
