@@ -1,0 +1,166 @@
+"""Test fixtures: every test runs once on SQLite and once on PostgreSQL.
+
+PostgreSQL comes from TEST_DATABASE_URL (default: the local `test` database). When it does not answer,
+its half of the suite is skipped with the reason shown — unless REQUIRE_POSTGRES=1 (CI), where that
+is a failure. Schemas are built by running the migrations, never by `create_all`. Each backend gets
+one app for the session; after each test every table is emptied (reference data that the migrations
+seed is kept) and the login-failure counters are reset.
+"""
+
+import os
+from itertools import count
+
+import psycopg
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import make_url, text
+
+from marketplace.app import create_app
+from marketplace.audit.models import GENESIS_HASH
+from marketplace.auth import service as auth_service
+from marketplace.db import db, transaction, utcnow
+
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# Tables whose rows are reference data seeded by the migrations: never emptied between tests.
+REFERENCE_TABLES = {"alembic_version", "audit_head"}
+PASSWORD = "correct horse battery"
+
+
+def pg_url() -> str:
+    return os.environ.get("TEST_DATABASE_URL", DEFAULT_PG_URL)
+
+
+def psycopg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def postgres_unavailable_reason() -> str | None:
+    try:
+        psycopg.connect(psycopg_dsn(pg_url()), connect_timeout=3).close()
+    except psycopg.Error as error:
+        return f"PostgreSQL at {make_url(pg_url()).render_as_string()} is not reachable: {error}".strip()
+    return None
+
+
+_PG_REASON = postgres_unavailable_reason()
+
+
+def pytest_sessionstart(session):
+    if _PG_REASON and os.environ.get("REQUIRE_POSTGRES") == "1":
+        raise pytest.UsageError(f"REQUIRE_POSTGRES=1 but {_PG_REASON}")
+
+
+def pytest_report_header(config):
+    return f"databases: sqlite, postgresql ({'skipped: ' + _PG_REASON if _PG_REASON else pg_url()})"
+
+
+def app_config(database_url: str, **overrides) -> dict:
+    return {"APP_ENV": "testing", "TESTING": True, "DATABASE_URL": database_url,
+            "RATELIMIT_STORAGE_URI": "memory://", **overrides}
+
+
+def reset_postgres_schema(url: str) -> None:
+    with psycopg.connect(psycopg_dsn(url), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(request):
+    if request.param == "postgresql" and _PG_REASON:
+        pytest.skip(_PG_REASON)
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def database_url(backend, tmp_path_factory):
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.sqlite3'}"
+    reset_postgres_schema(pg_url())
+    return pg_url()
+
+
+@pytest.fixture(scope="session")
+def app(database_url, tmp_path_factory):
+    application = create_app(app_config(database_url, INSTANCE_PATH=str(tmp_path_factory.mktemp("instance"))))
+    with application.app_context():
+        upgrade()
+    yield application
+    with application.app_context():
+        db.engine.dispose()
+
+
+def empty_database(application) -> None:
+    with application.app_context():
+        db.session.remove()
+        tables = [t for t in reversed(db.metadata.sorted_tables) if t.name not in REFERENCE_TABLES]
+        with db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text(f"TRUNCATE {', '.join(t.name for t in tables)} RESTART IDENTITY CASCADE"))
+            else:
+                for table in tables:
+                    conn.execute(table.delete())
+            conn.execute(text("UPDATE audit_head SET last_id = 0, last_hash = :genesis"), {"genesis": GENESIS_HASH})
+        application.extensions["rate_limiter"].reset()
+
+
+@pytest.fixture(autouse=True)
+def _clean_database(request):
+    yield
+    if "app" in request.fixturenames:
+        empty_database(request.getfixturevalue("app"))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+_serial = count(1)
+
+
+@pytest.fixture
+def make_user(app):
+    """Create a user through the service layer: `make_user(role="admin", region_code=None)`."""
+
+    def factory(*, role="admin", username=None, password=PASSWORD, region_code=None, provider_id=None,
+                recipient_id=None):
+        username = username or f"{role}-{next(_serial)}"
+        with app.app_context(), transaction():
+            user = auth_service.create_user(username=username, password=password, role=role, region_code=region_code,
+                                            provider_id=provider_id, recipient_id=recipient_id, actor=None,
+                                            now=utcnow())
+        return user
+
+    return factory
+
+
+@pytest.fixture
+def token_for(client):
+    """Log in through the API and return the bearer token: `token_for(user)`."""
+
+    def factory(user, password=PASSWORD):
+        response = client.post("/api/v1/auth/token", json={"username": user.username, "password": password})
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()["token"]
+
+    return factory
+
+
+@pytest.fixture
+def auth(token_for):
+    """Headers for a bearer-authenticated request as *user*: `client.get(url, headers=auth(user))`."""
+
+    def factory(user):
+        return {"Authorization": f"Bearer {token_for(user)}"}
+
+    return factory
+
+
+def error_code(response) -> str:
+    return response.get_json()["error"]["code"]
