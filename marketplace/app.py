@@ -16,10 +16,14 @@ from marketplace.audit import routes as audit_routes
 from marketplace.auth import access
 from marketplace.auth import cli as auth_cli
 from marketplace.auth import routes as auth_routes
+from marketplace.catalogue import routes as catalogue_routes
 from marketplace.config import Config, finalise
 from marketplace.db import reset_write_intent, set_write_intent
 from marketplace.errors import register_error_handlers
 from marketplace.extensions import init_extensions
+from marketplace.programmes import routes as programme_routes
+from marketplace.recipients import cli as recipients_cli
+from marketplace.recipients import routes as recipient_routes
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 API_TITLE = "Service-voucher marketplace API"
@@ -41,9 +45,9 @@ def create_app(config: dict | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL=system.DOCS_ASSETS_URL,
         MIGRATIONS_DIRECTORY=PROJECT_ROOT / "migrations",
-        JSON_SORT_KEYS=False,
     )
     finalise(app.config, app.instance_path)
+    app.json.ensure_ascii = False  # 助餐, not \u52a9\u9910
     if app.config["PROXY_FIX_X_FOR"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"])
     configure_logging(app)
@@ -51,11 +55,12 @@ def create_app(config: dict | None = None) -> Flask:
     api = init_extensions(app)
     register_request_hooks(app)
     access.init_app(app)
-    for blueprint in (system.blp, auth_routes.blp, audit_routes.blp):
+    for blueprint in (system.blp, auth_routes.blp, audit_routes.blp, catalogue_routes.blp, programme_routes.blp,
+                      recipient_routes.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(system.docs_assets)
     register_error_handlers(app)
-    for commands in (auth_cli.cli, audit_cli.cli, demo.cli):
+    for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, demo.cli):
         app.register_blueprint(commands)
     return app
 

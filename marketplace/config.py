@@ -42,7 +42,9 @@ class Config:
     LOGIN_FAILURE_WINDOW_SECONDS: int = 900
     TOKEN_TTL_SECONDS: int = 8 * 3600
     SESSION_TTL_SECONDS: int = 8 * 3600
-    MAX_CONTENT_LENGTH: int = 64 * 1024 * 1024
+    # Largest request body; JSON requests are small. The recipient CSV import has its own limit.
+    MAX_CONTENT_LENGTH: int = 1024 * 1024
+    IMPORT_MAX_BYTES: int = 64 * 1024 * 1024
     # Number of reverse proxies in front of the app whose X-Forwarded-For may be trusted.
     PROXY_FIX_X_FOR: int = 0
     SQLITE_BUSY_TIMEOUT_MS: int = 30_000

@@ -1,6 +1,20 @@
-"""Import every model so that the metadata is complete (for migrations and the models-match test)."""
+"""Import every kernel model so that the metadata is complete (for migrations and the models-match test)."""
 
 from marketplace.audit.models import AuditEvent, AuditHead
 from marketplace.auth.models import AuthToken, User
+from marketplace.catalogue.models import NegativeListRule, ServiceCategory, ServiceItem
+from marketplace.programmes.models import (
+    BudgetAmendment,
+    JournalEntry,
+    JournalLine,
+    Programme,
+    ProgrammeBudget,
+    ProgrammeItem,
+)
+from marketplace.recipients.models import Recipient, RecipientTag
 
-__all__ = ["AuditEvent", "AuditHead", "AuthToken", "User"]
+__all__ = [
+    "AuditEvent", "AuditHead", "AuthToken", "BudgetAmendment", "JournalEntry", "JournalLine", "NegativeListRule",
+    "Programme", "ProgrammeBudget", "ProgrammeItem", "Recipient", "RecipientTag", "ServiceCategory", "ServiceItem",
+    "User",
+]

@@ -22,7 +22,7 @@ from marketplace.db import db, transaction, utcnow
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 # Tables whose rows are reference data seeded by the migrations: never emptied between tests.
-REFERENCE_TABLES = {"alembic_version", "audit_head"}
+REFERENCE_TABLES = {"alembic_version", "audit_head", "service_category", "negative_list_rule"}
 PASSWORD = "correct horse battery"
 
 

@@ -10,7 +10,7 @@ A request is authenticated by exactly one of:
 import hmac
 from functools import wraps
 
-from flask import Flask, g, request, session
+from flask import Flask, current_app, g, request, session
 from flask_login import current_user
 
 from marketplace.auth import service
@@ -74,6 +74,8 @@ def role_required(*roles: str):
                 raise Forbidden()
             return view(*args, **kwargs)
 
+        # Read by _enforce_roles; functools.wraps in the decorators above copies it onto the view.
+        guarded._required_roles = frozenset(roles)
         guarded._apidoc = {**getattr(view, "_apidoc", {})}
         guarded._apidoc["manual_doc"] = {
             **guarded._apidoc.get("manual_doc", {}),
@@ -98,5 +100,19 @@ def _csrf_protect() -> None:
         raise CsrfFailed()
 
 
+def _enforce_roles() -> None:
+    """Refuse strangers (401) and wrong roles (403) before the view parses its arguments.
+
+    `role_required` sits below `@blp.arguments`, so on its own it would answer an anonymous request
+    with a bad body 422 (and describe the schema to it) instead of 401.
+    """
+    if request.method == "OPTIONS" or request.endpoint is None:
+        return
+    roles = getattr(current_app.view_functions.get(request.endpoint), "_required_roles", None)
+    if roles is not None and require_actor().role not in roles:
+        raise Forbidden()
+
+
 def init_app(app: Flask) -> None:
     app.before_request(_csrf_protect)
+    app.before_request(_enforce_roles)

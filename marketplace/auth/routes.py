@@ -47,10 +47,15 @@ def revoke_token():
 @blp.arguments(CredentialsSchema)
 @blp.response(200, SessionSchema)
 def login(credentials):
-    """Start a cookie session (browsers); the session id is new on every login."""
+    """Start a cookie session (browsers); the session id is new on every login and the old one dies."""
     now = utcnow()
+    replaced = current_actor() if not request.headers.get("Authorization") else None
+    replaced_secret = replaced.auth_token if replaced is not None else None
     with transaction():
         user = service.authenticate(**credentials, client=request.remote_addr or "unknown")
+        if replaced_secret:
+            # Rotation: a copy of the previous cookie must not outlive the session that replaced it.
+            service.revoke_token(raw=replaced_secret, actor=replaced, now=now)
         raw, token = service.issue_token(user=user, kind="session", now=now)
     session.clear()
     user.auth_token = raw

@@ -1,0 +1,82 @@
+"""Rules 2 and 3 of DESIGN.md: only catalogue services are bought; the negative list is refused."""
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from marketplace import audit
+from marketplace.catalogue.models import NegativeListRule, ServiceCategory, ServiceItem
+from marketplace.db import db
+from marketplace.errors import DomainError, Forbidden, NotFound, ValidationFailed
+
+
+class NegativeList(DomainError):
+    status, code = 422, "negative_list"
+    message = "This item is on the negative list and may never be bought as a service."
+
+
+class DuplicateItem(DomainError):
+    status, code, message = 409, "duplicate_item", "An item with this code exists."
+
+
+def list_categories() -> list[ServiceCategory]:
+    return db.session.scalars(select(ServiceCategory).order_by(ServiceCategory.position)).all()
+
+
+def list_negative_list() -> list[NegativeListRule]:
+    return db.session.scalars(select(NegativeListRule).order_by(NegativeListRule.code)).all()
+
+
+def list_items(*, category_code: str | None = None) -> list[ServiceItem]:
+    statement = select(ServiceItem).order_by(ServiceItem.code)
+    if category_code is not None:
+        statement = statement.where(ServiceItem.category_code == category_code)
+    return db.session.scalars(statement).all()
+
+
+def get_item(code: str) -> ServiceItem:
+    """:raises NotFound: no item has this code."""
+    item = db.session.scalar(select(ServiceItem).where(ServiceItem.code == code))
+    if item is None:
+        raise NotFound(f"No catalogue item {code!r}.")
+    return item
+
+
+def items_by_code(codes: list[str]) -> dict[str, ServiceItem]:
+    """Return the catalogue items with these codes, keyed by code (missing codes are simply absent)."""
+    if not codes:
+        return {}
+    return {item.code: item for item in db.session.scalars(select(ServiceItem).where(ServiceItem.code.in_(codes)))}
+
+
+def create_item(*, code: str, name: str, category_code: str, unit: str, standard_price_fen: int, nature: str,
+                description: str | None = None, actor, now: datetime) -> ServiceItem:
+    """Add a service item to the catalogue.
+
+    :raises NegativeList: the nature is anything but `service` (details name the rule).
+    :raises ValidationFailed: unknown category.
+    :raises DuplicateItem: the code is taken.
+    :raises Forbidden: a region-scoped admin (the catalogue is shared by every region).
+    """
+    if actor is not None and actor.region_code is not None:
+        raise Forbidden("The catalogue is shared by every region: only an admin without a region scope may change it.")
+    if nature != "service":
+        rule = db.session.get(NegativeListRule, nature)
+        raise NegativeList(
+            f"{rule.name}: {rule.reason}" if rule else "Only services may be bought.",
+            rule={"code": rule.code, "name": rule.name, "reason": rule.reason} if rule else {"code": nature},
+        )
+    if db.session.get(ServiceCategory, category_code) is None:
+        raise ValidationFailed({"category_code": "Not one of the six catalogue categories."})
+    item = ServiceItem(code=code, name=name, category_code=category_code, unit=unit,
+                       standard_price_fen=standard_price_fen, nature=nature, description=description, created_at=now)
+    try:
+        with db.session.begin_nested():
+            db.session.add(item)
+    except IntegrityError as error:
+        raise DuplicateItem() from error
+    audit.record(action="catalogue.item_created", entity="service_item", entity_id=item.id, actor=actor, now=now,
+                 data={"code": code, "name": name, "category_code": category_code, "unit": unit,
+                       "standard_price_fen": standard_price_fen})
+    return item

@@ -1,0 +1,1 @@
+"""Programmes (a funded voucher scheme) and their budget ledger."""

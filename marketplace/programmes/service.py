@@ -1,0 +1,182 @@
+"""Programmes: creation with the policy checks, budget amendments, activation and closing."""
+
+from datetime import date, datetime
+
+from sqlalchemy import select
+
+from marketplace import audit
+from marketplace.catalogue import service as catalogue
+from marketplace.db import db, paginate
+from marketplace.errors import DomainError, Forbidden, InvalidTransition, NotFound, ValidationFailed
+from marketplace.programmes import ledger
+from marketplace.programmes.models import BudgetAmendment, Programme, ProgrammeItem
+from marketplace.recipients.models import TAGS
+from marketplace.regions import covers, is_region_code, region_prefix
+from marketplace.signals import programme_closed
+
+MAX_PERIOD_DAYS = 5 * 366
+MAX_AMENDMENT_FEN = 10**12  # ¥10 billion: larger is a typo, not a budget
+
+
+class NoBudget(DomainError):
+    status, code, message = 409, "no_budget", "A programme cannot be activated without an allocated budget."
+
+
+class BudgetBelowCommitted(DomainError):
+    status, code = 409, "budget_below_committed"
+    message = "The reduction would take the budget below what is already committed, redeemed and settled."
+
+
+class ProgrammeClosed(DomainError):
+    status, code, message = 409, "programme_closed", "The programme is closed."
+
+
+def check_scope(actor, region_code: str) -> None:
+    """:raises Forbidden: a region-scoped admin acting outside their region."""
+    if actor is not None and actor.role == "admin" and not covers(actor.region_code, region_code):
+        raise Forbidden("This is outside your region.")
+
+
+def get_programme(programme_id: int, *, actor) -> Programme:
+    """:raises NotFound: no such programme. :raises Forbidden: outside the admin's region."""
+    programme = db.session.get(Programme, programme_id)
+    if programme is None:
+        raise NotFound("No such programme.")
+    check_scope(actor, programme.region_code)
+    return programme
+
+
+def list_programmes(*, actor, page: int, per_page: int, status: str | None = None) -> dict:
+    statement = select(Programme).order_by(Programme.id)
+    if status is not None:
+        statement = statement.where(Programme.status == status)
+    if actor is not None and actor.role == "admin" and actor.region_code is not None:
+        # Programmes inside the admin's region: their code starts with the admin's prefix. A
+        # city-wide programme (510100) is not inside a county admin's scope (510131).
+        statement = statement.where(Programme.region_code.startswith(region_prefix(actor.region_code)))
+    return paginate(statement, page=page, per_page=per_page)
+
+
+def create_programme(*, name: str, authority: str, region_code: str, starts_on: date, ends_on: date, items: list[dict],
+                     eligibility: dict, copay_percent: dict, reserved_share_percent: int, settlement_rules: list[dict],
+                     rating_window_days: int, reversal_window_hours: int, choice_required: bool, actor,
+                     now: datetime) -> Programme:
+    """Create a draft programme buying catalogue services.
+
+    :raises ValidationFailed: naming every field that breaks a rule.
+    :raises Forbidden: the region is outside the admin's scope.
+    """
+    problems: dict[str, str] = {}
+    if not is_region_code(region_code):
+        problems["region_code"] = "Not a GB/T 2260 region code."
+    if ends_on < starts_on:
+        problems["ends_on"] = "The programme must end on or after the day it starts."
+    elif (ends_on - starts_on).days > MAX_PERIOD_DAYS:
+        problems["ends_on"] = "A programme runs for at most five years."
+    codes = [item["item_code"] for item in items]
+    if len(set(codes)) != len(codes):
+        problems["items"] = "Each item may appear only once."
+    else:
+        known = catalogue.items_by_code(codes)
+        missing = [code for code in codes if code not in known]
+        if missing:
+            problems["items"] = f"Not in the catalogue: {', '.join(sorted(missing))}."
+    unknown_tags = set(eligibility.get("tags_any") or []) | (set(copay_percent) - {"default"})
+    unknown_tags -= set(TAGS)
+    if unknown_tags:
+        problems["copay_percent"] = f"Unknown tags: {', '.join(sorted(unknown_tags))}."
+    if "default" not in copay_percent:
+        problems["copay_percent"] = "A `default` co-payment percent is required."
+    rules_problem = _settlement_rules_problem(settlement_rules)
+    if rules_problem:
+        problems["settlement_rules"] = rules_problem
+    if problems:
+        raise ValidationFailed(problems)
+    check_scope(actor, region_code)
+
+    programme = Programme(
+        name=name, authority=authority, region_code=region_code, starts_on=starts_on, ends_on=ends_on, status="draft",
+        eligibility={"min_age": eligibility.get("min_age"), "tags_any": sorted(set(eligibility.get("tags_any") or []))},
+        copay_percent=copay_percent, reserved_share_percent=reserved_share_percent,
+        settlement_rules=sorted(settlement_rules, key=lambda rule: rule["min_score"]),
+        rating_window_days=rating_window_days, reversal_window_hours=reversal_window_hours,
+        choice_required=choice_required, created_at=now, created_by=getattr(actor, "id", None),
+        items=[ProgrammeItem(**item) for item in items],
+    )
+    db.session.add(programme)
+    db.session.flush()
+    ledger.open_budget(programme_id=programme.id)
+    audit.record(action="programme.created", entity="programme", entity_id=programme.id, actor=actor, now=now,
+                 data={"name": name, "region_code": region_code, "items": items,
+                       "period": [starts_on.isoformat(), ends_on.isoformat()]})
+    return programme
+
+
+def _settlement_rules_problem(rules: list[dict]) -> str | None:
+    scores = [rule["min_score"] for rule in rules]
+    if not rules:
+        return "At least one rule is required."
+    if len(set(scores)) != len(scores):
+        return "Each min_score may appear only once."
+    ordered = sorted(rules, key=lambda rule: rule["min_score"])
+    if ordered[0]["min_score"] != 0:
+        return "One rule must start at min_score 0, so that every score maps to a pay percent."
+    pays = [rule["pay_percent"] for rule in ordered]
+    if pays != sorted(pays):
+        return "A higher score may never pay a lower percent."
+    return None
+
+
+def amend_budget(*, programme: Programme, amount_fen: int, reason: str, actor, now: datetime) -> ledger.Ledger:
+    """Allocate more budget (positive) or take unspent budget back (negative).
+
+    :raises ProgrammeClosed: the programme is closed.
+    :raises BudgetBelowCommitted: the reduction exceeds what is available (not committed or spent).
+    """
+    if programme.status == "closed":
+        raise ProgrammeClosed()
+    if amount_fen == 0 or abs(amount_fen) > MAX_AMENDMENT_FEN:
+        raise ValidationFailed({"amount_fen": "A non-zero amount of at most 10^12 fen."})
+    try:
+        entry_id = ledger.post_entry(programme_id=programme.id, kind="allocation",
+                                     lines={"funding": -amount_fen, "available": amount_fen}, now=now,
+                                     actor_id=getattr(actor, "id", None), reference_type="budget_amendment",
+                                     memo=reason)
+    except ledger.InsufficientBudget as shortage:
+        raise BudgetBelowCommitted(available_fen=shortage.available_fen,
+                                   requested_reduction_fen=-amount_fen) from shortage
+    amendment = BudgetAmendment(programme_id=programme.id, amount_fen=amount_fen, reason=reason, entry_id=entry_id,
+                                created_at=now, created_by=getattr(actor, "id", None))
+    db.session.add(amendment)
+    db.session.flush()
+    audit.record(action="programme.budget_amended", entity="programme", entity_id=programme.id, actor=actor, now=now,
+                 data={"amount_fen": amount_fen, "reason": reason, "amendment_id": amendment.id})
+    return ledger.balances(programme.id)
+
+
+def activate(*, programme: Programme, actor, now: datetime) -> Programme:
+    """Open a draft programme for issuance (rule 1: only with an allocated budget).
+
+    :raises InvalidTransition: not a draft. :raises NoBudget: nothing allocated.
+    """
+    if programme.status != "draft":
+        raise InvalidTransition(f"A {programme.status} programme cannot be activated.")
+    if ledger.balances(programme.id).allocated_fen <= 0:
+        raise NoBudget()
+    programme.status, programme.activated_at = "active", now
+    audit.record(action="programme.activated", entity="programme", entity_id=programme.id, actor=actor, now=now)
+    return programme
+
+
+def close(*, programme: Programme, actor, now: datetime) -> Programme:
+    """Close a programme for good; its open vouchers are revoked (by the vouchers domain's receiver).
+
+    :raises InvalidTransition: already closed.
+    """
+    if programme.status == "closed":
+        raise InvalidTransition("The programme is already closed.")
+    programme.status, programme.closed_at = "closed", now
+    db.session.flush()
+    programme_closed.send(programme, actor=actor, now=now)
+    audit.record(action="programme.closed", entity="programme", entity_id=programme.id, actor=actor, now=now)
+    return programme

@@ -1,0 +1,334 @@
+"""Recipients: enrolment one by one or by CSV, look-up within scope, status changes, logins.
+
+Privacy: the ID number is parsed, turned into a blind index and a masked form, and dropped. It is
+never stored, logged, put in an audit event or returned; error messages name the part that is wrong,
+never the number.
+"""
+
+import csv
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from flask import current_app
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from marketplace import audit
+from marketplace.auth import service as auth_service
+from marketplace.db import db, paginate
+from marketplace.errors import DomainError, Forbidden, InvalidTransition, NotFound, ValidationFailed
+from marketplace.recipients.idnumber import IdNumber, InvalidIdNumberError, parse_id_number
+from marketplace.recipients.models import TAGS, Recipient, RecipientTag
+from marketplace.regions import covers, is_region_code, region_prefix
+from marketplace.signals import recipient_departed
+
+CSV_HEADER = ("name", "id_number", "phone", "region_code", "address", "tags")
+PHONE_RE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
+IMPORT_BATCH = 1000
+MAX_REPORTED_ERRORS = 1000
+# Allowed status changes: a person may move back; death is final.
+TRANSITIONS = {"active": {"moved", "deceased"}, "moved": {"active", "deceased"}, "deceased": set()}
+
+
+class InvalidIdNumber(DomainError):
+    status, code, message = 422, "invalid_id_number", "The ID number is not valid."
+
+
+class DuplicateRecipient(DomainError):
+    status, code, message = 409, "duplicate_recipient", "A recipient with this ID number is already enrolled."
+
+
+def id_number_hash(number: str) -> str:
+    """The blind index of a normalised ID number: HMAC-SHA256 under ID_HASH_KEY."""
+    key = current_app.config["ID_HASH_KEY"].encode("utf-8")
+    return hmac.new(key, number.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def _clean_phone(phone: str | None) -> tuple[str | None, str | None]:
+    phone = (phone or "").strip() or None
+    if phone is not None and not PHONE_RE.match(phone):
+        return phone, "A mobile number (11 digits starting 1) or a landline with its area code."
+    return phone, None
+
+
+def _clean_address(address: str | None) -> tuple[str | None, str | None]:
+    address = (address or "").strip() or None
+    if address is not None and len(address) > 200:
+        return address, "At most 200 characters."
+    return address, None
+
+
+def _clean_tags(tags: Iterable[str]) -> tuple[list[str], str | None]:
+    tags = sorted({tag.strip() for tag in tags if tag.strip()})
+    unknown = [tag for tag in tags if tag not in TAGS]
+    if unknown:
+        return tags, f"Unknown tags: {', '.join(unknown)}; allowed: {', '.join(TAGS)}."
+    return tags, None
+
+
+@dataclass
+class CheckedRecipient:
+    id_number: IdNumber | None
+    values: dict
+    problems: dict[str, str]
+    id_part: str | None = None  # which part of the ID number is wrong
+
+
+def check_fields(*, name: str, id_number: str, phone: str | None, region_code: str, address: str | None,
+                 tags: Iterable[str], actor, today: date) -> CheckedRecipient:
+    """Apply every field rule; return the clean values and a message per bad field."""
+    problems: dict[str, str] = {}
+    parsed, id_part = None, None
+    try:
+        parsed = parse_id_number(id_number or "", today=today)
+    except InvalidIdNumberError as error:
+        problems["id_number"], id_part = error.message, error.part
+    name = (name or "").strip()
+    if not 1 <= len(name) <= 50:
+        problems["name"] = "A name of 1 to 50 characters is required."
+    region_code = (region_code or "").strip()
+    if not is_region_code(region_code):
+        problems["region_code"] = "Not a GB/T 2260 region code (6 digits)."
+    elif not covers(getattr(actor, "region_code", None), region_code):
+        problems["region_code"] = "Outside your region."
+    phone, problems["phone"] = _clean_phone(phone)
+    address, problems["address"] = _clean_address(address)
+    tags, problems["tags"] = _clean_tags(tags)
+    problems = {key: message for key, message in problems.items() if message}
+    values = {"name": name, "phone": phone, "region_code": region_code, "address": address, "tags": tags}
+    return CheckedRecipient(parsed, values, problems, id_part)
+
+
+def create_recipient(*, name: str, id_number: str, phone: str | None, region_code: str, address: str | None,
+                     tags: list[str], actor, now: datetime) -> Recipient:
+    """Enrol one recipient.
+
+    :raises InvalidIdNumber: the ID number fails GB 11643 (details.part names what is wrong).
+    :raises ValidationFailed: another field is wrong.
+    :raises Forbidden: the region is outside the admin's scope.
+    :raises DuplicateRecipient: someone with this ID number is enrolled.
+    """
+    checked = check_fields(name=name, id_number=id_number, phone=phone, region_code=region_code, address=address,
+                           tags=tags, actor=actor, today=now.date())
+    problems = checked.problems
+    if "id_number" in problems:
+        raise InvalidIdNumber(problems["id_number"], part=checked.id_part,
+                              fields={"id_number": [problems["id_number"]]})
+    if problems.get("region_code") == "Outside your region.":
+        raise Forbidden("This region is outside your scope.")
+    if problems:
+        raise ValidationFailed(problems)
+    digest = id_number_hash(checked.id_number.number)
+    existing = db.session.scalar(select(Recipient.id).where(Recipient.id_number_hash == digest))
+    if existing is not None:
+        raise DuplicateRecipient()
+    values = checked.values
+    recipient = Recipient(name=values["name"], id_number_hash=digest, id_number_masked=checked.id_number.masked,
+                          birth_date=checked.id_number.birth_date, sex=checked.id_number.sex, phone=values["phone"],
+                          region_code=values["region_code"], address=values["address"], status="active",
+                          created_at=now, updated_at=now, tag_rows=[RecipientTag(tag=tag) for tag in values["tags"]])
+    try:
+        with db.session.begin_nested():
+            db.session.add(recipient)
+    except IntegrityError as error:
+        raise DuplicateRecipient() from error
+    audit.record(action="recipient.created", entity="recipient", entity_id=recipient.id, actor=actor, now=now,
+                 data={"id_number_masked": recipient.id_number_masked, "region_code": recipient.region_code,
+                       "tags": values["tags"]})
+    return recipient
+
+
+def get_recipient(recipient_id: int, *, actor) -> Recipient:
+    """The recipient, for an admin in scope or the recipient themself.
+
+    :raises NotFound: no such recipient, or not the asking recipient's own record.
+    :raises Forbidden: outside the admin's region.
+    """
+    recipient = db.session.get(Recipient, recipient_id)
+    if actor.role == "recipient":
+        if recipient is None or actor.recipient_id != recipient.id:
+            raise NotFound("No such recipient.")
+        return recipient
+    if recipient is None:
+        raise NotFound("No such recipient.")
+    if actor.role != "admin" or not covers(actor.region_code, recipient.region_code):
+        raise Forbidden("This recipient is outside your region.")
+    return recipient
+
+
+def list_recipients(*, actor, page: int, per_page: int, region_code: str | None = None, status: str | None = None,
+                    tag: str | None = None) -> dict:
+    statement = select(Recipient).order_by(Recipient.id)
+    if actor.role == "recipient":
+        statement = statement.where(Recipient.id == actor.recipient_id)
+    elif actor.region_code is not None:
+        statement = statement.where(Recipient.region_code.startswith(region_prefix(actor.region_code)))
+    if region_code is not None:
+        statement = statement.where(Recipient.region_code.startswith(region_prefix(region_code)))
+    if status is not None:
+        statement = statement.where(Recipient.status == status)
+    if tag is not None:
+        statement = statement.where(Recipient.tag_rows.any(RecipientTag.tag == tag))
+    return paginate(statement, page=page, per_page=per_page)
+
+
+def update_recipient(*, recipient: Recipient, actor, now: datetime, status: str | None = None,
+                     tags: list[str] | None = None, phone: str | None = None, address: str | None = None) -> Recipient:
+    """Change status, tags, phone or address; moving away or dying revokes open vouchers.
+
+    :raises InvalidTransition: e.g. any change of a deceased recipient's status.
+    :raises ValidationFailed: a bad phone, address or tag.
+    """
+    problems: dict[str, str] = {}
+    changes: dict = {}
+    if phone is not None:
+        phone, problems["phone"] = _clean_phone(phone)
+        if phone != recipient.phone:
+            changes["phone"] = "changed"  # the number itself is personal data: not in the audit trail
+    if address is not None:
+        address, problems["address"] = _clean_address(address)
+        if address != recipient.address:
+            changes["address"] = "changed"
+    if tags is not None:
+        tags, problems["tags"] = _clean_tags(tags)
+        if tags != recipient.tags:
+            changes["tags"] = {"from": recipient.tags, "to": tags}
+    problems = {key: message for key, message in problems.items() if message}
+    if problems:
+        raise ValidationFailed(problems)
+    if "phone" in changes:
+        recipient.phone = phone
+    if "address" in changes:
+        recipient.address = address
+    if "tags" in changes:
+        # Keep the rows of tags that stay: deleting and re-inserting one primary key in a single flush
+        # would collide.
+        current = set(recipient.tags)
+        recipient.tag_rows = [row for row in recipient.tag_rows if row.tag in tags] + [
+            RecipientTag(tag=tag) for tag in tags if tag not in current]
+    departed = False
+    if status is not None and status != recipient.status:
+        if status not in TRANSITIONS[recipient.status]:
+            raise InvalidTransition(f"A {recipient.status} recipient cannot become {status}.")
+        changes["status"] = {"from": recipient.status, "to": status}
+        recipient.status = status
+        departed = status in ("moved", "deceased")
+    if not changes:
+        return recipient
+    recipient.updated_at = now
+    db.session.flush()
+    if departed:
+        recipient_departed.send(recipient, actor=actor, now=now, status=status)
+    audit.record(action="recipient.updated", entity="recipient", entity_id=recipient.id, actor=actor, now=now,
+                 data=changes)
+    return recipient
+
+
+def create_account(*, recipient: Recipient, username: str, password: str, actor, now: datetime):
+    """Give a recipient a login of their own (role `recipient`)."""
+    return auth_service.create_user(username=username, password=password, role="recipient",
+                                    recipient_id=recipient.id, actor=actor, now=now)
+
+
+# --- CSV import -----------------------------------------------------------------------------------
+
+@dataclass
+class ImportResult:
+    created: int = 0
+    duplicates: int = 0
+    rows: int = 0
+    error_rows: int = 0
+    errors: list[dict] = field(default_factory=list)
+
+
+def import_recipients(*, text: Iterable[str], actor, now: datetime,
+                      on_batch: Callable[[int], None] | None = None) -> ImportResult:
+    """Import recipients from CSV text (header as in API.md), streaming, in the caller's transaction.
+
+    Bad rows are reported as {row, field, message} with spreadsheet row numbers (the header is row 1)
+    and skipped; rows whose ID number is already enrolled, or repeated in the file, are counted as
+    duplicates and never created. Importing the same file again creates nothing.
+
+    :raises ValidationFailed: the header is wrong or the file is not UTF-8 (nothing is imported).
+    """
+    result = ImportResult()
+    reader = csv.reader(text)
+    try:
+        header = next(reader, None)
+        if header is None or tuple(column.strip().lower() for column in header) != CSV_HEADER:
+            raise ValidationFailed({"file": f"The first row must be the header {','.join(CSV_HEADER)}."})
+        seen: set[str] = set()
+        batch: list[tuple[str, IdNumber, dict]] = []
+        for index, row in enumerate(reader):
+            row_number = index + 2
+            if not any(cell.strip() for cell in row):
+                continue
+            result.rows += 1
+            if len(row) != len(CSV_HEADER):
+                _report(result, row_number, "row", f"Expected {len(CSV_HEADER)} columns, found {len(row)}.")
+                continue
+            cells = dict(zip(CSV_HEADER, row, strict=True))
+            checked = check_fields(name=cells["name"], id_number=cells["id_number"], phone=cells["phone"],
+                                   region_code=cells["region_code"], address=cells["address"],
+                                   tags=cells["tags"].split(";"), actor=actor, today=now.date())
+            if checked.problems:
+                result.error_rows += 1
+                for field_name, message in checked.problems.items():
+                    _report(result, row_number, field_name, message, count=False)
+                continue
+            digest = id_number_hash(checked.id_number.number)
+            if digest in seen:
+                result.duplicates += 1
+                continue
+            seen.add(digest)
+            batch.append((digest, checked.id_number, checked.values))
+            if len(batch) >= IMPORT_BATCH:
+                _insert_batch(batch, result, now)
+                batch = []
+                if on_batch:
+                    on_batch(result.rows)
+        _insert_batch(batch, result, now)
+    except UnicodeDecodeError as error:
+        raise ValidationFailed({"file": "The file is not UTF-8 text."}) from error
+    except csv.Error as error:
+        raise ValidationFailed({"file": f"Not readable as CSV: {error}."}) from error
+    if on_batch:
+        on_batch(result.rows)
+    audit.record(action="recipients.imported", entity="recipient", entity_id="import", actor=actor, now=now,
+                 data={"rows": result.rows, "created": result.created, "duplicates": result.duplicates,
+                       "error_rows": result.error_rows})
+    return result
+
+
+def _report(result: ImportResult, row: int, field_name: str, message: str, *, count: bool = True) -> None:
+    if count:
+        result.error_rows += 1
+    if len(result.errors) < MAX_REPORTED_ERRORS:
+        result.errors.append({"row": row, "field": field_name, "message": message})
+
+
+def _insert_batch(batch: list[tuple[str, IdNumber, dict]], result: ImportResult, now: datetime) -> None:
+    if not batch:
+        return
+    existing = set(db.session.scalars(
+        select(Recipient.id_number_hash).where(Recipient.id_number_hash.in_([digest for digest, _, _ in batch]))
+    ))
+    fresh = [entry for entry in batch if entry[0] not in existing]
+    result.duplicates += len(batch) - len(fresh)
+    if not fresh:
+        return
+    rows = [{"name": values["name"], "id_number_hash": digest, "id_number_masked": parsed.masked,
+             "birth_date": parsed.birth_date, "sex": parsed.sex, "phone": values["phone"],
+             "region_code": values["region_code"], "address": values["address"], "status": "active",
+             "created_at": now, "updated_at": now} for digest, parsed, values in fresh]
+    ids = dict(db.session.execute(
+        insert(Recipient).returning(Recipient.id_number_hash, Recipient.id, sort_by_parameter_order=True), rows
+    ).tuples().all())
+    tag_rows = [{"recipient_id": ids[digest], "tag": tag} for digest, _, values in fresh for tag in values["tags"]]
+    if tag_rows:
+        db.session.execute(insert(RecipientTag), tag_rows)
+    result.created += len(fresh)

@@ -1,0 +1,31 @@
+"""Administrative division codes (GB/T 2260): six digits, two per level (province, city, county).
+
+A code whose trailing pairs are "00" stands for the whole higher-level area: 510100 (成都市) covers
+every code starting 5101, 510000 (四川省) every code starting 51. That prefix is what programme regions
+and admin scopes match against.
+"""
+
+import re
+
+# Province-level codes in use (GB/T 2260): the first two digits of every valid region code.
+PROVINCE_CODES = frozenset({
+    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37", "41", "42", "43",
+    "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64", "65", "71", "81", "82",
+})
+REGION_CODE_RE = re.compile(r"^\d{6}$")
+
+
+def is_region_code(code: str) -> bool:
+    return bool(REGION_CODE_RE.match(code)) and code[:2] in PROVINCE_CODES
+
+
+def region_prefix(code: str) -> str:
+    """The prefix a code stands for: 510131 → 510131, 510100 → 5101, 510000 → 51."""
+    while len(code) > 2 and code.endswith("00"):
+        code = code[:-2]
+    return code
+
+
+def covers(area_code: str | None, code: str) -> bool:
+    """Whether *area_code* (a code or prefix; None = everywhere) includes *code*."""
+    return area_code is None or region_prefix(code).startswith(region_prefix(area_code))

@@ -1,0 +1,20 @@
+"""Signals the kernel sends so that higher domains can act without the kernel importing them.
+
+Receivers run synchronously, inside the sender's transaction: whatever they write commits or rolls
+back together with the change that set them off.
+
+- `programme_closed(programme, actor=, now=)`: a programme was closed. The vouchers domain revokes
+  its open vouchers and releases their commitment.
+- `recipient_departed(recipient, actor=, now=, status=)`: a recipient died or moved away. The vouchers
+  domain revokes their open vouchers and releases the commitment.
+- `reconciliation_checks(programme_id)`: reconciliation is running; each receiver returns a list of
+  `Check` (see marketplace.programmes.ledger) re-deriving its domain's balances from its own tables.
+"""
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+programme_closed = _signals.signal("programme-closed")
+recipient_departed = _signals.signal("recipient-departed")
+reconciliation_checks = _signals.signal("reconciliation-checks")
