@@ -4,13 +4,20 @@ The demo county is 蒲江县 (region code 510131, 成都市, 四川省). Passwor
 this is a demo database and never a production one (the command refuses a non-empty database).
 """
 
+import random
+from datetime import date
+
 import click
 from flask import Blueprint
 from sqlalchemy import func, select
 
 from marketplace.auth import service as auth_service
 from marketplace.auth.models import User
+from marketplace.catalogue import service as catalogue_service
 from marketplace.db import db, transaction, utcnow
+from marketplace.programmes import service as programme_service
+from marketplace.recipients import service as recipient_service
+from marketplace.recipients.idnumber import check_character
 
 DEMO_REGION = "510131"
 DEMO_USERS = [
@@ -20,15 +27,81 @@ DEMO_USERS = [
     ("auditor", "demo-auditor-2026", "auditor", None, "read-only auditor"),
 ]
 
+# The five home-care services (居家养老服务), with typical county prices in fen.
+DEMO_ITEMS = [
+    # code, name, unit, standard price, programme unit price, monthly quota per recipient
+    ("HC-MEAL", "助餐", "餐", 1500, 1200, 30),
+    ("HC-BATH", "助浴", "次", 6000, 5000, 2),
+    ("HC-CLEAN", "助洁", "小时", 4000, 3500, 4),
+    ("HC-EMERGENCY", "助急", "次", 5000, 5000, 1),
+    ("HC-MEDICAL", "助医", "次", 8000, 6000, 2),
+]
+DEMO_RECIPIENTS = 300
+DEMO_RESIDENT = ("resident", "demo-resident-2026")
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
+GIVEN = ["秀英", "桂英", "玉兰", "淑珍", "建国", "国华", "德明", "志强", "秀兰", "文华", "春花", "长福", "树林", "凤英",
+         "兴发", "金花", "永清", "素芳", "福全", "润生"]
+TOWNS = ["鹤山街道", "大塘镇", "寿安街道", "朝阳湖镇", "西来镇", "大兴镇", "甘溪镇", "成佳镇"]
+
 cli = Blueprint("demo_cli", __name__, cli_group=None)
 
 
-def seed_demo(*, now) -> list[tuple[str, str, str, str]]:
+def seed_demo(*, now, rng: random.Random | None = None) -> list[tuple[str, str, str, str]]:
     """Fill an empty database with the demo and return the logins as (username, password, role, note)."""
+    rng = rng or random.Random(2026)
     for username, password, role, region, _note in DEMO_USERS:
         auth_service.create_user(username=username, password=password, role=role, region_code=region, actor=None,
                                  now=now)
-    return [(u, p, r, note) for u, p, r, _region, note in DEMO_USERS]
+    for code, name, unit, standard_price, _price, _quota in DEMO_ITEMS:
+        catalogue_service.create_item(code=code, name=name, category_code="basic_public", unit=unit,
+                                      standard_price_fen=standard_price, nature="service",
+                                      description=f"居家养老服务：{name}", actor=None, now=now)
+    programme = programme_service.create_programme(
+        name=f"蒲江县{now.year}年居家养老服务券", authority="蒲江县民政局", region_code=DEMO_REGION,
+        starts_on=date(now.year, 1, 1), ends_on=date(now.year, 12, 31),
+        items=[{"item_code": code, "unit_price_fen": price, "monthly_quota": quota}
+               for code, _name, _unit, _standard, price, quota in DEMO_ITEMS],
+        eligibility={"min_age": 60, "tags_any": ["disabled", "low_income", "extreme_poverty", "advanced_age",
+                                                 "living_alone"]},
+        copay_percent={"default": 20, "disabled": 10, "low_income": 5, "extreme_poverty": 0},
+        reserved_share_percent=30,
+        settlement_rules=[{"min_score": 0, "pay_percent": 60}, {"min_score": 60, "pay_percent": 85},
+                          {"min_score": 80, "pay_percent": 100}],
+        rating_window_days=30, reversal_window_hours=48, choice_required=True, actor=None, now=now)
+    programme_service.amend_budget(programme=programme, amount_fen=300_000_000, reason="县级财政预算安排（2026年）",
+                                   actor=None, now=now)
+    programme_service.activate(programme=programme, actor=None, now=now)
+    recipients = [recipient_service.create_recipient(**demo_recipient(index, rng), actor=None, now=now)
+                  for index in range(DEMO_RECIPIENTS)]
+    recipient_service.create_account(recipient=recipients[0], username=DEMO_RESIDENT[0], password=DEMO_RESIDENT[1],
+                                     actor=None, now=now)
+    return demo_logins()
+
+
+def demo_logins() -> list[tuple[str, str, str, str]]:
+    return [(u, p, r, note) for u, p, r, _region, note in DEMO_USERS] + [
+        (*DEMO_RESIDENT, "recipient", "an elderly resident (recipient 1)")]
+
+
+def demo_recipient(index: int, rng: random.Random) -> dict:
+    """A believable, valid (but invented) elderly resident of the demo county."""
+    birth = date(rng.randint(1928, 1965), rng.randint(1, 12), rng.randint(1, 28))
+    first17 = f"{DEMO_REGION}{birth:%Y%m%d}{index % 1000:03d}"
+    tags = set()
+    age = 2026 - birth.year
+    if age >= 80:
+        tags.add("advanced_age")
+    for tag, chance in (("living_alone", 0.3), ("disabled", 0.15), ("low_income", 0.2), ("extreme_poverty", 0.05)):
+        if rng.random() < chance:
+            tags.add(tag)
+    return {
+        "name": rng.choice(SURNAMES) + rng.choice(GIVEN),
+        "id_number": first17 + check_character(first17),
+        "phone": f"1{rng.choice('3589')}{rng.randint(0, 999_999_999):09d}" if rng.random() < 0.7 else None,
+        "region_code": DEMO_REGION,
+        "address": f"蒲江县{rng.choice(TOWNS)}{rng.randint(1, 20)}村{rng.randint(1, 12)}组",
+        "tags": sorted(tags),
+    }
 
 
 def print_logins(logins) -> None:
@@ -42,7 +115,7 @@ def seed_demo_command():
     """Fill an empty database with demo data and print the demo logins."""
     if db.session.scalar(select(func.count()).select_from(User)):
         click.echo("The database already has users; seed-demo only fills an empty database.")
-        print_logins([(u, p, r, note) for u, p, r, _region, note in DEMO_USERS])
+        print_logins(demo_logins())
         return
     with transaction():
         logins = seed_demo(now=utcnow())

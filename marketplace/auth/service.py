@@ -23,6 +23,8 @@ from marketplace.auth.models import ROLES, AuthToken, User
 from marketplace.db import db
 from marketplace.errors import DomainError, Forbidden, ValidationFailed
 from marketplace.extensions import rate_limiter
+from marketplace.recipients.models import Recipient
+from marketplace.regions import covers
 
 PASSWORD_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16,
                                  type=Type.ID)
@@ -64,13 +66,6 @@ def check_password_policy(*, username: str, password: str) -> None:
         raise ValidationFailed({"password": "The password must differ from the username."})
 
 
-def in_region_scope(actor: User | None, region_code: str | None) -> bool:
-    """Whether *actor* may act on something in *region_code* (a prefix or a full code)."""
-    if actor is None or actor.region_code is None:
-        return True
-    return region_code is not None and region_code.startswith(actor.region_code)
-
-
 def _row_exists(table_name: str, row_id: int) -> bool:
     # By table name, not by model: the kernel must not import the providers domain.
     if table_name not in db.metadata.tables:
@@ -95,9 +90,7 @@ def create_user(*, username: str, password: str, role: str, region_code: str | N
         raise ValidationFailed({"role": f"One of: {', '.join(ROLES)}."})
     check_password_policy(username=username, password=password)
     _check_links(role=role, region_code=region_code, provider_id=provider_id, recipient_id=recipient_id)
-    scoped_actor = actor is not None and actor.region_code is not None
-    if scoped_actor and (role != "admin" or not in_region_scope(actor, region_code)):
-        raise Forbidden("A region-scoped admin may only create admins inside their own region.")
+    _check_actor_scope(actor=actor, role=role, region_code=region_code, recipient_id=recipient_id)
 
     user = User(username=username, password_hash=hash_password(password), role=role, region_code=region_code,
                 provider_id=provider_id, recipient_id=recipient_id, active=True, created_at=now)
@@ -110,6 +103,19 @@ def create_user(*, username: str, password: str, role: str, region_code: str | N
                  data={"username": username, "role": role, "region_code": region_code,
                        "provider_id": provider_id, "recipient_id": recipient_id})
     return user
+
+
+def _check_actor_scope(*, actor: User | None, role: str, region_code: str | None, recipient_id: int | None) -> None:
+    """A region-scoped admin creates only admins inside their region and logins of recipients in it."""
+    if actor is None or actor.region_code is None:
+        return
+    if role == "admin" and region_code is not None and covers(actor.region_code, region_code):
+        return
+    if role == "recipient":
+        recipient = db.session.get(Recipient, recipient_id)
+        if recipient is not None and covers(actor.region_code, recipient.region_code):
+            return
+    raise Forbidden("A region-scoped admin may only create admins and recipient logins inside their own region.")
 
 
 def _check_links(*, role: str, region_code: str | None, provider_id: int | None, recipient_id: int | None) -> None:
@@ -126,7 +132,7 @@ def _check_links(*, role: str, region_code: str | None, provider_id: int | None,
     if role == "recipient":
         if recipient_id is None:
             problems["recipient_id"] = "A recipient login names its recipient."
-        elif not _row_exists("recipient", recipient_id):
+        elif db.session.get(Recipient, recipient_id) is None:
             problems["recipient_id"] = "No such recipient."
     elif recipient_id is not None:
         problems["recipient_id"] = "Only recipient logins name a recipient."
