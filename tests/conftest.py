@@ -164,3 +164,65 @@ def auth(token_for):
 
 def error_code(response) -> str:
     return response.get_json()["error"]["code"]
+
+
+@pytest.fixture
+def make_item(app):
+    """Add a catalogue service item: `make_item(code="HC-MEAL", standard_price_fen=1500)`."""
+
+    def factory(*, code=None, name="助餐", category_code="basic_public", unit="餐", standard_price_fen=1500):
+        from marketplace.catalogue import service as catalogue_service
+
+        with app.app_context(), transaction():
+            return catalogue_service.create_item(code=code or f"ITEM-{next(_serial)}", name=name,
+                                                 category_code=category_code, unit=unit,
+                                                 standard_price_fen=standard_price_fen, nature="service", actor=None,
+                                                 now=utcnow())
+
+    return factory
+
+
+def programme_payload(item_codes, **overrides) -> dict:
+    """A valid POST /programmes body buying *item_codes*."""
+    payload = {
+        "name": "蒲江县居家养老服务券",
+        "authority": "蒲江县民政局",
+        "region_code": "510131",
+        "starts_on": "2026-01-01",
+        "ends_on": "2026-12-31",
+        "items": [{"item_code": code, "unit_price_fen": 1200, "monthly_quota": 4} for code in item_codes],
+        "eligibility": {"min_age": 60, "tags_any": []},
+        "copay_percent": {"default": 20, "low_income": 5},
+        "reserved_share_percent": 30,
+        "settlement_rules": [{"min_score": 0, "pay_percent": 60}, {"min_score": 80, "pay_percent": 100}],
+        "rating_window_days": 30,
+        "reversal_window_hours": 48,
+        "choice_required": True,
+    }
+    payload.update(overrides)
+    return payload
+
+
+@pytest.fixture
+def make_programme(app, make_item):
+    """Create a programme through the service layer: `make_programme(budget_fen=100_000, activate=True)`."""
+
+    def factory(*, budget_fen=0, activate=False, region_code="510131", item_codes=None, **overrides):
+        from datetime import date
+
+        from marketplace.programmes import service as programme_service
+
+        codes = item_codes or [make_item().code]
+        payload = programme_payload(codes, region_code=region_code, **overrides)
+        payload["starts_on"] = date.fromisoformat(payload["starts_on"])
+        payload["ends_on"] = date.fromisoformat(payload["ends_on"])
+        with app.app_context(), transaction():
+            programme = programme_service.create_programme(**payload, actor=None, now=utcnow())
+            if budget_fen:
+                programme_service.amend_budget(programme=programme, amount_fen=budget_fen, reason="initial budget",
+                                               actor=None, now=utcnow())
+            if activate:
+                programme_service.activate(programme=programme, actor=None, now=utcnow())
+        return programme
+
+    return factory
