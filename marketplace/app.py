@@ -9,6 +9,7 @@ from pathlib import Path
 from flask import Flask, g, has_request_context, request
 from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from marketplace import demo, models, system  # noqa: F401  (models: complete metadata)
 from marketplace.audit import cli as audit_cli
@@ -31,6 +32,13 @@ REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
+class IdConverter(IntegerConverter):
+    """`<int:…>` in our paths: a database id from 1 to 2^31−1, so no path can overflow a column (404 else)."""
+
+    def __init__(self, url_map, min=1, max=2**31 - 1, **kwargs):  # noqa: A002 - werkzeug's argument names
+        super().__init__(url_map, min=min, max=max, **kwargs)
+
+
 def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_path=os.environ.get("INSTANCE_PATH") or str(PROJECT_ROOT / "instance"),
                 instance_relative_config=True)
@@ -48,6 +56,7 @@ def create_app(config: dict | None = None) -> Flask:
     )
     finalise(app.config, app.instance_path)
     app.json.ensure_ascii = False  # 助餐, not \u52a9\u9910
+    app.url_map.converters["int"] = IdConverter
     if app.config["PROXY_FIX_X_FOR"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"])
     configure_logging(app)

@@ -91,7 +91,8 @@ def finalise(config: dict, instance_path: str) -> None:
     config["PERMANENT_SESSION_LIFETIME"] = config["SESSION_TTL_SECONDS"]
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
-    config.setdefault("SESSION_COOKIE_SECURE", env == "production")
+    # Not setdefault: Flask's defaults already hold SESSION_COOKIE_SECURE=False, so it would never apply.
+    config["SESSION_COOKIE_SECURE"] = bool(config.get("SESSION_COOKIE_SECURE")) or env == "production"
     # Flask-Login's remember-me cookie would outlive logout; we never issue it.
     config["REMEMBER_COOKIE_DURATION"] = 0
 

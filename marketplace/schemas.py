@@ -1,10 +1,34 @@
 """Schemas shared by every domain: the error envelope, list pagination, common field rules."""
 
+from collections.abc import Mapping
+
 import marshmallow as ma
 from marshmallow import fields, validate
 
+# Database ids in bodies and query strings: bounded so that no value overflows an integer column.
+ID_RANGE = validate.Range(min=1, max=2**31 - 1)
 REGION_CODE = validate.Regexp(r"^\d{6}$", error="A region code is 6 digits (GB/T 2260).")
 REGION_PREFIX = validate.Regexp(r"^\d{2,6}$", error="A region scope is 2 to 6 leading digits of a region code.")
+
+
+def _contains_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_contains_nul(key) or _contains_nul(value[key]) for key in value)
+    if isinstance(value, list | tuple):
+        return any(_contains_nul(item) for item in value)
+    return False
+
+
+class InputSchema(ma.Schema):
+    """Base of every request schema: refuses text holding NUL characters, which no database column can store."""
+
+    @ma.pre_load
+    def _refuse_nul(self, data, **_kwargs):
+        if _contains_nul(data):
+            raise ma.ValidationError("Text may not contain NUL characters.")
+        return data
 
 
 class ErrorBodySchema(ma.Schema):
@@ -19,8 +43,8 @@ class ErrorSchema(ma.Schema):
     error = fields.Nested(ErrorBodySchema, required=True)
 
 
-class PageArgs(ma.Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+class PageArgs(InputSchema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
 

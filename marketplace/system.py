@@ -39,6 +39,14 @@ def health():
     return {"status": "ok", "database": "ok"}
 
 
+@docs_assets.record_once
+def _no_online_validator(state) -> None:
+    # Swagger UI would otherwise have every reader's browser send the spec's URL to
+    # validator.swagger.io: a call out of a closed network, naming an internal host.
+    config = state.app.config
+    config["OPENAPI_SWAGGER_UI_CONFIG"] = {"validatorUrl": None, **config.get("OPENAPI_SWAGGER_UI_CONFIG", {})}
+
+
 @docs_assets.get(DOCS_ASSETS_URL + "<path:filename>")
 def docs_asset(filename):
     return send_from_directory(swagger_ui_path, filename, max_age=86400)

@@ -36,7 +36,10 @@ def record(*, action: str, entity: str, entity_id: int | str, data: dict | None 
     *actor* is the acting user (anything with `id` and `username`) or None for the system (CLI,
     scheduled jobs). *data* must never hold personal data in clear: masked forms only.
     """
-    db.session.info.setdefault(_PENDING, []).append({
+    session = db.session()
+    # Remember the savepoint the event belongs to: rolling that savepoint back drops the event, rolling
+    # back anything else (a sibling savepoint) must not.
+    session.info.setdefault(_PENDING, []).append((session.get_nested_transaction(), {
         "at": now or utcnow(),
         "actor_id": getattr(actor, "id", None),
         "actor": getattr(actor, "username", None) or SYSTEM_ACTOR,
@@ -44,7 +47,7 @@ def record(*, action: str, entity: str, entity_id: int | str, data: dict | None 
         "entity": entity,
         "entity_id": str(entity_id),
         "data": canonical_json(data or {}),
-    })
+    }))
 
 
 def event_hash(prev_hash: str, *, id: int, at: datetime, actor_id: int | None, actor: str, action: str,
@@ -64,7 +67,9 @@ def event_hash(prev_hash: str, *, id: int, at: datetime, actor_id: int | None, a
 
 @event.listens_for(Session, "before_commit")
 def _append_pending(session: Session) -> None:
-    pending = session.info.pop(_PENDING, None)
+    if session.get_nested_transaction() is not None:
+        return  # releasing a savepoint: append once, when the outermost transaction commits
+    pending = [item for _savepoint, item in session.info.pop(_PENDING, None) or ()]
     if not pending:
         return
     head = AuditHead.__table__
@@ -83,8 +88,22 @@ def _append_pending(session: Session) -> None:
 
 
 @event.listens_for(Session, "after_soft_rollback")
-def _drop_pending(session: Session, _previous_transaction) -> None:
-    session.info.pop(_PENDING, None)
+def _drop_pending(session: Session, rolled_back) -> None:
+    if rolled_back.parent is None:
+        session.info.pop(_PENDING, None)
+    elif rolled_back.nested:
+        # Only the savepoint's own events go; those recorded before it still describe committed work.
+        pending = session.info.get(_PENDING, [])
+        pending[:] = [(savepoint, item) for savepoint, item in pending if not _inside(savepoint, rolled_back)]
+    # Otherwise a flush inside the transaction failed; the transaction itself must now roll back.
+
+
+def _inside(savepoint, transaction) -> bool:
+    while savepoint is not None:
+        if savepoint is transaction:
+            return True
+        savepoint = savepoint.parent
+    return False
 
 
 @dataclass(frozen=True)
@@ -101,24 +120,23 @@ def verify_chain() -> Verification:
     expected_id, expected_prev, count = 1, GENESIS_HASH, 0
     columns = [AuditEvent.id, AuditEvent.at, AuditEvent.actor_id, AuditEvent.actor, AuditEvent.action,
                AuditEvent.entity, AuditEvent.entity_id, AuditEvent.data, AuditEvent.prev_hash, AuditEvent.hash]
-    rows = db.session.execute(
-        select(*columns).order_by(AuditEvent.id).execution_options(yield_per=2000)
-    )
-    for row in rows:
-        if row.id != expected_id:
-            return Verification(False, count, expected_id, f"event {expected_id} is missing")
-        if row.prev_hash != expected_prev:
-            return Verification(False, count, row.id, f"event {row.id} does not follow event {row.id - 1}")
-        recomputed = event_hash(expected_prev, id=row.id, at=row.at, actor_id=row.actor_id, actor=row.actor,
-                                action=row.action, entity=row.entity, entity_id=row.entity_id, data=row.data)
-        if recomputed != row.hash:
-            return Verification(False, count, row.id, f"event {row.id} was altered")
-        expected_id, expected_prev, count = expected_id + 1, row.hash, count + 1
+    # A server-side cursor on PostgreSQL: close it even when the walk stops at a broken event.
+    with db.session.execute(select(*columns).order_by(AuditEvent.id).execution_options(yield_per=2000)) as rows:
+        for row in rows:
+            if row.id != expected_id:
+                return Verification(False, count, expected_id, f"event {expected_id} is missing")
+            if row.prev_hash != expected_prev:
+                return Verification(False, count, row.id, f"event {row.id} does not follow event {row.id - 1}")
+            recomputed = event_hash(expected_prev, id=row.id, at=row.at, actor_id=row.actor_id, actor=row.actor,
+                                    action=row.action, entity=row.entity, entity_id=row.entity_id, data=row.data)
+            if recomputed != row.hash:
+                return Verification(False, count, row.id, f"event {row.id} was altered")
+            expected_id, expected_prev, count = expected_id + 1, row.hash, count + 1
     head = db.session.get(AuditHead, 1)
     if head is None:
         return Verification(False, count, None, "the chain head is missing")
     if head.last_id < count:
-        return Verification(False, count, head.last_id + 1,
+        return Verification(False, head.last_id, head.last_id + 1,
                             f"event {head.last_id + 1} was added outside the chain head")
     if head.last_id != count or head.last_hash != expected_prev:
         return Verification(False, count, expected_id,

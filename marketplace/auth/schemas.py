@@ -1,10 +1,10 @@
 from marshmallow import Schema, fields, validate
 
 from marketplace.auth.models import ROLES
-from marketplace.schemas import REGION_PREFIX
+from marketplace.schemas import ID_RANGE, REGION_PREFIX, InputSchema
 
 
-class CredentialsSchema(Schema):
+class CredentialsSchema(InputSchema):
     username = fields.String(required=True, validate=validate.Length(min=1, max=64))
     password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
 
@@ -35,10 +35,10 @@ class SessionSchema(Schema):
     user = fields.Nested(UserSchema, required=True)
 
 
-class UserCreateSchema(Schema):
+class UserCreateSchema(InputSchema):
     username = fields.String(required=True, validate=validate.Length(min=3, max=64))
     password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
-    provider_id = fields.Integer(load_default=None, allow_none=True, strict=True)
-    recipient_id = fields.Integer(load_default=None, allow_none=True, strict=True)
+    provider_id = fields.Integer(load_default=None, allow_none=True, strict=True, validate=ID_RANGE)
+    recipient_id = fields.Integer(load_default=None, allow_none=True, strict=True, validate=ID_RANGE)
     region_code = fields.String(load_default=None, allow_none=True, validate=REGION_PREFIX)

@@ -1,6 +1,7 @@
 from marshmallow import Schema, fields, validate
 
 from marketplace.catalogue.models import NATURES
+from marketplace.schemas import InputSchema
 
 
 class CategorySchema(Schema):
@@ -14,7 +15,7 @@ class NegativeListRuleSchema(Schema):
     reason = fields.String(required=True)
 
 
-class ItemQuerySchema(Schema):
+class ItemQuerySchema(InputSchema):
     category_code = fields.String(validate=validate.Length(max=40))
 
 
@@ -29,7 +30,7 @@ class ItemSchema(Schema):
     description = fields.String(allow_none=True)
 
 
-class ItemCreateSchema(Schema):
+class ItemCreateSchema(InputSchema):
     code = fields.String(required=True, validate=validate.Regexp(
         r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$", error="1–32 letters, digits, '_', '.', '-'."))
     name = fields.String(required=True, validate=validate.Length(min=1, max=80))

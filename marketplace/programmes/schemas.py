@@ -2,30 +2,30 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from marketplace.programmes.models import PROGRAMME_STATUSES
 from marketplace.recipients.models import TAGS
-from marketplace.schemas import REGION_CODE, PageArgs
+from marketplace.schemas import REGION_CODE, InputSchema, PageArgs
 
 PERCENT = validate.Range(min=0, max=100)
 
 
-class ProgrammeItemInput(Schema):
+class ProgrammeItemInput(InputSchema):
     item_code = fields.String(required=True, validate=validate.Length(min=1, max=32))
     unit_price_fen = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1_000_000))
     monthly_quota = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=100),
                                    metadata={"description": "Vouchers per eligible recipient per month"})
 
 
-class EligibilitySchema(Schema):
+class EligibilitySchema(InputSchema):
     min_age = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(min=0, max=150))
     tags_any = fields.List(fields.String(validate=validate.OneOf(TAGS)), load_default=list,
                            metadata={"description": "Eligible when the recipient has at least one (empty: any)"})
 
 
-class SettlementRuleSchema(Schema):
+class SettlementRuleSchema(InputSchema):
     min_score = fields.Integer(required=True, strict=True, validate=PERCENT)
     pay_percent = fields.Integer(required=True, strict=True, validate=PERCENT)
 
 
-class ProgrammeCreateSchema(Schema):
+class ProgrammeCreateSchema(InputSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=120))
     authority = fields.String(required=True, validate=validate.Length(min=1, max=120))
     region_code = fields.String(required=True, validate=REGION_CODE)
@@ -86,7 +86,7 @@ class ProgrammeQuerySchema(PageArgs):
     status = fields.String(validate=validate.OneOf(PROGRAMME_STATUSES))
 
 
-class BudgetAmendmentSchema(Schema):
+class BudgetAmendmentSchema(InputSchema):
     amount_fen = fields.Integer(required=True, strict=True, validate=validate.Range(min=-10**12, max=10**12),
                                 metadata={"description": "Positive allocates; negative takes unspent budget back"})
     reason = fields.String(required=True, validate=validate.Length(min=3, max=500))

@@ -14,6 +14,7 @@ from marketplace.regions import PROVINCE_CODES
 
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK_CHARACTERS = "10X98765432"
+DIGITS = "0123456789"
 EARLIEST_BIRTH = date(1900, 1, 1)
 
 
@@ -48,7 +49,9 @@ def parse_id_number(raw: str, *, today: date) -> IdNumber:
     number = raw.strip().upper()
     if len(number) != 18:
         raise InvalidIdNumberError("length", f"An ID number has 18 characters, not {len(number)}.")
-    if not number[:17].isdigit() or not number[:17].isascii() or not (number[17].isdigit() or number[17] == "X"):
+    # str.isdigit() also accepts non-ASCII digits (full-width, Arabic-Indic, superscripts): compare
+    # against the ASCII alphabet itself.
+    if not (set(number[:17]) <= set(DIGITS) and number[17] in CHECK_CHARACTERS):
         raise InvalidIdNumberError("characters", "Seventeen digits, then a digit or X.")
     if number[:2] not in PROVINCE_CODES:
         raise InvalidIdNumberError("region", f"{number[:2]} is not a province-level region code.")

@@ -2,10 +2,10 @@ from marshmallow import Schema, fields, validate, validates_schema
 from marshmallow.exceptions import ValidationError
 
 from marketplace.recipients.models import RECIPIENT_STATUSES, TAGS
-from marketplace.schemas import REGION_CODE, PageArgs
+from marketplace.schemas import REGION_CODE, InputSchema, PageArgs
 
 
-class RecipientCreateSchema(Schema):
+class RecipientCreateSchema(InputSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=50))
     id_number = fields.String(required=True, validate=validate.Length(max=32), metadata={
         "description": "GB 11643 resident ID (18 characters); never stored or returned"})
@@ -36,7 +36,7 @@ class RecipientQuerySchema(PageArgs):
     tag = fields.String(validate=validate.OneOf(TAGS))
 
 
-class RecipientUpdateSchema(Schema):
+class RecipientUpdateSchema(InputSchema):
     status = fields.String(validate=validate.OneOf(RECIPIENT_STATUSES), metadata={
         "description": "`moved` or `deceased` revokes the recipient's open vouchers"})
     tags = fields.List(fields.String(validate=validate.OneOf(TAGS)))
@@ -49,7 +49,7 @@ class RecipientUpdateSchema(Schema):
             raise ValidationError("Give at least one of status, tags, phone, address.", "_schema")
 
 
-class ImportFileSchema(Schema):
+class ImportFileSchema(InputSchema):
     file = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
 
 
@@ -68,6 +68,6 @@ class ImportResultSchema(Schema):
     error_rows = fields.Integer(metadata={"description": "Rows refused"})
 
 
-class AccountCreateSchema(Schema):
+class AccountCreateSchema(InputSchema):
     username = fields.String(required=True, validate=validate.Length(min=3, max=64))
     password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
