@@ -18,6 +18,8 @@ from marketplace.db import db, transaction, utcnow
 from marketplace.programmes import service as programme_service
 from marketplace.recipients import service as recipient_service
 from marketplace.recipients.idnumber import check_character
+from providers import creditcode
+from providers import service as provider_service
 
 DEMO_REGION = "510131"
 DEMO_USERS = [
@@ -36,6 +38,19 @@ DEMO_ITEMS = [
     ("HC-EMERGENCY", "助急", "次", 5000, 5000, 1),
     ("HC-MEDICAL", "助医", "次", 8000, 6000, 2),
 ]
+# name, kind, authority+type, organisation code body, items, status, login
+DEMO_PROVIDERS = [
+    ("蒲江县鹤山街道社区养老服务中心", "social_organisation", "52", "MA6C2D1B",
+     ["HC-MEAL", "HC-BATH", "HC-CLEAN", "HC-EMERGENCY", "HC-MEDICAL"], "approved", "provider-heshan"),
+    ("蒲江县乐龄家政服务有限公司", "enterprise", "91", "MA62N8K3", ["HC-MEAL", "HC-BATH", "HC-CLEAN"], "approved",
+     "provider-leling"),
+    ("蒲江县中医医院", "public_institution", "12", "45071902", ["HC-MEDICAL", "HC-EMERGENCY"], "approved",
+     "provider-hospital"),
+    ("大塘镇邻里互助会", "community_organisation", "51", "MJ0T4R7C", ["HC-MEAL", "HC-CLEAN"], "approved",
+     "provider-datang"),
+    ("西来镇铁牛村股份经济合作联合社", "rural_collective", "N2", "N2510131", ["HC-MEAL"], "pending", "provider-tieniu"),
+]
+DEMO_PROVIDER_PASSWORD = "demo-provider-2026"
 DEMO_RECIPIENTS = 300
 DEMO_RESIDENT = ("resident", "demo-resident-2026")
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
@@ -49,9 +64,10 @@ cli = Blueprint("demo_cli", __name__, cli_group=None)
 def seed_demo(*, now, rng: random.Random | None = None) -> list[tuple[str, str, str, str]]:
     """Fill an empty database with the demo and return the logins as (username, password, role, note)."""
     rng = rng or random.Random(2026)
-    for username, password, role, region, _note in DEMO_USERS:
-        auth_service.create_user(username=username, password=password, role=role, region_code=region, actor=None,
-                                 now=now)
+    users = [auth_service.create_user(username=username, password=password, role=role, region_code=region,
+                                      actor=None, now=now)
+             for username, password, role, region, _note in DEMO_USERS]
+    system = users[0]  # qualification decisions need an admin
     for code, name, unit, standard_price, _price, _quota in DEMO_ITEMS:
         catalogue_service.create_item(code=code, name=name, category_code="basic_public", unit=unit,
                                       standard_price_fen=standard_price, nature="service",
@@ -71,6 +87,16 @@ def seed_demo(*, now, rng: random.Random | None = None) -> list[tuple[str, str, 
     programme_service.amend_budget(programme=programme, amount_fen=300_000_000, reason="县级财政预算安排（2026年）",
                                    actor=None, now=now)
     programme_service.activate(programme=programme, actor=None, now=now)
+    for index, (name, kind, prefix, body, items, status, login) in enumerate(DEMO_PROVIDERS):
+        provider = provider_service.register_provider(
+            name=name, kind=kind, credit_code=demo_credit_code(prefix, body), legal_representative="张建华",
+            phone=f"028-8855{index:04d}", address=f"四川省成都市蒲江县{TOWNS[index]}", region_codes=[DEMO_REGION],
+            item_codes=items, capacity=2000, account={"username": login, "password": DEMO_PROVIDER_PASSWORD},
+            actor=None, now=now)
+        if status == "approved":
+            provider_service.change_status(provider=provider, action="approve", reason="资质审核通过", actor=system,
+                                           now=now)
+            provider_service.enrol(programme=programme, provider=provider, actor=system, now=now)
     recipients = [recipient_service.create_recipient(**demo_recipient(index, rng), actor=None, now=now)
                   for index in range(DEMO_RECIPIENTS)]
     recipient_service.create_account(recipient=recipients[0], username=DEMO_RESIDENT[0], password=DEMO_RESIDENT[1],
@@ -80,7 +106,15 @@ def seed_demo(*, now, rng: random.Random | None = None) -> list[tuple[str, str, 
 
 def demo_logins() -> list[tuple[str, str, str, str]]:
     return [(u, p, r, note) for u, p, r, _region, note in DEMO_USERS] + [
-        (*DEMO_RESIDENT, "recipient", "an elderly resident (recipient 1)")]
+        (*DEMO_RESIDENT, "recipient", "an elderly resident (recipient 1)")] + [
+        (login, DEMO_PROVIDER_PASSWORD, "provider", f"{name} ({status})")
+        for name, _kind, _prefix, _body, _items, status, login in DEMO_PROVIDERS]
+
+
+def demo_credit_code(prefix: str, body: str) -> str:
+    """A valid (invented) unified social credit code registered in the demo county."""
+    first17 = f"{prefix}{DEMO_REGION}{body}{creditcode.organisation_check_character(body)}"
+    return first17 + creditcode.check_character(first17)
 
 
 def demo_recipient(index: int, rng: random.Random) -> dict:
@@ -107,7 +141,7 @@ def demo_recipient(index: int, rng: random.Random) -> dict:
 def print_logins(logins) -> None:
     click.echo("Demo logins (POST /api/v1/auth/token with {username, password}):")
     for username, password, role, note in logins:
-        click.echo(f"  {username:<16} {password:<20} {role:<10} {note}")
+        click.echo(f"  {username:<18} {password:<20} {role:<10} {note}")
 
 
 @cli.cli.command("seed-demo")

@@ -1,4 +1,4 @@
-"""Import every kernel model so that the metadata is complete (for migrations and the models-match test)."""
+"""Import every kernel model so that the metadata is complete (app.py imports the higher domains' models)."""
 
 from marketplace.audit.models import AuditEvent, AuditHead
 from marketplace.auth.models import AuthToken, User

@@ -7,6 +7,8 @@ from marshmallow import fields, validate
 
 # Database ids in bodies and query strings: bounded so that no value overflows an integer column.
 ID_RANGE = validate.Range(min=1, max=2**31 - 1)
+# A mobile number (11 digits starting 1) or a landline with its area code.
+PHONE_PATTERN = r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$"
 REGION_CODE = validate.Regexp(r"^\d{6}$", error="A region code is 6 digits (GB/T 2260).")
 REGION_PREFIX = validate.Regexp(r"^\d{2,6}$", error="A region scope is 2 to 6 leading digits of a region code.")
 

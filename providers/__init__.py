@@ -1,0 +1,1 @@
+"""The supply side: provider registry, qualification, programme enrolment (ratings and ranking later)."""

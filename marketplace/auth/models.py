@@ -24,9 +24,9 @@ class User(db.Model):
     role: Mapped[str] = mapped_column(String(16))
     # For admins: the region code prefix they may act within (None = every region).
     region_code: Mapped[str | None] = mapped_column(String(6))
-    # Links to the provider or recipient this login belongs to. The provider table belongs to a
-    # higher domain; its foreign key is added by that domain's migration.
-    provider_id: Mapped[int | None] = mapped_column(Integer)
+    # Links to the provider or recipient this login belongs to. The provider table belongs to a higher
+    # domain: it is named here, never imported.
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("provider.id"), index=True)
     recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipient.id"), index=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

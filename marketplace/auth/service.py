@@ -76,12 +76,15 @@ def _row_exists(table_name: str, row_id: int) -> bool:
 
 def create_user(*, username: str, password: str, role: str, region_code: str | None = None,
                 provider_id: int | None = None, recipient_id: int | None = None, actor: User | None,
-                now: datetime) -> User:
+                now: datetime, scope_checked: bool = False) -> User:
     """Create a login with one role; the links must fit the role and the actor's region scope.
 
     :raises ValidationFailed: a malformed username, a weak password, links that do not fit the role.
     :raises Forbidden: a region-scoped admin creating a login outside or above their scope.
     :raises DuplicateUsername: the username is taken (case-insensitively).
+
+    *scope_checked*: the caller (a domain service) has already checked the actor's region scope for
+    the thing the login belongs to, e.g. provider registration by a region-scoped admin.
     """
     username = normalise_username(username)
     if not USERNAME_RE.match(username):
@@ -90,7 +93,8 @@ def create_user(*, username: str, password: str, role: str, region_code: str | N
         raise ValidationFailed({"role": f"One of: {', '.join(ROLES)}."})
     check_password_policy(username=username, password=password)
     _check_links(role=role, region_code=region_code, provider_id=provider_id, recipient_id=recipient_id)
-    _check_actor_scope(actor=actor, role=role, region_code=region_code, recipient_id=recipient_id)
+    if not scope_checked:
+        _check_actor_scope(actor=actor, role=role, region_code=region_code, recipient_id=recipient_id)
 
     user = User(username=username, password_hash=hash_password(password), role=role, region_code=region_code,
                 provider_id=provider_id, recipient_id=recipient_id, active=True, created_at=now)

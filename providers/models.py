@@ -1,0 +1,94 @@
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from marketplace.db import UTCDateTime, db
+
+# 承接主体 kinds (DESIGN.md). Social organisations may be favoured by a programme's reserved share.
+KINDS = ("social_organisation", "enterprise", "public_institution", "community_organisation", "rural_collective")
+STATUSES = ("pending", "approved", "suspended", "revoked")
+
+
+class Provider(db.Model):
+    __tablename__ = "provider"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'approved', 'suspended', 'revoked')", name="status_known"),
+        CheckConstraint("kind IN ('social_organisation', 'enterprise', 'public_institution', "
+                        "'community_organisation', 'rural_collective')", name="kind_known"),
+        CheckConstraint("capacity > 0", name="capacity_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(32))
+    credit_code: Mapped[str] = mapped_column(String(18), unique=True)
+    legal_representative: Mapped[str] = mapped_column(String(50))
+    phone: Mapped[str] = mapped_column(String(20))
+    address: Mapped[str] = mapped_column(String(200))
+    # Services the provider can deliver per month: a planning figure shown to the bureau.
+    capacity: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(10), default="pending", index=True)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    region_rows: Mapped[list["ProviderRegion"]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="ProviderRegion.region_code")
+    item_rows: Mapped[list["ProviderItem"]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="ProviderItem.item_code")
+
+    @property
+    def region_codes(self) -> list[str]:
+        return [row.region_code for row in self.region_rows]
+
+    @property
+    def item_codes(self) -> list[str]:
+        return [row.item_code for row in self.item_rows]
+
+
+class ProviderRegion(db.Model):
+    """A region (GB/T 2260 code; a code ending in 00 pairs covers its whole area) the provider serves."""
+
+    __tablename__ = "provider_region"
+
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id", ondelete="CASCADE"), primary_key=True)
+    region_code: Mapped[str] = mapped_column(String(6), primary_key=True)
+    # The code without its trailing 00 pairs, so "serves region X" is `X LIKE prefix || '%'` in SQL.
+    prefix: Mapped[str] = mapped_column(String(6), index=True)
+
+
+class ProviderItem(db.Model):
+    """A catalogue service the provider offers."""
+
+    __tablename__ = "provider_item"
+
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id", ondelete="CASCADE"), primary_key=True)
+    item_code: Mapped[str] = mapped_column(ForeignKey("service_item.code"), primary_key=True, index=True)
+
+
+class ProviderStatusChange(db.Model):
+    """Every qualification decision, with its reason (also in the audit chain)."""
+
+    __tablename__ = "provider_status_change"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(10))
+    to_status: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(Text)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Enrolment(db.Model):
+    """A provider admitted to a programme."""
+
+    __tablename__ = "enrolment"
+    __table_args__ = (UniqueConstraint("programme_id", "provider_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"), index=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"), index=True)
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    enrolled_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))

@@ -1,0 +1,136 @@
+from flask_smorest import Blueprint
+
+from marketplace.auth.access import current_actor, require_actor, role_required
+from marketplace.db import transaction, utcnow
+from marketplace.errors import NotFound
+from marketplace.programmes.service import get_programme
+from marketplace.schemas import page_of
+from providers import service
+from providers.schemas import (
+    EnrolmentCreateSchema,
+    EnrolmentSchema,
+    ProviderCreateSchema,
+    ProviderQuerySchema,
+    ProviderSchema,
+    ReasonSchema,
+    StatusChangeSchema,
+)
+
+blp = Blueprint("providers", __name__, url_prefix="/api/v1",
+                description="Providers (承接主体): registration, qualification, programme enrolment")
+
+
+@blp.post("/providers")
+@blp.arguments(ProviderCreateSchema)
+@blp.response(201, ProviderSchema)
+def register_provider(data):
+    """Register a provider (self-service with its first login, or by an admin); it starts `pending`.
+
+    422 `invalid_credit_code` (details.part says which part of the GB 32100 code is wrong),
+    409 `duplicate_provider`.
+    """
+    with transaction():
+        return service.register_provider(**data, actor=current_actor(), now=utcnow())
+
+
+@blp.get("/providers")
+@blp.arguments(ProviderQuerySchema, location="query")
+@blp.response(200, page_of(ProviderSchema))
+def list_providers(query):
+    """Approved providers (admins and auditors see every status and may filter by it)."""
+    return service.list_providers(actor=current_actor(), **query)
+
+
+@blp.get("/providers/<int:provider_id>")
+@blp.response(200, ProviderSchema)
+def get_provider(provider_id):
+    """One provider: approved ones are public; others only for admins, auditors and its own staff."""
+    return service.get_provider(provider_id, actor=current_actor())
+
+
+@blp.post("/providers/<int:provider_id>/approve")
+@blp.arguments(ReasonSchema)
+@blp.response(200, ProviderSchema)
+@role_required("admin")
+def approve_provider(data, provider_id):
+    """Approve a pending provider (it may then enrol and be chosen). 409 `invalid_transition` otherwise."""
+    return _change_status(provider_id, "approve", data["reason"])
+
+
+@blp.post("/providers/<int:provider_id>/suspend")
+@blp.arguments(ReasonSchema)
+@blp.response(200, ProviderSchema)
+@role_required("admin")
+def suspend_provider(data, provider_id):
+    """Suspend an approved provider (it cannot be chosen or redeem); 409 `invalid_transition` otherwise."""
+    return _change_status(provider_id, "suspend", data["reason"])
+
+
+@blp.post("/providers/<int:provider_id>/reinstate")
+@blp.arguments(ReasonSchema)
+@blp.response(200, ProviderSchema)
+@role_required("admin")
+def reinstate_provider(data, provider_id):
+    """Reinstate a suspended provider. 409 `invalid_transition` otherwise."""
+    return _change_status(provider_id, "reinstate", data["reason"])
+
+
+@blp.post("/providers/<int:provider_id>/revoke")
+@blp.arguments(ReasonSchema)
+@blp.response(200, ProviderSchema)
+@role_required("admin")
+def revoke_provider(data, provider_id):
+    """Revoke a provider for good; its staff keep read access to their history. 409 `invalid_transition` otherwise."""
+    return _change_status(provider_id, "revoke", data["reason"])
+
+
+def _change_status(provider_id, action, reason):
+    actor = require_actor()
+    with transaction():
+        provider = service.get_provider(provider_id, actor=actor)
+        return service.change_status(provider=provider, action=action, reason=reason, actor=actor, now=utcnow())
+
+
+@blp.get("/providers/<int:provider_id>/status-history")
+@blp.response(200, StatusChangeSchema(many=True))
+@role_required("admin", "auditor", "provider")
+def status_history(provider_id):
+    """Every qualification decision about the provider, with reasons."""
+    provider = _own_or_staff(provider_id)
+    return service.status_history(provider)
+
+
+@blp.get("/providers/<int:provider_id>/enrolments")
+@blp.response(200, EnrolmentSchema(many=True))
+@role_required("admin", "auditor", "provider")
+def provider_enrolments(provider_id):
+    """The programmes the provider is enrolled in (its own staff, admins and auditors)."""
+    return service.enrolments_of(_own_or_staff(provider_id))
+
+
+def _own_or_staff(provider_id):
+    actor = require_actor()
+    if actor.role == "provider" and actor.provider_id != provider_id:
+        raise NotFound("No such provider.")
+    return service.get_provider(provider_id, actor=actor)
+
+
+@blp.post("/programmes/<int:programme_id>/providers")
+@blp.arguments(EnrolmentCreateSchema)
+@blp.response(201, EnrolmentSchema)
+@role_required("admin")
+def enrol_provider(data, programme_id):
+    """Enrol an approved provider: 409 `provider_not_approved`, 422 `no_matching_items`."""
+    actor = require_actor()
+    with transaction():
+        programme = get_programme(programme_id, actor=actor)
+        provider = service.get_provider(data["provider_id"], actor=actor)
+        return service.enrol(programme=programme, provider=provider, actor=actor, now=utcnow())
+
+
+@blp.get("/programmes/<int:programme_id>/providers")
+@blp.response(200, ProviderSchema(many=True))
+def programme_providers(programme_id):
+    """Providers enrolled in the programme (approved ones; admins and auditors see all)."""
+    actor = current_actor()
+    return service.programme_providers(programme=get_programme(programme_id, actor=actor), actor=actor)

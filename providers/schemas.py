@@ -1,0 +1,86 @@
+from marshmallow import Schema, fields, validate
+
+from marketplace.schemas import ID_RANGE, PHONE_PATTERN, REGION_CODE, InputSchema, PageArgs
+from providers.models import KINDS, STATUSES
+
+
+class AccountSchema(InputSchema):
+    username = fields.String(required=True, validate=validate.Length(min=3, max=64))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+
+
+class ProviderCreateSchema(InputSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=120))
+    kind = fields.String(required=True, validate=validate.OneOf(KINDS))
+    credit_code = fields.String(required=True, validate=validate.Length(max=32), metadata={
+        "description": "Unified social credit code (GB 32100, 18 characters); 422 `invalid_credit_code`"})
+    legal_representative = fields.String(required=True, validate=validate.Length(min=1, max=50))
+    phone = fields.String(required=True, validate=validate.Regexp(PHONE_PATTERN, error="Not a phone number."))
+    address = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    region_codes = fields.List(fields.String(validate=REGION_CODE), required=True,
+                               validate=validate.Length(min=1, max=100))
+    item_codes = fields.List(fields.String(validate=validate.Length(min=1, max=32)), required=True,
+                             validate=validate.Length(min=1, max=50))
+    capacity = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1_000_000), metadata={
+        "description": "Services the provider can deliver per month"})
+    account = fields.Nested(AccountSchema, load_default=None, allow_none=True, metadata={
+        "description": "The provider's first login; required for self-registration"})
+
+
+class RatingSummarySchema(Schema):
+    count = fields.Integer(required=True)
+    mean = fields.Float(allow_none=True, required=True)
+    bayesian = fields.Float(allow_none=True, required=True)
+    satisfaction_rate = fields.Float(allow_none=True, required=True)
+
+
+class ProviderSchema(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    kind = fields.String(required=True, metadata={"enum": list(KINDS)})
+    credit_code = fields.String(required=True)
+    legal_representative = fields.String(required=True)
+    phone = fields.String(required=True)
+    address = fields.String(required=True)
+    region_codes = fields.List(fields.String(), required=True)
+    item_codes = fields.List(fields.String(), required=True)
+    capacity = fields.Integer(required=True)
+    status = fields.String(required=True, metadata={"enum": list(STATUSES)})
+    status_reason = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime(required=True)
+    status_changed_at = fields.AwareDateTime(required=True)
+    rating = fields.Method("rating_summary", required=True, metadata={"type": "object"})
+
+    def rating_summary(self, provider):
+        # Ratings arrive with the ratings module; until a provider has any, the summary is empty.
+        return {"count": 0, "mean": None, "bayesian": None, "satisfaction_rate": None}
+
+
+class ProviderQuerySchema(PageArgs):
+    status = fields.String(validate=validate.OneOf(STATUSES), metadata={"description": "Admins and auditors only"})
+    kind = fields.String(validate=validate.OneOf(KINDS))
+    item_code = fields.String(validate=validate.Length(min=1, max=32))
+    region_code = fields.String(validate=REGION_CODE, metadata={"description": "Providers serving this region"})
+
+
+class ReasonSchema(InputSchema):
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=500))
+
+
+class StatusChangeSchema(Schema):
+    from_status = fields.String(allow_none=True)
+    to_status = fields.String(required=True)
+    reason = fields.String(required=True)
+    actor_id = fields.Integer(allow_none=True)
+    at = fields.AwareDateTime(required=True)
+
+
+class EnrolmentCreateSchema(InputSchema):
+    provider_id = fields.Integer(required=True, strict=True, validate=ID_RANGE)
+
+
+class EnrolmentSchema(Schema):
+    id = fields.Integer(required=True)
+    programme_id = fields.Integer(required=True)
+    provider_id = fields.Integer(required=True)
+    enrolled_at = fields.AwareDateTime(required=True)
