@@ -27,6 +27,10 @@ from marketplace.recipients import cli as recipients_cli
 from marketplace.recipients import routes as recipient_routes
 from providers import models as provider_models  # noqa: F401  (complete metadata)
 from providers import routes as provider_routes
+from vouchers import cli as vouchers_cli
+from vouchers import models as voucher_models  # noqa: F401  (complete metadata)
+from vouchers import receivers  # noqa: F401  (connects the vouchers domain to the kernel's signals)
+from vouchers import routes as voucher_routes
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 API_TITLE = "Service-voucher marketplace API"
@@ -67,11 +71,11 @@ def create_app(config: dict | None = None) -> Flask:
     register_request_hooks(app)
     access.init_app(app)
     for blueprint in (system.blp, auth_routes.blp, audit_routes.blp, catalogue_routes.blp, programme_routes.blp,
-                      recipient_routes.blp, provider_routes.blp):
+                      recipient_routes.blp, provider_routes.blp, voucher_routes.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(system.docs_assets)
     register_error_handlers(app)
-    for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, demo.cli):
+    for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli):
         app.register_blueprint(commands)
     return app
 

@@ -34,6 +34,12 @@ class Config:
     # Key of the HMAC blind index over national ID numbers; deliberately not SECRET_KEY, so rotating
     # the session key never orphans the uniqueness index of recipients.
     ID_HASH_KEY: str | None = None
+    # Keys that sign presence codes and voucher cards: "kid:secret,kid:secret", the first signs and all
+    # verify, so a new key can be introduced without breaking cards already printed.
+    TOKEN_KEYS: str | None = None
+    PRESENCE_CODE_TTL_SECONDS: int = 120
+    # Where the programmes run: voucher validity and monthly periods are calendar dates there.
+    LOCAL_TIMEZONE: str = "Asia/Shanghai"
     DATABASE_URL: str | None = None
     RATELIMIT_STORAGE_URI: str = "memory://"
     # Failed logins allowed per username and per client address within LOGIN_FAILURE_WINDOW.
@@ -72,7 +78,7 @@ def finalise(config: dict, instance_path: str) -> None:
     env = config.get("APP_ENV", "production")
     if env not in ENVIRONMENTS:
         raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}; got {env!r}")
-    for key in ("SECRET_KEY", "ID_HASH_KEY"):
+    for key in ("SECRET_KEY", "ID_HASH_KEY", "TOKEN_KEYS"):
         if config.get(key):
             continue
         if env == "production":
@@ -81,7 +87,8 @@ def finalise(config: dict, instance_path: str) -> None:
                 f"`export {key}=$(python -c 'import secrets; print(secrets.token_hex(32))')`, "
                 "or run with APP_ENV=development for a local demo."
             )
-        config[key] = _instance_secret(instance_path, key) if env == "development" else f"testing-{key}"
+        secret = _instance_secret(instance_path, key) if env == "development" else f"testing-{key}"
+        config[key] = f"1:{secret}" if key == "TOKEN_KEYS" else secret
 
     if not config.get("DATABASE_URL"):
         Path(instance_path).mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,10 @@ Concurrency model (both backends):
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
+from flask import current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import DateTime, Engine, MetaData, event, func, select
 from sqlalchemy.orm import DeclarativeBase
@@ -59,6 +61,15 @@ class UTCDateTime(TypeDecorator):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def local_date(instant: datetime) -> date:
+    """The calendar date of *instant* where the programmes run (LOCAL_TIMEZONE, Asia/Shanghai by default).
+
+    Instants are stored in UTC, but a voucher valid "until 31 March" is valid until midnight in 蒲江县,
+    not in Greenwich.
+    """
+    return instant.astimezone(ZoneInfo(current_app.config["LOCAL_TIMEZONE"])).date()
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """Schemas shared by every domain: the error envelope, list pagination, common field rules."""
 
 from collections.abc import Mapping
+from functools import cache
 
 import marshmallow as ma
 from marshmallow import fields, validate
@@ -50,6 +51,20 @@ class PageArgs(InputSchema):
     per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
 
+class Trimmed(fields.String):
+    """A string whose surrounding whitespace is removed before it is validated (so blanks are not a reason)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+class ReasonSchema(InputSchema):
+    """Every decision that needs a written reason (qualification, revocation, reversal)."""
+
+    reason = Trimmed(required=True, validate=validate.Length(min=3, max=500))
+
+
+@cache
 def page_of(item_schema: type[ma.Schema]) -> type[ma.Schema]:
     """Return the list envelope schema `{items, page, per_page, total}` for *item_schema*."""
     name = item_schema.__name__.removesuffix("Schema") + "PageSchema"

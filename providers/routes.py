@@ -4,7 +4,7 @@ from marketplace.auth.access import current_actor, require_actor, role_required
 from marketplace.db import transaction, utcnow
 from marketplace.errors import NotFound
 from marketplace.programmes.service import get_programme
-from marketplace.schemas import page_of
+from marketplace.schemas import ReasonSchema, page_of
 from providers import service
 from providers.schemas import (
     EnrolmentCreateSchema,
@@ -12,7 +12,6 @@ from providers.schemas import (
     ProviderCreateSchema,
     ProviderQuerySchema,
     ProviderSchema,
-    ReasonSchema,
     StatusChangeSchema,
 )
 

@@ -63,10 +63,6 @@ class ProviderQuerySchema(PageArgs):
     region_code = fields.String(validate=REGION_CODE, metadata={"description": "Providers serving this region"})
 
 
-class ReasonSchema(InputSchema):
-    reason = fields.String(required=True, validate=validate.Length(min=3, max=500))
-
-
 class StatusChangeSchema(Schema):
     from_status = fields.String(allow_none=True)
     to_status = fields.String(required=True)

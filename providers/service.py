@@ -61,12 +61,12 @@ def register_provider(*, name: str, kind: str, credit_code: str, legal_represent
     :raises Forbidden: a logged-in non-admin, or a scoped admin registering a provider outside their region.
     :raises DuplicateProvider: the credit code is registered already.
     """
+    if actor is not None and actor.role != "admin":
+        raise Forbidden("Providers register themselves without logging in, or are registered by an admin.")
     try:
         parsed = parse_credit_code(credit_code)
     except InvalidCreditCodeError as error:
         raise InvalidCreditCode(error.message, part=error.part, fields={"credit_code": [error.message]}) from error
-    if actor is not None and actor.role != "admin":
-        raise Forbidden("Providers register themselves without logging in, or are registered by an admin.")
     problems = {}
     region_codes = sorted(set(region_codes))
     bad_regions = [code for code in region_codes if not is_region_code(code)]
@@ -81,7 +81,7 @@ def register_provider(*, name: str, kind: str, credit_code: str, legal_represent
     if problems:
         raise ValidationFailed(problems)
     if actor is not None and actor.region_code is not None and not any(
-            covers(actor.region_code, code) for code in region_codes):
+            covers(actor.region_code, code) or covers(code, actor.region_code) for code in region_codes):
         raise Forbidden("The provider serves no region inside your scope.")
     if db.session.scalar(select(Provider.id).where(Provider.credit_code == parsed.code)) is not None:
         raise DuplicateProvider()
@@ -114,8 +114,12 @@ def _record_status(provider: Provider, from_status: str | None, to_status: str, 
 
 
 def check_admin_scope(actor, provider: Provider) -> None:
-    """:raises Forbidden: a scoped admin acting on a provider serving no region of theirs."""
-    if actor.region_code is not None and not any(covers(actor.region_code, code) for code in provider.region_codes):
+    """:raises Forbidden: a scoped admin acting on a provider serving no part of their region.
+
+    A provider serving the whole city (510100) serves the county admin's 510131 too.
+    """
+    if actor.region_code is not None and not any(
+            covers(actor.region_code, code) or covers(code, actor.region_code) for code in provider.region_codes):
         raise Forbidden("The provider serves no region inside your scope.")
 
 

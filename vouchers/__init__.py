@@ -1,0 +1,1 @@
+"""The currency: issuance, provider choice, presence codes and cards, redemption, reversal, expiry."""

@@ -22,7 +22,7 @@ from marketplace.extensions import login_manager
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
 # Endpoints that start a session may be called with an old cookie and no CSRF token.
-CSRF_EXEMPT_ENDPOINTS = frozenset({"auth.login"})
+CSRF_EXEMPT_ENDPOINTS = frozenset({"auth.login", "auth.create_token"})
 
 
 @login_manager.user_loader

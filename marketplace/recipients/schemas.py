@@ -7,7 +7,7 @@ from marketplace.schemas import REGION_CODE, InputSchema, PageArgs
 
 class RecipientCreateSchema(InputSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=50))
-    id_number = fields.String(required=True, validate=validate.Length(max=32), metadata={
+    id_number = fields.String(required=True, validate=validate.Length(max=64), metadata={
         "description": "GB 11643 resident ID (18 characters); never stored or returned"})
     phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=20))
     region_code = fields.String(required=True, validate=REGION_CODE)

@@ -15,6 +15,8 @@ from datetime import date, datetime
 
 from flask import current_app
 from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from marketplace import audit
@@ -30,6 +32,8 @@ CSV_HEADER = ("name", "id_number", "phone", "region_code", "address", "tags")
 PHONE_RE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
 IMPORT_BATCH = 1000
 MAX_REPORTED_ERRORS = 1000
+# CSV cells do not pass the request schemas, which refuse NUL; PostgreSQL cannot store it in text.
+NUL_MESSAGE = "Text may not contain NUL characters."
 # Allowed status changes: a person may move back; death is final.
 TRANSITIONS = {"active": {"moved", "deceased"}, "moved": {"active", "deceased"}, "deceased": set()}
 
@@ -59,6 +63,8 @@ def _clean_address(address: str | None) -> tuple[str | None, str | None]:
     address = (address or "").strip() or None
     if address is not None and len(address) > 200:
         return address, "At most 200 characters."
+    if address is not None and "\x00" in address:
+        return address, NUL_MESSAGE
     return address, None
 
 
@@ -90,6 +96,8 @@ def check_fields(*, name: str, id_number: str, phone: str | None, region_code: s
     name = (name or "").strip()
     if not 1 <= len(name) <= 50:
         problems["name"] = "A name of 1 to 50 characters is required."
+    elif "\x00" in name:
+        problems["name"] = NUL_MESSAGE
     region_code = (region_code or "").strip()
     if not is_region_code(region_code):
         problems["region_code"] = "Not a GB/T 2260 region code (6 digits)."
@@ -325,10 +333,16 @@ def _insert_batch(batch: list[tuple[str, IdNumber, dict]], result: ImportResult,
              "birth_date": parsed.birth_date, "sex": parsed.sex, "phone": values["phone"],
              "region_code": values["region_code"], "address": values["address"], "status": "active",
              "created_at": now, "updated_at": now} for digest, parsed, values in fresh]
-    ids = dict(db.session.execute(
-        insert(Recipient).returning(Recipient.id_number_hash, Recipient.id, sort_by_parameter_order=True), rows
-    ).tuples().all())
-    tag_rows = [{"recipient_id": ids[digest], "tag": tag} for digest, _, values in fresh for tag in values["tags"]]
+    # A concurrent import may have inserted some of these since the check above (on PostgreSQL it is
+    # not yet visible to us): ON CONFLICT DO NOTHING waits for it and skips them, so they count as
+    # duplicates instead of failing the whole import on the unique index.
+    dialect_insert = postgresql_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (dialect_insert(Recipient).on_conflict_do_nothing(index_elements=[Recipient.id_number_hash])
+                 .returning(Recipient.id_number_hash, Recipient.id))
+    ids = dict(db.session.execute(statement, rows).all())
+    result.duplicates += len(fresh) - len(ids)
+    tag_rows = [{"recipient_id": ids[digest], "tag": tag}
+                for digest, _, values in fresh if digest in ids for tag in values["tags"]]
     if tag_rows:
         db.session.execute(insert(RecipientTag), tag_rows)
-    result.created += len(fresh)
+    result.created += len(ids)

@@ -1,0 +1,146 @@
+"""Configuration from the environment: fail closed in production, persistent secrets in development."""
+
+import stat
+from dataclasses import fields
+
+import pytest
+
+from marketplace.app import create_app
+from marketplace.config import Config, ConfigError
+from marketplace.db import db
+
+STRONG_SECRET = "a" * 64
+# Every secret production insists on (TOKEN_KEYS is "kid:secret,..." and signs voucher cards).
+PRODUCTION_SECRETS = {"SECRET_KEY": STRONG_SECRET, "ID_HASH_KEY": "b" * 64, "TOKEN_KEYS": "1:" + "c" * 64}
+
+
+@pytest.fixture
+def environment(monkeypatch, tmp_path):
+    """A clean environment: none of the app's settings set, the instance folder in *tmp_path*."""
+    for field in fields(Config):
+        monkeypatch.delenv(field.name, raising=False)
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'config-test.sqlite3'}")
+    return monkeypatch
+
+
+@pytest.fixture
+def built_apps():
+    apps = []
+    yield apps
+    for application in apps:
+        with application.app_context():
+            db.engine.dispose()
+
+
+def build(built_apps, config=None):
+    application = create_app(config)
+    built_apps.append(application)
+    return application
+
+
+def test_production_without_secret_key_refuses_to_start(environment):
+    environment.setenv("APP_ENV", "production")
+    environment.setenv("ID_HASH_KEY", STRONG_SECRET)
+    with pytest.raises(ConfigError, match="SECRET_KEY is not set") as refused:
+        create_app()
+    assert "export SECRET_KEY=" in str(refused.value)
+
+
+def test_production_without_id_hash_key_refuses_to_start(environment):
+    environment.setenv("APP_ENV", "production")
+    environment.setenv("SECRET_KEY", STRONG_SECRET)
+    with pytest.raises(ConfigError, match="ID_HASH_KEY is not set"):
+        create_app()
+
+
+def test_unset_environment_is_production_and_refuses_to_start_without_secrets(environment):
+    with pytest.raises(ConfigError, match="SECRET_KEY is not set"):
+        create_app()
+
+
+def test_empty_secret_key_counts_as_unset(environment):
+    environment.setenv("APP_ENV", "production")
+    environment.setenv("SECRET_KEY", "")
+    environment.setenv("ID_HASH_KEY", STRONG_SECRET)
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        create_app()
+
+
+def test_production_with_its_secrets_starts_with_secure_cookies(environment, built_apps):
+    environment.setenv("APP_ENV", "production")
+    for name, value in PRODUCTION_SECRETS.items():
+        environment.setenv(name, value)
+    application = build(built_apps)
+    assert application.config["SECRET_KEY"] == STRONG_SECRET
+    assert application.config["SESSION_COOKIE_SECURE"] is True
+    assert application.config["SESSION_COOKIE_HTTPONLY"] is True
+
+
+def test_unknown_environment_is_refused(environment):
+    environment.setenv("APP_ENV", "staging")
+    environment.setenv("SECRET_KEY", STRONG_SECRET)
+    environment.setenv("ID_HASH_KEY", STRONG_SECRET)
+    with pytest.raises(ConfigError, match="APP_ENV must be one of production, development, testing; got 'staging'"):
+        create_app()
+
+
+def test_unknown_environment_given_in_code_is_refused(environment):
+    with pytest.raises(ConfigError, match="APP_ENV"):
+        create_app({"APP_ENV": "prod"})
+
+
+def test_non_integer_setting_is_refused_naming_it(environment):
+    environment.setenv("APP_ENV", "testing")
+    environment.setenv("TOKEN_TTL_SECONDS", "eight hours")
+    with pytest.raises(ConfigError, match="TOKEN_TTL_SECONDS must be an integer"):
+        create_app()
+
+
+def test_integer_settings_are_read_from_the_environment(environment, built_apps):
+    environment.setenv("APP_ENV", "testing")
+    environment.setenv("LOGIN_FAILURES_PER_USERNAME", "7")
+    assert build(built_apps).config["LOGIN_FAILURES_PER_USERNAME"] == 7
+
+
+def test_development_keeps_a_persistent_secret_in_the_instance_folder(environment, tmp_path, built_apps):
+    environment.setenv("APP_ENV", "development")
+    first = build(built_apps)
+    second = build(built_apps)
+    secret_file = tmp_path / "instance" / "secret_key.dev"
+    assert secret_file.exists()
+    assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"] == secret_file.read_text().strip()
+    assert len(first.config["SECRET_KEY"]) >= 64
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert first.config["SESSION_COOKIE_SECURE"] is False
+
+
+def test_development_secrets_differ_between_instance_folders_and_keys(environment, tmp_path, built_apps):
+    environment.setenv("APP_ENV", "development")
+    first = build(built_apps)
+    environment.setenv("INSTANCE_PATH", str(tmp_path / "elsewhere"))
+    other = build(built_apps)
+    assert first.config["SECRET_KEY"] != other.config["SECRET_KEY"]
+    assert first.config["ID_HASH_KEY"] != first.config["SECRET_KEY"]
+    assert (tmp_path / "instance" / "id_hash_key.dev").exists()
+
+
+def test_development_secret_from_the_environment_wins(environment, tmp_path, built_apps):
+    environment.setenv("APP_ENV", "development")
+    environment.setenv("SECRET_KEY", STRONG_SECRET)
+    assert build(built_apps).config["SECRET_KEY"] == STRONG_SECRET
+    assert not (tmp_path / "instance" / "secret_key.dev").exists()
+
+
+def test_database_defaults_to_sqlite_in_the_instance_folder(environment, tmp_path, built_apps):
+    environment.delenv("DATABASE_URL")
+    environment.setenv("APP_ENV", "testing")
+    application = build(built_apps)
+    assert application.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'instance' / 'marketplace.sqlite3'}"
+
+
+def test_settings_given_to_the_factory_override_the_environment(environment, built_apps):
+    environment.setenv("APP_ENV", "production")
+    application = build(built_apps, {"APP_ENV": "testing", "TOKEN_TTL_SECONDS": 60})
+    assert application.config["TOKEN_TTL_SECONDS"] == 60
+    assert application.config["SECRET_KEY"]

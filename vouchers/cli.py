@@ -1,0 +1,50 @@
+import click
+from flask import Blueprint
+
+from marketplace.db import db, transaction, utcnow
+from marketplace.errors import DomainError
+from marketplace.programmes.models import Programme
+from vouchers import service
+
+cli = Blueprint("vouchers_cli", __name__, cli_group=None)
+
+
+def _programme(programme_id: int) -> Programme:
+    programme = db.session.get(Programme, programme_id)
+    if programme is None:
+        raise click.ClickException(f"No programme {programme_id}.")
+    return programme
+
+
+@cli.cli.command("issue-vouchers")
+@click.argument("programme_id", type=int)
+@click.argument("period")
+def issue_vouchers_command(programme_id: int, period: str):
+    """Issue PERIOD's (YYYY-MM) monthly vouchers of a programme: all or nothing, once per period."""
+    with click.progressbar(length=3, label=f"issuing {period}") as bar:
+        try:
+            with transaction():
+                programme = _programme(programme_id)
+                bar.update(1)
+                result = service.issue_monthly(programme=programme, period=period, actor=None, now=utcnow())
+                bar.update(1)
+            bar.update(1)
+        except DomainError as error:
+            raise click.ClickException(f"{error.message} {error.details or ''}".strip()) from error
+    if result.already_issued:
+        click.echo(f"{period} was issued before: nothing new.")
+    else:
+        click.echo(f"issued {result.vouchers} vouchers to {result.recipients} recipients, "
+                   f"committing {result.committed_fen} fen")
+
+
+@cli.cli.command("expire-vouchers")
+@click.argument("programme_id", type=int, required=False)
+def expire_vouchers_command(programme_id: int | None):
+    """Expire vouchers past their validity (one programme, or every programme) and release their value."""
+    with transaction():
+        programmes = [_programme(programme_id)] if programme_id else db.session.scalars(
+            db.select(Programme).order_by(Programme.id)).all()
+        for programme in programmes:
+            result = service.expire_vouchers(programme=programme, actor=None, now=utcnow())
+            click.echo(f"programme {programme.id}: expired {result['expired']}, released {result['released_fen']} fen")

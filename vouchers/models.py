@@ -1,0 +1,153 @@
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from marketplace.db import UTCDateTime, db
+from vouchers.serials import serial_for
+
+BIGINT = BigInteger().with_variant(Integer, "sqlite")
+VOUCHER_STATUSES = ("issued", "redeemed", "expired", "revoked")
+
+
+class Issuance(db.Model):
+    """One issuing act: a monthly run (at most one per programme and period) or a supplementary issue."""
+
+    __tablename__ = "issuance"
+    __table_args__ = (
+        # NULL for supplementary issues, which may be many; a monthly run is unique per period.
+        UniqueConstraint("programme_id", "monthly_period"),
+        CheckConstraint("kind IN ('monthly', 'supplementary')", name="kind_known"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    period: Mapped[str] = mapped_column(String(7))
+    monthly_period: Mapped[str | None] = mapped_column(String(7))
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    vouchers: Mapped[int] = mapped_column(Integer, default=0)
+    committed_fen: Mapped[int] = mapped_column(BIGINT, default=0)
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entry.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+
+class Voucher(db.Model):
+    """One service unit of one item. Its serial is derived from its id (vouchers.serials)."""
+
+    __tablename__ = "voucher"
+    __table_args__ = (
+        CheckConstraint("status IN ('issued', 'redeemed', 'expired', 'revoked')", name="status_known"),
+        CheckConstraint("face_value_fen > 0 AND copay_fen >= 0", name="amounts"),
+        CheckConstraint("valid_from <= valid_until", name="validity_ordered"),
+        # Redemption looks for a recipient's earliest-expiring issued voucher of an item.
+        Index("ix_voucher_recipient_item_status", "recipient_id", "item_code", "status", "valid_until"),
+        Index("ix_voucher_programme_status_valid_until", "programme_id", "status", "valid_until"),
+    )
+
+    id: Mapped[int] = mapped_column(BIGINT, primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id"))
+    item_code: Mapped[str] = mapped_column(ForeignKey("service_item.code"))
+    issuance_id: Mapped[int] = mapped_column(ForeignKey("issuance.id"), index=True)
+    face_value_fen: Mapped[int] = mapped_column(Integer)
+    copay_fen: Mapped[int] = mapped_column(Integer)
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_until: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(8))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status_reason: Mapped[str | None] = mapped_column(Text)
+
+    @property
+    def serial(self) -> str:
+        return serial_for(self.id)
+
+
+class Choice(db.Model):
+    """The provider a recipient currently chose for one item of one programme (rule 4)."""
+
+    __tablename__ = "choice"
+
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id"), primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"), primary_key=True)
+    item_code: Mapped[str] = mapped_column(ForeignKey("service_item.code"), primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"), index=True)
+    chosen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    chosen_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+
+class ChoiceEvent(db.Model):
+    """Every choice and switch, kept: the market signal of who recipients leave and join."""
+
+    __tablename__ = "choice_event"
+    __table_args__ = (Index("ix_choice_event_recipient", "recipient_id", "programme_id", "item_code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id"))
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"))
+    item_code: Mapped[str] = mapped_column(ForeignKey("service_item.code"))
+    from_provider_id: Mapped[int | None] = mapped_column(ForeignKey("provider.id"))
+    to_provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"))
+    chosen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    chosen_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    # Who acted: the recipient themself, or an admin (community worker) acting for them.
+    acted_as: Mapped[str] = mapped_column(String(16))
+
+
+class Redemption(db.Model):
+    """A delivered service (核销): at most one completed redemption per voucher."""
+
+    __tablename__ = "redemption"
+    __table_args__ = (
+        # A voucher is redeemed at most once at a time; a reversed redemption stays as history and
+        # the voucher may then be redeemed again.
+        Index("uq_redemption_voucher_completed", "voucher_id", unique=True,
+              postgresql_where=text("status = 'completed'"), sqlite_where=text("status = 'completed'")),
+        CheckConstraint("presence IN ('presence_code', 'voucher_card')", name="presence_known"),
+        CheckConstraint("status IN ('completed', 'reversed')", name="status_known"),
+        Index("ix_redemption_provider_delivered", "provider_id", "delivered_at"),
+        Index("ix_redemption_programme_delivered", "programme_id", "delivered_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BIGINT, primary_key=True)
+    voucher_id: Mapped[int] = mapped_column(ForeignKey("voucher.id"), index=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"))
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id"))
+    item_code: Mapped[str] = mapped_column(String(32))
+    scanned_by: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    presence: Mapped[str] = mapped_column(String(16))
+    face_value_fen: Mapped[int] = mapped_column(Integer)
+    copay_fen: Mapped[int] = mapped_column(Integer)
+    delivered_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    duration_minutes: Mapped[int | None] = mapped_column(Integer)
+    notes: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reversed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reversed_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    reversal_reason: Mapped[str | None] = mapped_column(Text)
+    settlement_id: Mapped[int | None] = mapped_column(Integer, index=True)
+
+
+class UsedPresenceCode(db.Model):
+    """Nonces of presence codes already used: a code works once."""
+
+    __tablename__ = "used_presence_code"
+
+    nonce: Mapped[str] = mapped_column(String(16), primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -1,0 +1,50 @@
+"""Receivers of the kernel's signals (marketplace.signals): the vouchers domain's part of closing a
+programme, a recipient dying or moving, and reconciliation. They run inside the sender's transaction."""
+
+from sqlalchemy import and_, func, select
+
+from marketplace.db import db
+from marketplace.programmes import ledger
+from marketplace.signals import programme_closed, recipient_departed, reconciliation_checks
+from vouchers import service
+from vouchers.models import Redemption, Voucher
+
+
+@programme_closed.connect
+def revoke_vouchers_of_closed_programme(programme, *, actor, now, **_extra):
+    service.revoke_open_vouchers(programme_id=programme.id, reason="programme closed", actor=actor, now=now)
+
+
+@recipient_departed.connect
+def revoke_vouchers_of_departed_recipient(recipient, *, actor, now, status, **_extra):
+    service.revoke_open_vouchers(recipient_id=recipient.id, reason=f"recipient {status}", actor=actor, now=now)
+
+
+@reconciliation_checks.connect
+def voucher_checks(programme_id, **_extra) -> list[ledger.Check]:
+    balances = ledger.balances(programme_id)
+    issued = db.session.scalar(select(func.coalesce(func.sum(Voucher.face_value_fen), 0))
+                               .where(Voucher.programme_id == programme_id, Voucher.status == "issued"))
+    completed = db.session.scalar(select(func.coalesce(func.sum(Redemption.face_value_fen), 0))
+                                  .where(Redemption.programme_id == programme_id, Redemption.status == "completed"))
+    redeemed_twice = db.session.scalar(select(func.count()).select_from(
+        select(Redemption.voucher_id).where(Redemption.programme_id == programme_id,
+                                            Redemption.status == "completed")
+        .group_by(Redemption.voucher_id).having(func.count() > 1).subquery()))
+    completed_redemption = select(Redemption.id).where(Redemption.voucher_id == Voucher.id,
+                                                       Redemption.status == "completed").exists()
+    mismatched = db.session.scalar(select(func.count()).select_from(Voucher).where(
+        Voucher.programme_id == programme_id,
+        (and_(Voucher.status == "redeemed", ~completed_redemption))
+        | (and_(Voucher.status != "redeemed", completed_redemption))))
+    spent = balances.redeemed_fen + balances.settled_fen
+    return [
+        ledger.Check("committed_matches_issued_vouchers", int(issued) == balances.committed_fen, int(issued),
+                     balances.committed_fen, "Face value of issued vouchers (expected) against committed"),
+        ledger.Check("redeemed_and_settled_match_redemptions", int(completed) == spent, int(completed), spent,
+                     "Face value of completed redemptions (expected) against redeemed + settled"),
+        ledger.Check("vouchers_redeemed_at_most_once", redeemed_twice == 0, 0, redeemed_twice,
+                     "Vouchers with more than one completed redemption"),
+        ledger.Check("voucher_status_matches_redemptions", mismatched == 0, 0, mismatched,
+                     "Vouchers whose status disagrees with their redemptions"),
+    ]

@@ -1,0 +1,209 @@
+from flask import Response
+from flask_smorest import Blueprint
+
+from marketplace.auth.access import require_actor, role_required
+from marketplace.catalogue.service import get_item
+from marketplace.db import db, transaction, utcnow
+from marketplace.errors import NotFound
+from marketplace.programmes.models import Programme
+from marketplace.programmes.service import get_programme
+from marketplace.recipients.service import get_recipient
+from marketplace.schemas import ReasonSchema, page_of
+from vouchers import cards, service, tokens
+from vouchers.schemas import (
+    ChoiceInputSchema,
+    ChoiceSchema,
+    ChoicesSchema,
+    ExpiryResultSchema,
+    IssuanceInputSchema,
+    IssuanceResultSchema,
+    PresenceCodeSchema,
+    PresenceImageQuerySchema,
+    RedemptionInputSchema,
+    RedemptionQuerySchema,
+    RedemptionSchema,
+    SupplementaryIssueSchema,
+    VoucherQuerySchema,
+    VoucherSchema,
+)
+
+blp = Blueprint("vouchers", __name__, url_prefix="/api/v1",
+                description="Vouchers: issuance, choice, presence codes and cards, redemption (核销), expiry")
+
+PNG = {"type": "string", "format": "binary"}
+
+
+@blp.post("/programmes/<int:programme_id>/issuance")
+@blp.arguments(IssuanceInputSchema)
+@blp.response(200, IssuanceResultSchema)
+@role_required("admin")
+def issue_monthly(data, programme_id):
+    """Issue the period's quota to every eligible recipient: all or nothing (409 `budget_exceeded`), once a period."""
+    actor = require_actor()
+    with transaction():
+        programme = get_programme(programme_id, actor=actor)
+        return service.issue_monthly(programme=programme, period=data["period"], actor=actor, now=utcnow())
+
+
+@blp.post("/vouchers")
+@blp.arguments(SupplementaryIssueSchema)
+@blp.response(201, page_of(VoucherSchema))
+@role_required("admin")
+def issue_supplementary(data):
+    """Issue extra vouchers of one item to one recipient for the current month (same budget rule)."""
+    actor = require_actor()
+    with transaction():
+        programme = get_programme(data["programme_id"], actor=actor)
+        recipient = get_recipient(data["recipient_id"], actor=actor)
+        vouchers = service.issue_supplementary(programme=programme, recipient=recipient, item_code=data["item_code"],
+                                               count=data["count"], actor=actor, now=utcnow())
+    return {"items": vouchers, "page": 1, "per_page": len(vouchers), "total": len(vouchers)}
+
+
+@blp.get("/vouchers")
+@blp.arguments(VoucherQuerySchema, location="query")
+@blp.response(200, page_of(VoucherSchema))
+@role_required("admin", "recipient")
+def list_vouchers(query):
+    """Vouchers: a recipient sees their own, a region-scoped admin those of programmes in the region."""
+    return service.list_vouchers(actor=require_actor(), **query)
+
+
+@blp.get("/vouchers/<int:voucher_id>")
+@blp.response(200, VoucherSchema)
+@role_required("admin", "recipient")
+def get_voucher(voucher_id):
+    """One voucher (admins in scope, or its recipient)."""
+    return service.get_voucher(voucher_id, actor=require_actor())
+
+
+def _card(voucher_id):
+    voucher = service.get_voucher(voucher_id, actor=require_actor())
+    item = get_item(voucher.item_code)
+    programme = db.session.get(Programme, voucher.programme_id)
+    lines = cards.card_lines(serial=voucher.serial, item_code=item.code, item_name=item.name, unit=item.unit,
+                             face_value_fen=voucher.face_value_fen, copay_fen=voucher.copay_fen,
+                             valid_from=voucher.valid_from, valid_until=voucher.valid_until,
+                             programme_name=programme.name)
+    return tokens.voucher_token(voucher.id), lines, item.code
+
+
+@blp.get("/vouchers/<int:voucher_id>/card.png")
+@blp.response(200, PNG, content_type="image/png")
+@role_required("admin", "recipient")
+def voucher_card_png(voucher_id):
+    """A printable A6 card (300 dpi): QR of the signed voucher token, serial, item, value, validity."""
+    token, lines, item_code = _card(voucher_id)
+    return Response(cards.card_png(token, lines, item_code=item_code), mimetype="image/png")
+
+
+@blp.get("/vouchers/<int:voucher_id>/card.svg")
+@blp.response(200, PNG, content_type="image/svg+xml")
+@role_required("admin", "recipient")
+def voucher_card_svg(voucher_id):
+    """The same card as SVG (A6, vector)."""
+    token, lines, _item_code = _card(voucher_id)
+    return Response(cards.card_svg(token, lines), mimetype="image/svg+xml")
+
+
+@blp.post("/vouchers/<int:voucher_id>/revoke")
+@blp.arguments(ReasonSchema)
+@blp.response(200, VoucherSchema)
+@role_required("admin")
+def revoke_voucher(data, voucher_id):
+    """Revoke an issued voucher; its value returns to the available budget."""
+    actor = require_actor()
+    with transaction():
+        voucher = service.get_voucher(voucher_id, actor=actor)
+        return service.revoke_voucher(voucher=voucher, reason=data["reason"], actor=actor, now=utcnow())
+
+
+@blp.post("/programmes/<int:programme_id>/expire")
+@blp.response(200, ExpiryResultSchema)
+@role_required("admin")
+def expire_vouchers(programme_id):
+    """Expire issued vouchers whose validity has passed and release their value."""
+    actor = require_actor()
+    with transaction():
+        return service.expire_vouchers(programme=get_programme(programme_id, actor=actor), actor=actor, now=utcnow())
+
+
+@blp.put("/recipients/<int:recipient_id>/choices")
+@blp.arguments(ChoiceInputSchema)
+@blp.response(200, ChoiceSchema)
+@role_required("recipient", "admin")
+def set_choice(data, recipient_id):
+    """Choose (or switch) the provider for one item of a programme; 422 `provider_not_eligible`."""
+    actor = require_actor()
+    with transaction():
+        recipient = get_recipient(recipient_id, actor=actor)
+        programme = get_programme(data["programme_id"], actor=actor if actor.role == "admin" else None)
+        return service.set_choice(recipient=recipient, programme=programme, item_code=data["item_code"],
+                                  provider_id=data["provider_id"], actor=actor, now=utcnow())
+
+
+@blp.get("/recipients/<int:recipient_id>/choices")
+@blp.response(200, ChoicesSchema)
+@role_required("recipient", "admin")
+def get_choices(recipient_id):
+    """Current choices and every switch."""
+    return service.choices_of(get_recipient(recipient_id, actor=require_actor()))
+
+
+@blp.post("/me/presence-code")
+@blp.response(201, PresenceCodeSchema)
+@role_required("recipient")
+def create_presence_code():
+    """A presence code to show the provider: valid about two minutes, works once."""
+    return service.create_presence_code(recipient_id=require_actor().recipient_id, now=utcnow())
+
+
+@blp.get("/me/presence-code.png")
+@blp.arguments(PresenceImageQuerySchema, location="query")
+@blp.response(200, PNG, content_type="image/png")
+@role_required("recipient")
+def presence_code_png(query):
+    """The presence code as a QR image (only the recipient's own, unexpired code)."""
+    claims = tokens.read_presence_token(query["token"], now=utcnow())
+    if claims.recipient_id != require_actor().recipient_id:
+        raise NotFound("No such presence code.")
+    return Response(cards.qr_png(query["token"]), mimetype="image/png")
+
+
+@blp.post("/redemptions")
+@blp.arguments(RedemptionInputSchema)
+@blp.response(201, RedemptionSchema)
+@role_required("provider")
+def redeem(data):
+    """Redeem (核销) a delivered service: scan the presence code and name the item, or scan a voucher card."""
+    with transaction():
+        return service.redeem(actor=require_actor(), now=utcnow(), **data)
+
+
+@blp.post("/redemptions/<int:redemption_id>/reverse")
+@blp.arguments(ReasonSchema)
+@blp.response(200, RedemptionSchema)
+@role_required("provider", "admin")
+def reverse_redemption(data, redemption_id):
+    """Undo a redemption within the reversal window; 409 `already_settled` / `reversal_window_closed`."""
+    actor = require_actor()
+    with transaction():
+        redemption = service.get_redemption(redemption_id, actor=actor)
+        return service.reverse_redemption(redemption=redemption, reason=data["reason"], actor=actor, now=utcnow())
+
+
+@blp.get("/redemptions")
+@blp.arguments(RedemptionQuerySchema, location="query")
+@blp.response(200, page_of(RedemptionSchema))
+@role_required("admin", "auditor", "provider")
+def list_redemptions(query):
+    """Redemptions (a provider sees its own), filtered by provider, programme and delivery time [from, to)."""
+    return service.list_redemptions(actor=require_actor(), **query)
+
+
+@blp.get("/redemptions/<int:redemption_id>")
+@blp.response(200, RedemptionSchema)
+@role_required("admin", "auditor", "provider")
+def get_redemption(redemption_id):
+    """One redemption."""
+    return service.get_redemption(redemption_id, actor=require_actor())

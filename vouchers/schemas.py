@@ -1,0 +1,128 @@
+from marshmallow import Schema, fields, validate
+
+from marketplace.schemas import ID_RANGE, InputSchema, PageArgs
+from vouchers.models import VOUCHER_STATUSES
+from vouchers.serials import serial_for
+
+PERIOD = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="A month as YYYY-MM.")
+
+
+class IssuanceInputSchema(InputSchema):
+    period = fields.String(required=True, validate=PERIOD)
+
+
+class IssuanceResultSchema(Schema):
+    period = fields.String(required=True)
+    recipients = fields.Integer(required=True)
+    vouchers = fields.Integer(required=True)
+    committed_fen = fields.Integer(required=True)
+    already_issued = fields.Boolean(metadata={"description": "True when this period was issued before: nothing new"})
+
+
+class SupplementaryIssueSchema(InputSchema):
+    programme_id = fields.Integer(required=True, strict=True, validate=ID_RANGE)
+    recipient_id = fields.Integer(required=True, strict=True, validate=ID_RANGE)
+    item_code = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    count = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=100))
+
+
+class VoucherSchema(Schema):
+    id = fields.Integer(required=True)
+    serial = fields.String(required=True, metadata={"description": "Readable aloud; Crockford base32 + check"})
+    programme_id = fields.Integer(required=True)
+    recipient_id = fields.Integer(required=True)
+    item_code = fields.String(required=True)
+    face_value_fen = fields.Integer(required=True, metadata={"description": "What the bureau pays"})
+    copay_fen = fields.Integer(required=True, metadata={"description": "What the recipient pays the provider"})
+    valid_from = fields.Date(required=True)
+    valid_until = fields.Date(required=True)
+    status = fields.String(required=True, metadata={"enum": list(VOUCHER_STATUSES)})
+    status_reason = fields.String(allow_none=True)
+    issued_at = fields.AwareDateTime(required=True)
+
+
+class VoucherQuerySchema(PageArgs):
+    recipient_id = fields.Integer(validate=ID_RANGE)
+    status = fields.String(validate=validate.OneOf(VOUCHER_STATUSES))
+    programme_id = fields.Integer(validate=ID_RANGE)
+
+
+
+class ExpiryResultSchema(Schema):
+    expired = fields.Integer(required=True)
+    released_fen = fields.Integer(required=True)
+
+
+class ChoiceInputSchema(InputSchema):
+    programme_id = fields.Integer(required=True, strict=True, validate=ID_RANGE)
+    item_code = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    provider_id = fields.Integer(required=True, strict=True, validate=ID_RANGE)
+
+
+class ChoiceSchema(Schema):
+    recipient_id = fields.Integer(required=True)
+    programme_id = fields.Integer(required=True)
+    item_code = fields.String(required=True)
+    provider_id = fields.Integer(required=True)
+    chosen_at = fields.AwareDateTime(required=True)
+    chosen_by = fields.Integer(allow_none=True)
+
+
+class ChoiceEventSchema(Schema):
+    programme_id = fields.Integer(required=True)
+    item_code = fields.String(required=True)
+    from_provider_id = fields.Integer(allow_none=True)
+    to_provider_id = fields.Integer(required=True)
+    chosen_at = fields.AwareDateTime(required=True)
+    chosen_by = fields.Integer(allow_none=True)
+    acted_as = fields.String(required=True, metadata={"description": "`recipient`, or `admin` acting for them"})
+
+
+class ChoicesSchema(Schema):
+    current = fields.List(fields.Nested(ChoiceSchema), required=True)
+    history = fields.List(fields.Nested(ChoiceEventSchema), required=True)
+
+
+class PresenceCodeSchema(Schema):
+    token = fields.String(required=True)
+    expires_at = fields.AwareDateTime(required=True)
+
+
+class PresenceImageQuerySchema(InputSchema):
+    token = fields.String(required=True, validate=validate.Length(min=1, max=80))
+
+
+class RedemptionInputSchema(InputSchema):
+    presence_token = fields.String(validate=validate.Length(min=1, max=80))
+    item_code = fields.String(validate=validate.Length(min=1, max=32))
+    voucher_token = fields.String(validate=validate.Length(min=1, max=80))
+    delivered_at = fields.AwareDateTime(metadata={"description": "When the service was delivered (default: now)"})
+    duration_minutes = fields.Integer(strict=True, validate=validate.Range(min=0, max=24 * 60))
+    notes = fields.String(validate=validate.Length(max=1000))
+
+
+class RedemptionSchema(Schema):
+    id = fields.Integer(required=True)
+    voucher_id = fields.Integer(required=True)
+    voucher_serial = fields.Function(lambda redemption: serial_for(redemption.voucher_id))
+    programme_id = fields.Integer(required=True)
+    provider_id = fields.Integer(required=True)
+    recipient_id = fields.Integer(required=True)
+    item_code = fields.String(required=True)
+    presence = fields.String(required=True, metadata={"enum": ["presence_code", "voucher_card"]})
+    face_value_fen = fields.Integer(required=True)
+    copay_fen = fields.Integer(required=True)
+    delivered_at = fields.AwareDateTime(required=True)
+    duration_minutes = fields.Integer(allow_none=True)
+    notes = fields.String(allow_none=True)
+    status = fields.String(required=True, metadata={"enum": ["completed", "reversed"]})
+    reversed_at = fields.AwareDateTime(allow_none=True)
+    reversal_reason = fields.String(allow_none=True)
+    settlement_id = fields.Integer(allow_none=True)
+
+
+class RedemptionQuerySchema(PageArgs):
+    provider_id = fields.Integer(validate=ID_RANGE)
+    programme_id = fields.Integer(validate=ID_RANGE)
+    from_ = fields.AwareDateTime(data_key="from")
+    to = fields.AwareDateTime()

@@ -1,0 +1,117 @@
+"""Signed tokens for redemption: presence codes (a recipient shows them) and voucher cards (printed).
+
+Compact binary, then base32, so a token fits a small QR code (alphanumeric mode, version ≤ 3 at
+error correction M) and carries no personal data:
+
+    presence: kind 1 | key id | recipient id (4) | expires (4, unix seconds) | nonce (8) | mac (12)
+    voucher:  kind 2 | key id | voucher id (8)                                           | mac (12)
+
+The mac is HMAC-SHA256 truncated to 96 bits under the key named by the key id (TOKEN_KEYS: the first
+key signs, every listed key verifies, so keys rotate without invalidating printed cards). A presence
+code lives PRESENCE_CODE_TTL_SECONDS and works once: its nonce is recorded when it is used.
+"""
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from flask import current_app
+
+from marketplace.errors import DomainError
+
+PRESENCE, VOUCHER = 1, 2
+MAC_BYTES = 12
+
+
+class InvalidToken(DomainError):
+    status, code, message = 422, "invalid_token", "The code is not a valid presence code or voucher card."
+
+
+class TokenExpired(DomainError):
+    status, code, message = 422, "token_expired", "The presence code has expired; ask for a new one."
+
+
+@dataclass(frozen=True)
+class PresenceClaims:
+    recipient_id: int
+    expires_at: datetime
+    nonce: str
+
+
+def _keys() -> dict[int, bytes]:
+    keys = {}
+    for part in current_app.config["TOKEN_KEYS"].split(","):
+        kid, _, secret = part.strip().partition(":")
+        keys[int(kid)] = secret.encode("utf-8")
+    return keys
+
+
+def _signing_key() -> tuple[int, bytes]:
+    first = current_app.config["TOKEN_KEYS"].split(",")[0].strip()
+    kid, _, secret = first.partition(":")
+    return int(kid), secret.encode("utf-8")
+
+
+def _seal(kind: int, payload: bytes) -> str:
+    kid, key = _signing_key()
+    body = struct.pack(">BB", kind, kid) + payload
+    mac = hmac.new(key, body, hashlib.sha256).digest()[:MAC_BYTES]
+    return base64.b32encode(body + mac).decode("ascii").rstrip("=")
+
+
+def _open(token: str, kind: int) -> bytes:
+    cleaned = token.strip().upper()
+    if not cleaned or len(cleaned) > 80:
+        raise InvalidToken()
+    try:
+        raw = base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
+    except (binascii.Error, ValueError) as error:
+        raise InvalidToken() from error
+    if len(raw) < 2 + MAC_BYTES or raw[0] != kind:
+        raise InvalidToken()
+    key = _keys().get(raw[1])
+    body, mac = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
+    if key is None or not hmac.compare_digest(hmac.new(key, body, hashlib.sha256).digest()[:MAC_BYTES], mac):
+        raise InvalidToken()
+    return body[2:]
+
+
+def presence_token(*, recipient_id: int, now: datetime) -> tuple[str, datetime]:
+    """A fresh presence code for the recipient and the instant it stops working."""
+    expires = int(now.timestamp()) + current_app.config["PRESENCE_CODE_TTL_SECONDS"]
+    token = _seal(PRESENCE, struct.pack(">II", recipient_id, expires) + secrets.token_bytes(8))
+    return token, datetime.fromtimestamp(expires, UTC)
+
+
+def read_presence_token(token: str, *, now: datetime) -> PresenceClaims:
+    """:raises InvalidToken: forged, damaged or not a presence code. :raises TokenExpired: too old."""
+    payload = _open(token, PRESENCE)
+    if len(payload) != 16:
+        raise InvalidToken()
+    recipient_id, expires = struct.unpack(">II", payload[:8])
+    expires_at = datetime.fromtimestamp(expires, UTC)
+    if now >= expires_at:
+        raise TokenExpired()
+    return PresenceClaims(recipient_id=recipient_id, expires_at=expires_at, nonce=payload[8:].hex())
+
+
+def voucher_token(voucher_id: int) -> str:
+    """The token printed on a voucher card (valid as long as the voucher is)."""
+    return _seal(VOUCHER, struct.pack(">Q", voucher_id))
+
+
+def read_voucher_token(token: str) -> int:
+    """:raises InvalidToken: forged, damaged or not a voucher card."""
+    payload = _open(token, VOUCHER)
+    if len(payload) != 8:
+        raise InvalidToken()
+    return struct.unpack(">Q", payload)[0]
+
+
+def presence_lifetime() -> timedelta:
+    return timedelta(seconds=current_app.config["PRESENCE_CODE_TTL_SECONDS"])
