@@ -51,44 +51,47 @@ def _font(size: int, *, cjk: bool) -> tuple[ImageFont.FreeTypeFont, bool]:
     return ImageFont.load_default(size=size), False
 
 
-def format_yuan(fen: int) -> str:
-    return f"¥{fen // 100}.{fen % 100:02d}"
+def format_money(fen: int, *, symbol: str = "¥") -> str:
+    return f"{symbol}{fen // 100}.{fen % 100:02d}"
 
 
 def card_lines(*, serial: str, item_code: str, item_name: str, unit: str, face_value_fen: int, copay_fen: int,
-               valid_from, valid_until, programme_name: str) -> list[tuple[str, str]]:
-    """(label, text) pairs printed beside the QR code."""
+               valid_from, valid_until, programme_id: int, programme_name: str) -> list[tuple[str, str, str]]:
+    """(label, text, plain-ASCII text) printed beside the QR code; the ASCII form is for fonts without CJK."""
     return [
-        ("serial", serial),
-        ("item", f"{item_name} ({item_code}) · 1 {unit}"),
-        ("value", f"{format_yuan(face_value_fen)} paid by the programme"),
-        ("copay", f"{format_yuan(copay_fen)} paid by you"),
-        ("valid", f"{valid_from:%Y-%m-%d} – {valid_until:%Y-%m-%d}"),
-        ("programme", programme_name),
+        ("serial", serial, serial),
+        ("service", f"{item_name} · 1 {unit} ({item_code})", f"{item_code} x 1"),
+        ("programme pays", format_money(face_value_fen), format_money(face_value_fen, symbol="CNY ")),
+        ("you pay", format_money(copay_fen), format_money(copay_fen, symbol="CNY ")),
+        ("valid", f"{valid_from:%Y-%m-%d} – {valid_until:%Y-%m-%d}",
+         f"{valid_from:%Y-%m-%d} to {valid_until:%Y-%m-%d}"),
+        ("programme", programme_name, f"programme no. {programme_id}"),
     ]
 
 
-def card_png(token: str, lines: list[tuple[str, str]], *, item_code: str) -> bytes:
+def card_png(token: str, lines: list[tuple[str, str, str]]) -> bytes:
+    width, height = CARD_SIZE
     card = Image.new("RGB", CARD_SIZE, "white")
     qr = qr_matrix(token).make_image(fill_color="black", back_color="white").get_image().convert("RGB")
-    side = CARD_SIZE[1] - 160
-    card.paste(qr.resize((side, side), Image.NEAREST), (60, 80))
+    side = 760
+    card.paste(qr.resize((side, side), Image.NEAREST), (40, (height - side) // 2))
     draw = ImageDraw.Draw(card)
-    big, has_cjk = _font(64, cjk=True)
-    small, _ = _font(40, cjk=has_cjk)
-    x, y = side + 120, 110
-    for label, text in lines:
-        if not has_cjk and not text.isascii():
-            text = item_code if label == "item" else text.encode("ascii", "replace").decode()
+    big, has_cjk = _font(58, cjk=True)
+    small, _ = _font(34, cjk=has_cjk)
+    x, y = side + 80, 120
+    for label, text, plain in lines:
+        shown = text if has_cjk else plain
+        while draw.textlength(shown, font=big) > width - x - 40 and len(shown) > 4:
+            shown = shown[:-2] + "…" if has_cjk else shown[:-4] + "..."
         draw.text((x, y), label.upper(), fill="#555555", font=small)
-        draw.text((x, y + 46), text, fill="black", font=big)
+        draw.text((x, y + 42), shown, fill="black", font=big)
         y += 170
     buffer = io.BytesIO()
     card.save(buffer, format="PNG", dpi=(300, 300))
     return buffer.getvalue()
 
 
-def card_svg(token: str, lines: list[tuple[str, str]]) -> str:
+def card_svg(token: str, lines: list[tuple[str, str, str]]) -> str:
     code = qr_matrix(token)
     matrix = code.get_matrix()
     modules = len(matrix)
@@ -100,7 +103,7 @@ def card_svg(token: str, lines: list[tuple[str, str]]) -> str:
     text = "".join(
         f'<text x="105" y="{14 + index * 15}" font-size="3.2" fill="#555">{escape(label.upper())}</text>'
         f'<text x="105" y="{20 + index * 15}" font-size="5">{escape(value)}</text>'
-        for index, (label, value) in enumerate(lines))
+        for index, (label, value, _plain) in enumerate(lines))
     return ('<svg xmlns="http://www.w3.org/2000/svg" width="148mm" height="105mm" viewBox="0 0 148 105" '
             'font-family="Noto Sans CJK SC, WenQuanYi Zen Hei, sans-serif">'
             f'<rect width="148" height="105" fill="white"/><g fill="black">{rects}</g>{text}</svg>')

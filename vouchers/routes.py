@@ -84,8 +84,8 @@ def _card(voucher_id):
     lines = cards.card_lines(serial=voucher.serial, item_code=item.code, item_name=item.name, unit=item.unit,
                              face_value_fen=voucher.face_value_fen, copay_fen=voucher.copay_fen,
                              valid_from=voucher.valid_from, valid_until=voucher.valid_until,
-                             programme_name=programme.name)
-    return tokens.voucher_token(voucher.id), lines, item.code
+                             programme_id=programme.id, programme_name=programme.name)
+    return tokens.voucher_token(voucher.id), lines
 
 
 @blp.get("/vouchers/<int:voucher_id>/card.png")
@@ -93,8 +93,8 @@ def _card(voucher_id):
 @role_required("admin", "recipient")
 def voucher_card_png(voucher_id):
     """A printable A6 card (300 dpi): QR of the signed voucher token, serial, item, value, validity."""
-    token, lines, item_code = _card(voucher_id)
-    return Response(cards.card_png(token, lines, item_code=item_code), mimetype="image/png")
+    token, lines = _card(voucher_id)
+    return Response(cards.card_png(token, lines), mimetype="image/png")
 
 
 @blp.get("/vouchers/<int:voucher_id>/card.svg")
@@ -102,7 +102,7 @@ def voucher_card_png(voucher_id):
 @role_required("admin", "recipient")
 def voucher_card_svg(voucher_id):
     """The same card as SVG (A6, vector)."""
-    token, lines, _item_code = _card(voucher_id)
+    token, lines = _card(voucher_id)
     return Response(cards.card_svg(token, lines), mimetype="image/svg+xml")
 
 
