@@ -38,6 +38,8 @@ class Config:
     # verify, so a new key can be introduced without breaking cards already printed.
     TOKEN_KEYS: str | None = None
     PRESENCE_CODE_TTL_SECONDS: int = 120
+    # How long an Idempotency-Key is remembered (API.md: at least a day).
+    IDEMPOTENCY_TTL_HOURS: int = 48
     # Where the programmes run: voucher validity and monthly periods are calendar dates there.
     LOCAL_TIMEZONE: str = "Asia/Shanghai"
     DATABASE_URL: str | None = None

@@ -3,6 +3,7 @@
 from marketplace.audit.models import AuditEvent, AuditHead
 from marketplace.auth.models import AuthToken, User
 from marketplace.catalogue.models import NegativeListRule, ServiceCategory, ServiceItem
+from marketplace.idempotency import IdempotencyRecord
 from marketplace.programmes.models import (
     BudgetAmendment,
     JournalEntry,
@@ -14,7 +15,8 @@ from marketplace.programmes.models import (
 from marketplace.recipients.models import Recipient, RecipientTag
 
 __all__ = [
-    "AuditEvent", "AuditHead", "AuthToken", "BudgetAmendment", "JournalEntry", "JournalLine", "NegativeListRule",
+    "AuditEvent", "AuditHead", "AuthToken", "BudgetAmendment", "IdempotencyRecord", "JournalEntry", "JournalLine",
+    "NegativeListRule",
     "Programme", "ProgrammeBudget", "ProgrammeItem", "Recipient", "RecipientTag", "ServiceCategory", "ServiceItem",
     "User",
 ]

@@ -1,6 +1,7 @@
 import click
 from flask import Blueprint
 
+from marketplace import idempotency
 from marketplace.db import db, transaction, utcnow
 from marketplace.errors import DomainError
 from marketplace.programmes.models import Programme
@@ -48,3 +49,13 @@ def expire_vouchers_command(programme_id: int | None):
         for programme in programmes:
             result = service.expire_vouchers(programme=programme, actor=None, now=utcnow())
             click.echo(f"programme {programme.id}: expired {result['expired']}, released {result['released_fen']} fen")
+
+
+@cli.cli.command("purge-expired")
+def purge_expired_command():
+    """Delete remembered Idempotency-Keys past IDEMPOTENCY_TTL_HOURS and used presence codes past expiry."""
+    now = utcnow()
+    with transaction():
+        keys = idempotency.purge(now=now)
+        codes = service.purge_used_presence_codes(now=now)
+    click.echo(f"purged {keys} idempotency keys and {codes} used presence codes")

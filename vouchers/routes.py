@@ -5,6 +5,7 @@ from marketplace.auth.access import require_actor, role_required
 from marketplace.catalogue.service import get_item
 from marketplace.db import db, transaction, utcnow
 from marketplace.errors import NotFound
+from marketplace.idempotency import idempotent
 from marketplace.programmes.models import Programme
 from marketplace.programmes.service import get_programme
 from marketplace.recipients.service import get_recipient
@@ -34,6 +35,7 @@ PNG = {"type": "string", "format": "binary"}
 
 
 @blp.post("/programmes/<int:programme_id>/issuance")
+@idempotent
 @blp.arguments(IssuanceInputSchema)
 @blp.response(200, IssuanceResultSchema)
 @role_required("admin")
@@ -46,6 +48,7 @@ def issue_monthly(data, programme_id):
 
 
 @blp.post("/vouchers")
+@idempotent
 @blp.arguments(SupplementaryIssueSchema)
 @blp.response(201, page_of(VoucherSchema))
 @role_required("admin")
@@ -107,6 +110,7 @@ def voucher_card_svg(voucher_id):
 
 
 @blp.post("/vouchers/<int:voucher_id>/revoke")
+@idempotent
 @blp.arguments(ReasonSchema)
 @blp.response(200, VoucherSchema)
 @role_required("admin")
@@ -119,6 +123,7 @@ def revoke_voucher(data, voucher_id):
 
 
 @blp.post("/programmes/<int:programme_id>/expire")
+@idempotent
 @blp.response(200, ExpiryResultSchema)
 @role_required("admin")
 def expire_vouchers(programme_id):
@@ -171,6 +176,7 @@ def presence_code_png(query):
 
 
 @blp.post("/redemptions")
+@idempotent
 @blp.arguments(RedemptionInputSchema)
 @blp.response(201, RedemptionSchema)
 @role_required("provider")
@@ -181,6 +187,7 @@ def redeem(data):
 
 
 @blp.post("/redemptions/<int:redemption_id>/reverse")
+@idempotent
 @blp.arguments(ReasonSchema)
 @blp.response(200, RedemptionSchema)
 @role_required("provider", "admin")

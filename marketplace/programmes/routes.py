@@ -2,6 +2,7 @@ from flask_smorest import Blueprint
 
 from marketplace.auth.access import current_actor, require_actor, role_required
 from marketplace.db import transaction, utcnow
+from marketplace.idempotency import idempotent
 from marketplace.programmes import ledger, service
 from marketplace.programmes.schemas import (
     BudgetAmendmentSchema,
@@ -45,6 +46,7 @@ def get_programme(programme_id):
 
 
 @blp.post("/<int:programme_id>/budget")
+@idempotent
 @blp.arguments(BudgetAmendmentSchema)
 @blp.response(200, LedgerSchema)
 @role_required("admin")
