@@ -13,7 +13,7 @@ from calendar import monthrange
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, bindparam, case, exists, func, insert, literal, select, true, update
+from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, literal, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from marketplace import audit
@@ -592,3 +592,9 @@ def list_redemptions(*, actor, page: int, per_page: int, provider_id: int | None
     if to is not None:
         statement = statement.where(Redemption.delivered_at < to)
     return paginate(statement, page=page, per_page=per_page)
+
+
+def purge_used_presence_codes(*, now: datetime) -> int:
+    """Forget nonces of presence codes that have expired anyway (an expired code is refused before reuse)."""
+    return db.session.execute(
+        delete(UsedPresenceCode).where(UsedPresenceCode.expires_at < now - CLOCK_SKEW)).rowcount
