@@ -5,7 +5,7 @@ this is a demo database and never a production one (the command refuses a non-em
 """
 
 import random
-from datetime import date
+from datetime import date, timedelta
 
 import click
 from flask import Blueprint
@@ -14,12 +14,13 @@ from sqlalchemy import func, select
 from marketplace.auth import service as auth_service
 from marketplace.auth.models import User
 from marketplace.catalogue import service as catalogue_service
-from marketplace.db import db, transaction, utcnow
+from marketplace.db import db, local_date, transaction, utcnow
 from marketplace.programmes import service as programme_service
 from marketplace.recipients import service as recipient_service
 from marketplace.recipients.idnumber import check_character
 from providers import creditcode
 from providers import service as provider_service
+from vouchers import service as voucher_service
 
 DEMO_REGION = "510131"
 DEMO_USERS = [
@@ -101,7 +102,34 @@ def seed_demo(*, now, rng: random.Random | None = None) -> list[tuple[str, str, 
                   for index in range(DEMO_RECIPIENTS)]
     recipient_service.create_account(recipient=recipients[0], username=DEMO_RESIDENT[0], password=DEMO_RESIDENT[1],
                                      actor=None, now=now)
+    seed_month_of_service(programme=programme, recipients=recipients, admin=system, now=now, rng=rng)
     return demo_logins()
+
+
+def seed_month_of_service(*, programme, recipients, admin, now, rng: random.Random) -> None:
+    """Issue this month's vouchers, let every recipient choose providers, and redeem part of the month so far."""
+    today = local_date(now)
+    voucher_service.issue_monthly(programme=programme, period=f"{today:%Y-%m}", actor=admin, now=now)
+    providers = provider_service.programme_providers(programme=programme, actor=admin)
+    staff = {user.provider_id: user for user in db.session.scalars(select(User).where(User.role == "provider"))}
+    month_start = now - timedelta(days=today.day - 1, hours=now.hour, minutes=now.minute)
+    for recipient in recipients:
+        for item in programme.items:
+            offering = [provider for provider in providers if item.item_code in provider.item_codes]
+            provider = rng.choice(offering)
+            voucher_service.set_choice(recipient=recipient, programme=programme, item_code=item.item_code,
+                                       provider_id=provider.id, actor=admin, now=now)
+            # Used so far this month: most of the quota pro rata, a little less for some.
+            used = round(item.monthly_quota * (today.day - 1) / 30 * rng.uniform(0.4, 1.0))
+            for _ in range(used):
+                token = voucher_service.create_presence_code(recipient_id=recipient.id, now=now)["token"]
+                delivered = month_start + (now - month_start) * rng.random()
+                try:
+                    voucher_service.redeem(actor=staff[provider.id], now=now, presence_token=token,
+                                           item_code=item.item_code, delivered_at=delivered,
+                                           duration_minutes=rng.choice([30, 45, 60, 90]))
+                except voucher_service.NoValidVoucher:
+                    break  # not eligible this month (too young or untagged): no vouchers to redeem
 
 
 def demo_logins() -> list[tuple[str, str, str, str]]:
