@@ -38,6 +38,9 @@ class Config:
     # verify, so a new key can be introduced without breaking cards already printed.
     TOKEN_KEYS: str | None = None
     PRESENCE_CODE_TTL_SECONDS: int = 120
+    # C in the ranking's Bayesian score (C·m + Σ scores) / (C + n): how many ratings a provider needs
+    # before its own mean outweighs the mean of its peers.
+    RANKING_PRIOR_WEIGHT: int = 10
     # How long an Idempotency-Key is remembered (API.md: at least a day).
     IDEMPOTENCY_TTL_HOURS: int = 48
     # Where the programmes run: voucher validity and monthly periods are calendar dates there.

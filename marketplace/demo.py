@@ -125,11 +125,21 @@ def seed_month_of_service(*, programme, recipients, admin, now, rng: random.Rand
                 token = voucher_service.create_presence_code(recipient_id=recipient.id, now=now)["token"]
                 delivered = month_start + (now - month_start) * rng.random()
                 try:
-                    voucher_service.redeem(actor=staff[provider.id], now=now, presence_token=token,
-                                           item_code=item.item_code, delivered_at=delivered,
-                                           duration_minutes=rng.choice([30, 45, 60, 90]))
+                    redemption = voucher_service.redeem(actor=staff[provider.id], now=now, presence_token=token,
+                                                        item_code=item.item_code, delivered_at=delivered,
+                                                        duration_minutes=rng.choice([30, 45, 60, 90]))
                 except voucher_service.NoValidVoucher:
                     break  # not eligible this month (too young or untagged): no vouchers to redeem
+                if rng.random() < 0.6:  # most services get a 回访 phone call from the bureau
+                    voucher_service.rate_redemption(
+                        redemption=redemption, score=demo_score(provider.id, rng), comment=None,
+                        source="phone_followup", actor=admin, now=now)
+
+
+def demo_score(provider_id: int, rng: random.Random) -> int:
+    """Scores with a different mean per provider, so that the ranking has something to show."""
+    mean = {1: 4.6, 2: 4.1, 3: 4.4, 4: 3.6}.get(provider_id, 4.0)
+    return max(1, min(5, round(rng.gauss(mean, 0.7))))
 
 
 def demo_logins() -> list[tuple[str, str, str, str]]:

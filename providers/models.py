@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from marketplace.db import UTCDateTime, db
@@ -92,3 +92,66 @@ class Enrolment(db.Model):
     provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"), index=True)
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime())
     enrolled_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+
+class Rating(db.Model):
+    """A recipient's satisfaction score (1–5) for one redemption, or one recorded by staff from a phone
+    follow-up (回访). It counts for the provider, programme and item of the redeemed voucher."""
+
+    __tablename__ = "rating"
+    __table_args__ = (
+        UniqueConstraint("redemption_id"),
+        CheckConstraint("score BETWEEN 1 AND 5", name="score_range"),
+        CheckConstraint("source IN ('recipient', 'phone_followup')", name="source_known"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Named, not imported: redemptions belong to the vouchers domain above this one.
+    redemption_id: Mapped[int] = mapped_column(ForeignKey("redemption.id"))
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"), index=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"))
+    item_code: Mapped[str] = mapped_column(ForeignKey("service_item.code"))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id"))
+    score: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16))
+    rated_by: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RatingAggregate(db.Model):
+    """Running totals per provider, programme and item, kept in the rating's transaction, so that a
+    ranking sums a few thousand rows instead of scanning every rating."""
+
+    __tablename__ = "rating_aggregate"
+    __table_args__ = (Index("ix_rating_aggregate_item_code", "item_code", "provider_id"),)
+
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"), primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"), primary_key=True)
+    item_code: Mapped[str] = mapped_column(ForeignKey("service_item.code"), primary_key=True)
+    ratings_count: Mapped[int] = mapped_column(Integer)
+    score_sum: Mapped[int] = mapped_column(Integer)
+    satisfied_count: Mapped[int] = mapped_column(Integer)  # scores of 4 or 5
+
+
+class Complaint(db.Model):
+    """A complaint against a provider, optionally about one redemption (which it then puts on hold)."""
+
+    __tablename__ = "complaint"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'resolved')", name="status_known"),
+        Index("ix_complaint_redemption_status", "redemption_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"), index=True)
+    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipient.id"))
+    redemption_id: Mapped[int | None] = mapped_column(ForeignKey("redemption.id"))
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(8))
+    upheld: Mapped[bool | None] = mapped_column(Boolean)
+    resolution: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))

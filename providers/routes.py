@@ -7,11 +7,16 @@ from marketplace.programmes.service import get_programme
 from marketplace.schemas import ReasonSchema, page_of
 from providers import service
 from providers.schemas import (
+    ComplaintQuerySchema,
+    ComplaintSchema,
     EnrolmentCreateSchema,
     EnrolmentSchema,
     ProviderCreateSchema,
     ProviderQuerySchema,
     ProviderSchema,
+    RankingQuerySchema,
+    RankingSchema,
+    ResolutionSchema,
     StatusChangeSchema,
 )
 
@@ -133,3 +138,47 @@ def programme_providers(programme_id):
     """Providers enrolled in the programme (approved ones; admins and auditors see all)."""
     actor = current_actor()
     return service.programme_providers(programme=get_programme(programme_id, actor=actor), actor=actor)
+
+
+@blp.get("/rankings")
+@blp.arguments(RankingQuerySchema, location="query")
+@blp.response(200, RankingSchema)
+def rankings(query):
+    """Providers of a service ranked by satisfaction (public policy, 优胜劣汰).
+
+    `bayesian_score = (C·m + Σ scores) / (C + n)`: n is the provider's number of ratings for the item,
+    m the mean of all ratings in the same scope (item, region, programme) and C = RANKING_PRIOR_WEIGHT
+    (10 by default), so one 5-star rating cannot outrank many 4.8s. Ordered by bayesian_score (no ratings
+    last), then ratings_count, then provider_id. `satisfaction_rate` is the share of scores 4 and 5;
+    `complaints_count` counts every complaint filed against the provider.
+    """
+    return {"items": service.rankings(**query)}
+
+
+@blp.get("/complaints")
+@blp.arguments(ComplaintQuerySchema, location="query")
+@blp.response(200, page_of(ComplaintSchema))
+@role_required("admin", "auditor", "provider", "recipient")
+def list_complaints(query):
+    """Complaints: admins and auditors see all, a provider those against it, a recipient their own."""
+    return service.list_complaints(actor=require_actor(), **query)
+
+
+@blp.get("/complaints/<int:complaint_id>")
+@blp.response(200, ComplaintSchema)
+@role_required("admin", "auditor", "provider", "recipient")
+def get_complaint(complaint_id):
+    """One complaint."""
+    return service.get_complaint(complaint_id, actor=require_actor())
+
+
+@blp.post("/complaints/<int:complaint_id>/resolve")
+@blp.arguments(ResolutionSchema)
+@blp.response(200, ComplaintSchema)
+@role_required("admin")
+def resolve_complaint(data, complaint_id):
+    """Resolve a complaint as upheld or not; a redemption it held goes back to settlement."""
+    actor = require_actor()
+    with transaction():
+        complaint = service.get_complaint(complaint_id, actor=actor)
+        return service.resolve_complaint(complaint=complaint, **data, actor=actor, now=utcnow())

@@ -49,11 +49,8 @@ class ProviderSchema(Schema):
     status_reason = fields.String(allow_none=True)
     created_at = fields.AwareDateTime(required=True)
     status_changed_at = fields.AwareDateTime(required=True)
-    rating = fields.Method("rating_summary", required=True, metadata={"type": "object"})
-
-    def rating_summary(self, provider):
-        # Ratings arrive with the ratings module; until a provider has any, the summary is empty.
-        return {"count": 0, "mean": None, "bayesian": None, "satisfaction_rate": None}
+    rating = fields.Nested(RatingSummarySchema, attribute="rating_summary", required=True, metadata={
+        "description": "count, mean, Bayesian score (C·m + Σ)/(C + n) with m the mean of all ratings, share of 4–5"})
 
 
 class ProviderQuerySchema(PageArgs):
@@ -80,3 +77,76 @@ class EnrolmentSchema(Schema):
     programme_id = fields.Integer(required=True)
     provider_id = fields.Integer(required=True)
     enrolled_at = fields.AwareDateTime(required=True)
+
+
+class RatingInputSchema(InputSchema):
+    score = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=5))
+    comment = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    source = fields.String(load_default="recipient", validate=validate.OneOf(["recipient", "phone_followup"]),
+                           metadata={"description": "`phone_followup` when an admin records a 回访 rating"})
+
+
+class RatingSchema(Schema):
+    id = fields.Integer(required=True)
+    redemption_id = fields.Integer(required=True)
+    provider_id = fields.Integer(required=True)
+    programme_id = fields.Integer(required=True)
+    item_code = fields.String(required=True)
+    score = fields.Integer(required=True)
+    comment = fields.String(allow_none=True)
+    source = fields.String(required=True)
+    rated_by = fields.Integer(required=True)
+    created_at = fields.AwareDateTime(required=True)
+
+
+class RankingQuerySchema(InputSchema):
+    item_code = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    region_code = fields.String(validate=REGION_CODE)
+    programme_id = fields.Integer(validate=ID_RANGE)
+
+
+class RankingRowSchema(Schema):
+    rank = fields.Integer(required=True)
+    provider_id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    kind = fields.String(required=True)
+    ratings_count = fields.Integer(required=True)
+    mean_score = fields.Float(allow_none=True, required=True)
+    bayesian_score = fields.Float(allow_none=True, required=True)
+    satisfaction_rate = fields.Float(allow_none=True, required=True)
+    complaints_count = fields.Integer(required=True)
+
+
+class RankingSchema(Schema):
+    items = fields.List(fields.Nested(RankingRowSchema), required=True)
+
+
+class ComplaintInputSchema(InputSchema):
+    provider_id = fields.Integer(required=True, strict=True, validate=ID_RANGE)
+    redemption_id = fields.Integer(load_default=None, allow_none=True, strict=True, validate=ID_RANGE)
+    recipient_id = fields.Integer(load_default=None, allow_none=True, strict=True, validate=ID_RANGE,
+                                  metadata={"description": "Admins filing for a recipient (e.g. after a call)"})
+    text = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+
+class ComplaintSchema(Schema):
+    id = fields.Integer(required=True)
+    provider_id = fields.Integer(required=True)
+    recipient_id = fields.Integer(allow_none=True)
+    redemption_id = fields.Integer(allow_none=True)
+    text = fields.String(required=True)
+    status = fields.String(required=True, metadata={"enum": ["open", "resolved"]})
+    upheld = fields.Boolean(allow_none=True)
+    resolution = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime(required=True)
+    resolved_at = fields.AwareDateTime(allow_none=True)
+
+
+class ComplaintQuerySchema(PageArgs):
+    provider_id = fields.Integer(validate=ID_RANGE)
+    status = fields.String(validate=validate.OneOf(["open", "resolved"]))
+
+
+class ResolutionSchema(InputSchema):
+    resolution = fields.String(required=True, validate=validate.Length(min=3, max=2000))
+    upheld = fields.Boolean(required=True, metadata={"description": "Whether the complaint was found justified"})

@@ -1,8 +1,9 @@
 """Providers: registration, qualification (资质) decisions, programme enrolment, what each role sees."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import exists, literal, select
+from flask import current_app
+from sqlalchemy import exists, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from marketplace import audit
@@ -14,8 +15,18 @@ from marketplace.programmes.models import Programme
 from marketplace.programmes.service import ProgrammeClosed
 from marketplace.regions import covers, is_region_code, region_prefix
 from providers.creditcode import InvalidCreditCodeError, parse_credit_code
-from providers.models import Enrolment, Provider, ProviderItem, ProviderRegion, ProviderStatusChange
+from providers.models import (
+    Complaint,
+    Enrolment,
+    Provider,
+    ProviderItem,
+    ProviderRegion,
+    ProviderStatusChange,
+    Rating,
+    RatingAggregate,
+)
 
+SATISFIED_SCORE = 4  # a score of 4 or 5 counts as satisfied
 # Qualification decisions: action → (statuses it applies to, resulting status, what the audit calls it).
 TRANSITIONS = {
     "approve": ({"pending"}, "approved", "provider.approved"),
@@ -104,7 +115,7 @@ def register_provider(*, name: str, kind: str, credit_code: str, legal_represent
     audit.record(action="provider.registered", entity="provider", entity_id=provider.id, actor=actor, now=now,
                  data={"name": name, "kind": kind, "credit_code": parsed.code, "region_codes": region_codes,
                        "item_codes": item_codes, "self_registered": actor is None})
-    return provider
+    return attach_rating_summaries([provider])[0]
 
 
 def _record_status(provider: Provider, from_status: str | None, to_status: str, reason: str, actor,
@@ -139,7 +150,7 @@ def change_status(*, provider: Provider, action: str, reason: str, actor, now: d
     db.session.flush()
     audit.record(action=audit_action, entity="provider", entity_id=provider.id, actor=actor, now=now,
                  data={"from": from_status, "to": to_status, "reason": reason})
-    return provider
+    return attach_rating_summaries([provider])[0]
 
 
 def get_provider(provider_id: int, *, actor) -> Provider:
@@ -150,6 +161,7 @@ def get_provider(provider_id: int, *, actor) -> Provider:
     provider = db.session.get(Provider, provider_id)
     if provider is None or not can_see(actor, provider):
         raise NotFound("No such provider.")
+    attach_rating_summaries([provider])
     return provider
 
 
@@ -181,7 +193,9 @@ def list_providers(*, actor, page: int, per_page: int, status: str | None = None
                                                    ProviderItem.item_code == item_code))
     if region_code is not None:
         statement = statement.where(serves_region(region_code))
-    return paginate(statement, page=page, per_page=per_page)
+    page_ = paginate(statement, page=page, per_page=per_page)
+    attach_rating_summaries(page_["items"])
+    return page_
 
 
 def status_history(provider: Provider) -> list[ProviderStatusChange]:
@@ -229,9 +243,198 @@ def programme_providers(*, programme: Programme, actor) -> list[Provider]:
                  .where(Enrolment.programme_id == programme.id).order_by(Provider.id))
     if actor is None or actor.role not in ("admin", "auditor"):
         statement = statement.where(Provider.status == "approved")
-    return db.session.scalars(statement).all()
+    return attach_rating_summaries(db.session.scalars(statement).all())
 
 
 def enrolments_of(provider: Provider) -> list[Enrolment]:
     return db.session.scalars(select(Enrolment).where(Enrolment.provider_id == provider.id)
                               .order_by(Enrolment.id)).all()
+
+
+# --- ratings, complaints and ranking ----------------------------------------------------------------
+
+class AlreadyRated(DomainError):
+    status, code, message = 409, "already_rated", "This service has already been rated."
+
+
+class RatingWindowClosed(DomainError):
+    status, code, message = 410, "rating_window_closed", "The time to rate this service has passed."
+
+
+def record_rating(*, redemption_id: int, provider_id: int, programme_id: int, item_code: str, recipient_id: int,
+                  delivered_at: datetime, rating_window_days: int, score: int, comment: str | None, source: str,
+                  actor, now: datetime) -> Rating:
+    """Record the one rating of a delivered service and update the ranking totals in the same transaction.
+
+    The caller (which knows the redemption) has checked that the actor may rate it.
+
+    :raises RatingWindowClosed: more than the programme's rating window after delivery.
+    :raises AlreadyRated: the redemption has a rating.
+    """
+    if now > delivered_at + timedelta(days=rating_window_days):
+        raise RatingWindowClosed(window_days=rating_window_days)
+    rating = Rating(redemption_id=redemption_id, provider_id=provider_id, programme_id=programme_id,
+                    item_code=item_code, recipient_id=recipient_id, score=score, comment=comment, source=source,
+                    rated_by=actor.id, created_at=now)
+    try:
+        with db.session.begin_nested():
+            db.session.add(rating)
+    except IntegrityError as error:
+        raise AlreadyRated() from error
+    _add_to_aggregate(provider_id=provider_id, programme_id=programme_id, item_code=item_code, score=score)
+    audit.record(action="rating.recorded", entity="provider", entity_id=provider_id, actor=actor, now=now,
+                 data={"rating_id": rating.id, "redemption_id": redemption_id, "score": score, "source": source})
+    return rating
+
+
+def _add_to_aggregate(*, provider_id: int, programme_id: int, item_code: str, score: int) -> None:
+    table = RatingAggregate.__table__
+    key = (table.c.provider_id == provider_id) & (table.c.programme_id == programme_id) & (
+        table.c.item_code == item_code)
+    satisfied = 1 if score >= SATISFIED_SCORE else 0
+    increment = update(table).where(key).values(ratings_count=table.c.ratings_count + 1,
+                                                score_sum=table.c.score_sum + score,
+                                                satisfied_count=table.c.satisfied_count + satisfied)
+    if db.session.execute(increment).rowcount:
+        return
+    try:
+        with db.session.begin_nested():
+            db.session.execute(insert(table).values(provider_id=provider_id, programme_id=programme_id,
+                                                    item_code=item_code, ratings_count=1, score_sum=score,
+                                                    satisfied_count=satisfied))
+    except IntegrityError:
+        db.session.execute(increment)  # a concurrent first rating created the row meanwhile
+
+
+def bayesian_score(*, prior_mean: float | None, ratings_count: int, score_sum: int) -> float | None:
+    """(C·m + Σ scores) / (C + n): few ratings lean on the scope's mean m, many speak for themselves."""
+    if prior_mean is None:
+        return None
+    weight = current_app.config["RANKING_PRIOR_WEIGHT"]
+    return (weight * prior_mean + score_sum) / (weight + ratings_count)
+
+
+def _summary(count: int, total: int, satisfied: int, prior_mean: float | None) -> dict:
+    return {
+        "count": count,
+        "mean": total / count if count else None,
+        "bayesian": bayesian_score(prior_mean=prior_mean, ratings_count=count, score_sum=total),
+        "satisfaction_rate": satisfied / count if count else None,
+    }
+
+
+def attach_rating_summaries(providers: list[Provider]) -> list[Provider]:
+    """Give each provider its `rating_summary` over every programme and item (m = mean of all ratings)."""
+    if not providers:
+        return providers
+    agg = RatingAggregate
+    grand_count, grand_sum = db.session.execute(
+        select(func.coalesce(func.sum(agg.ratings_count), 0), func.coalesce(func.sum(agg.score_sum), 0))).one()
+    prior = grand_sum / grand_count if grand_count else None
+    rows = db.session.execute(
+        select(agg.provider_id, func.sum(agg.ratings_count), func.sum(agg.score_sum), func.sum(agg.satisfied_count))
+        .where(agg.provider_id.in_([provider.id for provider in providers])).group_by(agg.provider_id)).all()
+    totals = {provider_id: (int(count), int(total), int(satisfied)) for provider_id, count, total, satisfied in rows}
+    for provider in providers:
+        provider.rating_summary = _summary(*totals.get(provider.id, (0, 0, 0)), prior)
+    return providers
+
+
+def rankings(*, item_code: str, region_code: str | None = None, programme_id: int | None = None) -> list[dict]:
+    """Approved providers offering the item (serving the region, enrolled in the programme), best first.
+
+    Ordered by Bayesian score, then number of ratings, then id. A provider without ratings scores the
+    scope's mean m (the formula with n = 0): new providers are neither favoured nor buried. When nobody
+    in the scope has ratings, every score is null and the order is by id.
+    """
+    statement = select(Provider).where(Provider.status == "approved",
+                                       exists().where(ProviderItem.provider_id == Provider.id,
+                                                      ProviderItem.item_code == item_code))
+    if region_code is not None:
+        statement = statement.where(serves_region(region_code))
+    if programme_id is not None:
+        statement = statement.where(exists().where(Enrolment.provider_id == Provider.id,
+                                                   Enrolment.programme_id == programme_id))
+    providers = db.session.scalars(statement).all()
+    if not providers:
+        return []
+    ids = [provider.id for provider in providers]
+    agg = RatingAggregate
+    totals_query = (select(agg.provider_id, func.sum(agg.ratings_count), func.sum(agg.score_sum),
+                           func.sum(agg.satisfied_count))
+                    .where(agg.item_code == item_code, agg.provider_id.in_(ids)).group_by(agg.provider_id))
+    if programme_id is not None:
+        totals_query = totals_query.where(agg.programme_id == programme_id)
+    totals = {pid: (int(c), int(s), int(sat)) for pid, c, s, sat in db.session.execute(totals_query)}
+    scope_count = sum(count for count, _, _ in totals.values())
+    prior = sum(total for _, total, _ in totals.values()) / scope_count if scope_count else None
+    complaints = dict(db.session.execute(
+        select(Complaint.provider_id, func.count()).where(Complaint.provider_id.in_(ids))
+        .group_by(Complaint.provider_id)).all())
+    rows = []
+    for provider in providers:
+        count, total, satisfied = totals.get(provider.id, (0, 0, 0))
+        summary = _summary(count, total, satisfied, prior)
+        rows.append({"provider_id": provider.id, "name": provider.name, "kind": provider.kind,
+                     "ratings_count": count, "mean_score": summary["mean"],
+                     "bayesian_score": summary["bayesian"],
+                     "satisfaction_rate": summary["satisfaction_rate"],
+                     "complaints_count": complaints.get(provider.id, 0)})
+    rows.sort(key=lambda row: (row["bayesian_score"] is None, -(row["bayesian_score"] or 0), -row["ratings_count"],
+                               row["provider_id"]))
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    return rows
+
+
+def file_complaint(*, provider: Provider, text: str, recipient_id: int | None, redemption_id: int | None, actor,
+                   now: datetime) -> Complaint:
+    """Record a complaint. About a redemption, it puts that redemption on hold until resolved.
+
+    The caller has checked that a recipient complains only about their own redemption.
+    """
+    complaint = Complaint(provider_id=provider.id, recipient_id=recipient_id, redemption_id=redemption_id, text=text,
+                          status="open", created_at=now, created_by=actor.id)
+    db.session.add(complaint)
+    db.session.flush()
+    audit.record(action="complaint.filed", entity="provider", entity_id=provider.id, actor=actor, now=now,
+                 data={"complaint_id": complaint.id, "redemption_id": redemption_id})
+    return complaint
+
+
+def get_complaint(complaint_id: int, *, actor) -> Complaint:
+    """:raises NotFound: no such complaint, or not about the asking provider or by the asking recipient."""
+    complaint = db.session.get(Complaint, complaint_id)
+    if complaint is None or (actor.role == "provider" and complaint.provider_id != actor.provider_id) or (
+            actor.role == "recipient" and complaint.recipient_id != actor.recipient_id):
+        raise NotFound("No such complaint.")
+    return complaint
+
+
+def list_complaints(*, actor, page: int, per_page: int, provider_id: int | None = None,
+                    status: str | None = None) -> dict:
+    statement = select(Complaint).order_by(Complaint.id.desc())
+    if actor.role == "provider":
+        statement = statement.where(Complaint.provider_id == actor.provider_id)
+    elif actor.role == "recipient":
+        statement = statement.where(Complaint.recipient_id == actor.recipient_id)
+    if provider_id is not None:
+        statement = statement.where(Complaint.provider_id == provider_id)
+    if status is not None:
+        statement = statement.where(Complaint.status == status)
+    return paginate(statement, page=page, per_page=per_page)
+
+
+def resolve_complaint(*, complaint: Complaint, upheld: bool, resolution: str, actor, now: datetime) -> Complaint:
+    """Close a complaint as upheld or not; a redemption it held is released for settlement.
+
+    :raises InvalidTransition: it is resolved already.
+    """
+    if complaint.status != "open":
+        raise InvalidTransition("The complaint is already resolved.")
+    complaint.status, complaint.upheld, complaint.resolution = "resolved", upheld, resolution
+    complaint.resolved_at, complaint.resolved_by = now, actor.id
+    db.session.flush()
+    audit.record(action="complaint.resolved", entity="provider", entity_id=complaint.provider_id, actor=actor,
+                 now=now, data={"complaint_id": complaint.id, "upheld": upheld})
+    return complaint

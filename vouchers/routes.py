@@ -10,7 +10,9 @@ from marketplace.programmes.models import Programme
 from marketplace.programmes.service import get_programme
 from marketplace.recipients.service import get_recipient
 from marketplace.schemas import ReasonSchema, page_of
+from providers.schemas import ComplaintInputSchema, ComplaintSchema, RatingInputSchema, RatingSchema
 from vouchers import cards, service, tokens
+from vouchers.models import Redemption
 from vouchers.schemas import (
     ChoiceInputSchema,
     ChoiceSchema,
@@ -214,3 +216,32 @@ def list_redemptions(query):
 def get_redemption(redemption_id):
     """One redemption."""
     return service.get_redemption(redemption_id, actor=require_actor())
+
+
+@blp.post("/redemptions/<int:redemption_id>/rating")
+@blp.arguments(RatingInputSchema)
+@blp.response(201, RatingSchema)
+@role_required("recipient", "admin")
+def rate_redemption(data, redemption_id):
+    """Rate a delivered service 1–5 (its recipient; an admin with `source: "phone_followup"`).
+
+    409 `already_rated`, 410 `rating_window_closed`, 403 when it is not yours.
+    """
+    actor = require_actor()
+    with transaction():
+        redemption = db.session.get(Redemption, redemption_id)
+        if redemption is None:
+            raise NotFound("No such redemption.")
+        if actor.role == "admin":
+            service.get_redemption(redemption_id, actor=actor)  # region scope
+        return service.rate_redemption(redemption=redemption, **data, actor=actor, now=utcnow())
+
+
+@blp.post("/complaints")
+@blp.arguments(ComplaintInputSchema)
+@blp.response(201, ComplaintSchema)
+@role_required("recipient", "admin")
+def file_complaint(data):
+    """Complain about a provider, optionally about one of your redemptions (held from settlement until resolved)."""
+    with transaction():
+        return service.complain(**data, actor=require_actor(), now=utcnow())

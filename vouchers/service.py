@@ -23,6 +23,7 @@ from marketplace.programmes import ledger
 from marketplace.programmes.models import Programme, ProgrammeItem
 from marketplace.recipients.models import Recipient, RecipientTag
 from marketplace.regions import covers, region_prefix
+from providers import service as provider_service
 from providers.models import Enrolment, Provider, ProviderItem
 from vouchers import tokens
 from vouchers.models import Choice, ChoiceEvent, Issuance, Redemption, UsedPresenceCode, Voucher
@@ -598,3 +599,56 @@ def purge_used_presence_codes(*, now: datetime) -> int:
     """Forget nonces of presence codes that have expired anyway (an expired code is refused before reuse)."""
     return db.session.execute(
         delete(UsedPresenceCode).where(UsedPresenceCode.expires_at < now - CLOCK_SKEW)).rowcount
+
+
+# --- ratings and complaints about redemptions (stored by the providers domain) -----------------------
+
+def rate_redemption(*, redemption: Redemption, score: int, comment: str | None, source: str, actor,
+                    now: datetime):
+    """Rate a delivered service: by its recipient, or by an admin from a phone follow-up (回访).
+
+    :raises Forbidden: not the recipient's own service, or an admin not marking a phone follow-up.
+    :raises InvalidTransition: the redemption was reversed.
+    :raises RatingWindowClosed, AlreadyRated: see providers.service.record_rating.
+    """
+    if actor.role == "recipient":
+        if redemption.recipient_id != actor.recipient_id:
+            raise Forbidden("Only the person who received the service may rate it.")
+        if source != "recipient":
+            raise ValidationFailed({"source": "Recipients rate as `recipient`."})
+    elif actor.role == "admin":
+        if source != "phone_followup":
+            raise Forbidden("Admins record ratings only from a phone follow-up: send source `phone_followup`.")
+    else:
+        raise Forbidden()
+    if redemption.status != "completed":
+        raise InvalidTransition("A reversed redemption cannot be rated.")
+    programme = db.session.get(Programme, redemption.programme_id)
+    return provider_service.record_rating(
+        redemption_id=redemption.id, provider_id=redemption.provider_id, programme_id=redemption.programme_id,
+        item_code=redemption.item_code, recipient_id=redemption.recipient_id, delivered_at=redemption.delivered_at,
+        rating_window_days=programme.rating_window_days, score=score, comment=comment, source=source, actor=actor,
+        now=now)
+
+
+def complain(*, provider_id: int, text: str, redemption_id: int | None, recipient_id: int | None, actor,
+             now: datetime):
+    """File a complaint against a provider, optionally about one redemption (recipients: their own only).
+
+    :raises NotFound: unknown provider, or a redemption that is not the recipient's or not by that provider.
+    """
+    provider = db.session.get(Provider, provider_id)
+    if provider is None:
+        raise NotFound("No such provider.")
+    if actor.role == "recipient":
+        recipient_id = actor.recipient_id
+    if redemption_id is not None:
+        redemption = db.session.get(Redemption, redemption_id)
+        if redemption is None or redemption.provider_id != provider.id or (
+                recipient_id is not None and redemption.recipient_id != recipient_id):
+            raise NotFound("No such redemption of yours by this provider.")
+        recipient_id = redemption.recipient_id
+    if recipient_id is not None and db.session.get(Recipient, recipient_id) is None:
+        raise NotFound("No such recipient.")
+    return provider_service.file_complaint(provider=provider, text=text, recipient_id=recipient_id,
+                                           redemption_id=redemption_id, actor=actor, now=now)
