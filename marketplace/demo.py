@@ -21,6 +21,7 @@ from marketplace.recipients.idnumber import check_character
 from providers import creditcode
 from providers import service as provider_service
 from vouchers import service as voucher_service
+from vouchers import settlement
 
 DEMO_REGION = "510131"
 DEMO_USERS = [
@@ -75,7 +76,7 @@ def seed_demo(*, now, rng: random.Random | None = None) -> list[tuple[str, str, 
                                       description=f"居家养老服务：{name}", actor=None, now=now)
     programme = programme_service.create_programme(
         name=f"蒲江县{now.year}年居家养老服务券", authority="蒲江县民政局", region_code=DEMO_REGION,
-        starts_on=date(now.year, 1, 1), ends_on=date(now.year, 12, 31),
+        starts_on=date(now.year - (now.month == 1), 1, 1), ends_on=date(now.year, 12, 31),
         items=[{"item_code": code, "unit_price_fen": price, "monthly_quota": quota}
                for code, _name, _unit, _standard, price, quota in DEMO_ITEMS],
         eligibility={"min_age": 60, "tags_any": ["disabled", "low_income", "extreme_poverty", "advanced_age",
@@ -102,38 +103,50 @@ def seed_demo(*, now, rng: random.Random | None = None) -> list[tuple[str, str, 
                   for index in range(DEMO_RECIPIENTS)]
     recipient_service.create_account(recipient=recipients[0], username=DEMO_RESIDENT[0], password=DEMO_RESIDENT[1],
                                      actor=None, now=now)
-    seed_month_of_service(programme=programme, recipients=recipients, admin=system, now=now, rng=rng)
+    seed_service(programme=programme, recipients=recipients, admin=system, approver=users[1], now=now, rng=rng)
     return demo_logins()
 
 
-def seed_month_of_service(*, programme, recipients, admin, now, rng: random.Random) -> None:
-    """Issue this month's vouchers, let every recipient choose providers, and redeem part of the month so far."""
+def seed_service(*, programme, recipients, admin, approver, now, rng: random.Random) -> None:
+    """Two months of service: last month issued, mostly redeemed, rated, expired and settled (drafted by
+    one admin, approved by another, paid); this month issued and redeemed so far."""
     today = local_date(now)
-    voucher_service.issue_monthly(programme=programme, period=f"{today:%Y-%m}", actor=admin, now=now)
+    last_month = f"{date(today.year, today.month, 1) - timedelta(days=1):%Y-%m}"
+    this_month = f"{today:%Y-%m}"
     providers = provider_service.programme_providers(programme=programme, actor=admin)
     staff = {user.provider_id: user for user in db.session.scalars(select(User).where(User.role == "provider"))}
-    month_start = now - timedelta(days=today.day - 1, hours=now.hour, minutes=now.minute)
+    chosen = {}
     for recipient in recipients:
         for item in programme.items:
-            offering = [provider for provider in providers if item.item_code in provider.item_codes]
-            provider = rng.choice(offering)
+            provider = rng.choice([p for p in providers if item.item_code in p.item_codes])
             voucher_service.set_choice(recipient=recipient, programme=programme, item_code=item.item_code,
                                        provider_id=provider.id, actor=admin, now=now)
-            # Used so far this month: most of the quota pro rata, a little less for some.
-            used = round(item.monthly_quota * (today.day - 1) / 30 * rng.uniform(0.4, 1.0))
-            for _ in range(used):
-                token = voucher_service.create_presence_code(recipient_id=recipient.id, now=now)["token"]
-                delivered = month_start + (now - month_start) * rng.random()
-                try:
-                    redemption = voucher_service.redeem(actor=staff[provider.id], now=now, presence_token=token,
-                                                        item_code=item.item_code, delivered_at=delivered,
-                                                        duration_minutes=rng.choice([30, 45, 60, 90]))
-                except voucher_service.NoValidVoucher:
-                    break  # not eligible this month (too young or untagged): no vouchers to redeem
-                if rng.random() < 0.6:  # most services get a 回访 phone call from the bureau
-                    voucher_service.rate_redemption(
-                        redemption=redemption, score=demo_score(provider.id, rng), comment=None,
-                        source="phone_followup", actor=admin, now=now)
+            chosen[recipient.id, item.item_code] = provider
+    for period, share in ((last_month, 1.0), (this_month, (today.day - 1) / 30)):
+        voucher_service.issue_monthly(programme=programme, period=period, actor=admin, now=now)
+        start, end = settlement.month_start_instant(period), min(settlement.month_end_instant(period), now)
+        for recipient in recipients:
+            for item in programme.items:
+                provider = chosen[recipient.id, item.item_code]
+                for _ in range(round(item.monthly_quota * share * rng.uniform(0.5, 1.0))):
+                    token = voucher_service.create_presence_code(recipient_id=recipient.id, now=now)["token"]
+                    try:
+                        redemption = voucher_service.redeem(
+                            actor=staff[provider.id], now=now, presence_token=token, item_code=item.item_code,
+                            delivered_at=start + (end - start) * rng.random(),
+                            duration_minutes=rng.choice([30, 45, 60, 90]))
+                    except voucher_service.NoValidVoucher:
+                        break  # not eligible (too young or untagged): no vouchers to redeem
+                    in_window = now - redemption.delivered_at < timedelta(days=programme.rating_window_days)
+                    if in_window and rng.random() < 0.6:  # most services get a 回访 phone call from the bureau
+                        voucher_service.rate_redemption(redemption=redemption, score=demo_score(provider.id, rng),
+                                                        comment=None, source="phone_followup", actor=admin, now=now)
+    voucher_service.expire_vouchers(programme=programme, actor=admin, now=now)
+    for draft in settlement.create_settlements(programme=programme, period=last_month, evaluations={}, actor=admin,
+                                               now=now):
+        settlement.approve(settlement=draft, actor=approver, now=now)
+        settlement.pay(settlement=draft, payment_reference=f"国库集中支付-{last_month}-{draft.provider_id:03d}",
+                       actor=approver, now=now)
 
 
 def demo_score(provider_id: int, rng: random.Random) -> int:

@@ -438,3 +438,14 @@ def resolve_complaint(*, complaint: Complaint, upheld: bool, resolution: str, ac
     audit.record(action="complaint.resolved", entity="provider", entity_id=complaint.provider_id, actor=actor,
                  now=now, data={"complaint_id": complaint.id, "upheld": upheld})
     return complaint
+
+
+def programme_bayesian(*, provider_id: int, programme_id: int) -> float | None:
+    """The provider's Bayesian score over all its ratings in one programme (m = the programme's mean)."""
+    agg = RatingAggregate
+    totals = select(func.coalesce(func.sum(agg.ratings_count), 0), func.coalesce(func.sum(agg.score_sum), 0))
+    scope_count, scope_sum = db.session.execute(totals.where(agg.programme_id == programme_id)).one()
+    count, total = db.session.execute(totals.where(agg.programme_id == programme_id,
+                                                   agg.provider_id == provider_id)).one()
+    prior = scope_sum / scope_count if scope_count else None
+    return bayesian_score(prior_mean=prior, ratings_count=int(count), score_sum=int(total))

@@ -32,7 +32,7 @@ def test_admin_creates_a_draft_programme(client, admin_headers, item_code):
     assert body["settlement_rules"][0] == {"min_score": 0, "pay_percent": 60}
     ledger_body = client.get(f"/api/v1/programmes/{body['id']}/ledger", headers=admin_headers).get_json()
     assert ledger_body == {"allocated_fen": 0, "committed_fen": 0, "redeemed_fen": 0, "settled_fen": 0,
-                           "released_fen": 0, "available_fen": 0}
+                           "released_fen": 0, "available_fen": 0, "deducted_fen": 0}
 
 
 @pytest.mark.parametrize(("overrides", "field"), [
@@ -148,7 +148,7 @@ def test_a_reduction_may_not_go_below_what_is_committed(client, app, admin_heade
                         json={"amount_fen": -3_000, "reason": "cut to the bone"})
     assert exact.status_code == 200
     assert exact.get_json() == {"allocated_fen": 7_000, "committed_fen": 7_000, "redeemed_fen": 0, "settled_fen": 0,
-                                "released_fen": 0, "available_fen": 0}
+                                "released_fen": 0, "available_fen": 0, "deducted_fen": 0}
 
 
 @pytest.mark.parametrize("body", [{"amount_fen": 0, "reason": "nothing"}, {"amount_fen": 100},
@@ -209,7 +209,7 @@ def test_the_ledger_checks_hold_after_raw_movements(client, app, admin_headers, 
         "available_not_negative"}
     balances = client.get(f"/api/v1/programmes/{programme.id}/ledger", headers=admin_headers).get_json()
     assert balances == {"allocated_fen": 50_000, "committed_fen": 15_000, "redeemed_fen": 0, "settled_fen": 0,
-                        "released_fen": 5_000, "available_fen": 35_000}
+                        "released_fen": 5_000, "available_fen": 35_000, "deducted_fen": 0}
 
 
 def failed_checks(client, headers, programme_id):

@@ -5,7 +5,7 @@ from marketplace import idempotency
 from marketplace.db import db, transaction, utcnow
 from marketplace.errors import DomainError
 from marketplace.programmes.models import Programme
-from vouchers import service
+from vouchers import service, settlement
 
 cli = Blueprint("vouchers_cli", __name__, cli_group=None)
 
@@ -59,3 +59,25 @@ def purge_expired_command():
         keys = idempotency.purge(now=now)
         codes = service.purge_used_presence_codes(now=now)
     click.echo(f"purged {keys} idempotency keys and {codes} used presence codes")
+
+
+@cli.cli.command("settle")
+@click.argument("programme_id", type=int)
+@click.argument("period")
+def settle_command(programme_id: int, period: str):
+    """Draft PERIOD's (YYYY-MM) settlements of a programme, one per provider, with a progress bar."""
+    try:
+        with transaction():
+            programme = _programme(programme_id)
+            providers = settlement.settleable_provider_count(programme=programme, period=period)
+            with click.progressbar(length=providers, label=f"settling {period}") as bar:
+                drafts = settlement.create_settlements(programme=programme, period=period, evaluations={},
+                                                       actor=None, now=utcnow(), on_provider=lambda _id: bar.update(1))
+    except DomainError as error:
+        raise click.ClickException(f"{error.message} {error.details or ''}".strip()) from error
+    for draft in drafts:
+        click.echo(f"provider {draft.provider_id}: {draft.redemptions_count} redemptions, gross {draft.gross_fen} fen, "
+                   f"score {draft.performance_score}, pay {draft.pay_percent}% = {draft.net_fen} fen"
+                   + (" — FLAGGED for termination" if draft.flagged_for_termination else ""))
+    if not drafts:
+        click.echo("nothing to settle (already settled, or no redemptions)")

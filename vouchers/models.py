@@ -2,6 +2,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     ForeignKey,
@@ -140,7 +141,7 @@ class Redemption(db.Model):
     reversed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     reversed_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     reversal_reason: Mapped[str | None] = mapped_column(Text)
-    settlement_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    settlement_id: Mapped[int | None] = mapped_column(ForeignKey("settlement.id"), index=True)
 
 
 class UsedPresenceCode(db.Model):
@@ -151,3 +152,43 @@ class UsedPresenceCode(db.Model):
     nonce: Mapped[str] = mapped_column(String(16), primary_key=True)
     recipient_id: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class Settlement(db.Model):
+    """What the bureau pays one provider for one programme and month (结算), tied to performance.
+
+    Its redemptions point at it (`redemption.settlement_id`), so a redemption is in at most one
+    settlement; approved and paid settlements are never changed.
+    """
+
+    __tablename__ = "settlement"
+    __table_args__ = (
+        UniqueConstraint("programme_id", "provider_id", "period"),
+        CheckConstraint("status IN ('draft', 'approved', 'paid')", name="status_known"),
+        CheckConstraint("net_fen <= gross_fen AND net_fen >= 0", name="net_within_gross"),
+        CheckConstraint("pay_percent BETWEEN 0 AND 100", name="pay_percent_range"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"), index=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"), index=True)
+    period: Mapped[str] = mapped_column(String(7))
+    status: Mapped[str] = mapped_column(String(8))
+    redemptions_count: Mapped[int] = mapped_column(Integer)
+    gross_fen: Mapped[int] = mapped_column(BIGINT)
+    # The parts of the performance score (each 0–100; evaluation only when a third party scored).
+    satisfaction_score: Mapped[int] = mapped_column(Integer)
+    complaint_score: Mapped[int] = mapped_column(Integer)
+    upheld_complaints: Mapped[int] = mapped_column(Integer)
+    evaluation_score: Mapped[int | None] = mapped_column(Integer)
+    performance_score: Mapped[int] = mapped_column(Integer)
+    pay_percent: Mapped[int] = mapped_column(Integer)
+    net_fen: Mapped[int] = mapped_column(BIGINT)
+    flagged_for_termination: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    approved_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    paid_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    payment_reference: Mapped[str | None] = mapped_column(String(100))

@@ -7,7 +7,7 @@ from marketplace.db import db
 from marketplace.programmes import ledger
 from marketplace.signals import programme_closed, recipient_departed, reconciliation_checks
 from vouchers import service
-from vouchers.models import Redemption, Voucher
+from vouchers.models import Redemption, Settlement, Voucher
 
 
 @programme_closed.connect
@@ -37,12 +37,28 @@ def voucher_checks(programme_id, **_extra) -> list[ledger.Check]:
         Voucher.programme_id == programme_id,
         (and_(Voucher.status == "redeemed", ~completed_redemption))
         | (and_(Voucher.status != "redeemed", completed_redemption))))
-    spent = balances.redeemed_fen + balances.settled_fen
+    spent = balances.redeemed_fen + balances.settled_fen + balances.deducted_fen
+    settled_net = db.session.scalar(select(func.coalesce(func.sum(Settlement.net_fen), 0)).where(
+        Settlement.programme_id == programme_id, Settlement.status.in_(("approved", "paid"))))
+    lines = (select(Redemption.settlement_id, func.count().label("n"), func.sum(Redemption.face_value_fen)
+                    .label("gross")).where(Redemption.programme_id == programme_id,
+                                           Redemption.settlement_id.is_not(None))
+             .group_by(Redemption.settlement_id).subquery())
+    settlements_astray = db.session.scalar(select(func.count()).select_from(Settlement).outerjoin(
+        lines, lines.c.settlement_id == Settlement.id).where(
+        Settlement.programme_id == programme_id,
+        (func.coalesce(lines.c.n, 0) != Settlement.redemptions_count)
+        | (func.coalesce(lines.c.gross, 0) != Settlement.gross_fen)))
     return [
         ledger.Check("committed_matches_issued_vouchers", int(issued) == balances.committed_fen, int(issued),
                      balances.committed_fen, "Face value of issued vouchers (expected) against committed"),
-        ledger.Check("redeemed_and_settled_match_redemptions", int(completed) == spent, int(completed), spent,
-                     "Face value of completed redemptions (expected) against redeemed + settled"),
+        ledger.Check("redeemed_settled_deducted_match_redemptions", int(completed) == spent, int(completed), spent,
+                     "Face value of completed redemptions (expected) against redeemed + settled + deducted"),
+        ledger.Check("settled_matches_approved_settlements", int(settled_net) == balances.settled_fen,
+                     int(settled_net), balances.settled_fen,
+                     "Net of approved and paid settlements (expected) against the journal's settled"),
+        ledger.Check("settlements_match_their_redemptions", settlements_astray == 0, 0, settlements_astray,
+                     "Settlements whose count or gross differ from the redemptions they hold"),
         ledger.Check("vouchers_redeemed_at_most_once", redeemed_twice == 0, 0, redeemed_twice,
                      "Vouchers with more than one completed redemption"),
         ledger.Check("voucher_status_matches_redemptions", mismatched == 0, 0, mismatched,

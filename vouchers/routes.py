@@ -1,4 +1,4 @@
-from flask import Response
+from flask import Response, send_file, stream_with_context
 from flask_smorest import Blueprint
 
 from marketplace.auth.access import require_actor, role_required
@@ -11,7 +11,7 @@ from marketplace.programmes.service import get_programme
 from marketplace.recipients.service import get_recipient
 from marketplace.schemas import ReasonSchema, page_of
 from providers.schemas import ComplaintInputSchema, ComplaintSchema, RatingInputSchema, RatingSchema
-from vouchers import cards, service, tokens
+from vouchers import cards, service, settlement, statements, tokens
 from vouchers.models import Redemption
 from vouchers.schemas import (
     ChoiceInputSchema,
@@ -20,11 +20,17 @@ from vouchers.schemas import (
     ExpiryResultSchema,
     IssuanceInputSchema,
     IssuanceResultSchema,
+    PaymentSchema,
     PresenceCodeSchema,
     PresenceImageQuerySchema,
     RedemptionInputSchema,
     RedemptionQuerySchema,
     RedemptionSchema,
+    SettlementDetailSchema,
+    SettlementInputSchema,
+    SettlementListSchema,
+    SettlementQuerySchema,
+    SettlementSchema,
     SupplementaryIssueSchema,
     VoucherQuerySchema,
     VoucherSchema,
@@ -33,7 +39,8 @@ from vouchers.schemas import (
 blp = Blueprint("vouchers", __name__, url_prefix="/api/v1",
                 description="Vouchers: issuance, choice, presence codes and cards, redemption (核销), expiry")
 
-PNG = {"type": "string", "format": "binary"}
+BINARY = {"type": "string", "format": "binary"}
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 @blp.post("/programmes/<int:programme_id>/issuance")
@@ -94,7 +101,7 @@ def _card(voucher_id):
 
 
 @blp.get("/vouchers/<int:voucher_id>/card.png")
-@blp.response(200, PNG, content_type="image/png")
+@blp.response(200, BINARY, content_type="image/png")
 @role_required("admin", "recipient")
 def voucher_card_png(voucher_id):
     """A printable A6 card (300 dpi): QR of the signed voucher token, serial, item, value, validity."""
@@ -103,7 +110,7 @@ def voucher_card_png(voucher_id):
 
 
 @blp.get("/vouchers/<int:voucher_id>/card.svg")
-@blp.response(200, PNG, content_type="image/svg+xml")
+@blp.response(200, BINARY, content_type="image/svg+xml")
 @role_required("admin", "recipient")
 def voucher_card_svg(voucher_id):
     """The same card as SVG (A6, vector)."""
@@ -167,7 +174,7 @@ def create_presence_code():
 
 @blp.get("/me/presence-code.png")
 @blp.arguments(PresenceImageQuerySchema, location="query")
-@blp.response(200, PNG, content_type="image/png")
+@blp.response(200, BINARY, content_type="image/png")
 @role_required("recipient")
 def presence_code_png(query):
     """The presence code as a QR image (only the recipient's own, unexpired code)."""
@@ -245,3 +252,95 @@ def file_complaint(data):
     """Complain about a provider, optionally about one of your redemptions (held from settlement until resolved)."""
     with transaction():
         return service.complain(**data, actor=require_actor(), now=utcnow())
+
+
+@blp.post("/programmes/<int:programme_id>/settlements")
+@idempotent
+@blp.arguments(SettlementInputSchema)
+@blp.response(201, SettlementListSchema)
+@role_required("admin")
+def create_settlements(data, programme_id):
+    """Draft one settlement per provider with unsettled redemptions delivered up to the end of the period.
+
+    Redemptions on hold behind an open complaint wait; a second call for the period creates none twice.
+    """
+    actor = require_actor()
+    evaluations = {evaluation["provider_id"]: evaluation["score"] for evaluation in data["evaluations"]}
+    with transaction():
+        programme = get_programme(programme_id, actor=actor)
+        return {"items": settlement.create_settlements(programme=programme, period=data["period"],
+                                                       evaluations=evaluations, actor=actor, now=utcnow())}
+
+
+@blp.get("/settlements")
+@blp.arguments(SettlementQuerySchema, location="query")
+@blp.response(200, page_of(SettlementSchema))
+@role_required("admin", "auditor", "provider")
+def list_settlements(query):
+    """Settlements (a provider sees its own)."""
+    return settlement.list_settlements(actor=require_actor(), **query)
+
+
+@blp.get("/settlements/<int:settlement_id>")
+@blp.response(200, SettlementDetailSchema)
+@role_required("admin", "auditor", "provider")
+def get_settlement(settlement_id):
+    """One settlement with its lines (the redemptions it pays)."""
+    found = settlement.get_settlement(settlement_id, actor=require_actor())
+    found.lines = db.session.scalars(settlement.lines_of(found)).all()
+    return found
+
+
+@blp.get("/settlements/<int:settlement_id>/statement.csv")
+@blp.response(200, BINARY, content_type="text/csv")
+@role_required("admin", "auditor", "provider")
+def settlement_statement_csv(settlement_id):
+    """The statement as CSV (UTF-8 with BOM, Chinese headers), streamed."""
+    found = settlement.get_settlement(settlement_id, actor=require_actor())
+    return Response(stream_with_context(statements.csv_chunks(found)), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="settlement-{found.id}.csv"'})
+
+
+@blp.get("/settlements/<int:settlement_id>/statement.xlsx")
+@blp.response(200, BINARY, content_type=XLSX)
+@role_required("admin", "auditor", "provider")
+def settlement_statement_xlsx(settlement_id):
+    """The statement as an Excel workbook (written row by row)."""
+    found = settlement.get_settlement(settlement_id, actor=require_actor())
+    return send_file(statements.xlsx_file(found), mimetype=XLSX, as_attachment=True,
+                     download_name=f"settlement-{found.id}.xlsx")
+
+
+@blp.delete("/settlements/<int:settlement_id>")
+@blp.response(204)
+@role_required("admin")
+def delete_settlement(settlement_id):
+    """Delete a draft; its redemptions become unsettled again."""
+    actor = require_actor()
+    with transaction():
+        settlement.discard(settlement=settlement.get_settlement(settlement_id, actor=actor), actor=actor, now=utcnow())
+
+
+@blp.post("/settlements/<int:settlement_id>/approve")
+@idempotent
+@blp.response(200, SettlementSchema)
+@role_required("admin")
+def approve_settlement(settlement_id):
+    """Approve a draft (by an admin other than its creator: 403 `four_eyes_required`); money moves to settled."""
+    actor = require_actor()
+    with transaction():
+        return settlement.approve(settlement=settlement.get_settlement(settlement_id, actor=actor), actor=actor,
+                                  now=utcnow())
+
+
+@blp.post("/settlements/<int:settlement_id>/pay")
+@idempotent
+@blp.arguments(PaymentSchema)
+@blp.response(200, SettlementSchema)
+@role_required("admin")
+def pay_settlement(data, settlement_id):
+    """Record the payment of an approved settlement (409 `not_approved` otherwise)."""
+    actor = require_actor()
+    with transaction():
+        return settlement.pay(settlement=settlement.get_settlement(settlement_id, actor=actor), **data, actor=actor,
+                              now=utcnow())

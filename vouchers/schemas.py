@@ -126,3 +126,65 @@ class RedemptionQuerySchema(PageArgs):
     programme_id = fields.Integer(validate=ID_RANGE)
     from_ = fields.AwareDateTime(data_key="from")
     to = fields.AwareDateTime()
+
+
+class EvaluationSchema(InputSchema):
+    provider_id = fields.Integer(required=True, strict=True, validate=ID_RANGE)
+    score = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=100))
+
+
+class SettlementInputSchema(InputSchema):
+    period = fields.String(required=True, validate=PERIOD)
+    evaluations = fields.List(fields.Nested(EvaluationSchema), load_default=list, metadata={
+        "description": "Third-party performance evaluations (第三方绩效评价), 0–100 per provider"})
+
+
+class SettlementSchema(Schema):
+    id = fields.Integer(required=True)
+    programme_id = fields.Integer(required=True)
+    provider_id = fields.Integer(required=True)
+    period = fields.String(required=True)
+    redemptions_count = fields.Integer(required=True)
+    gross_fen = fields.Integer(required=True)
+    performance_score = fields.Integer(required=True)
+    satisfaction_score = fields.Integer()
+    complaint_score = fields.Integer()
+    upheld_complaints = fields.Integer()
+    evaluation_score = fields.Integer(allow_none=True)
+    pay_percent = fields.Integer(required=True)
+    net_fen = fields.Integer(required=True)
+    status = fields.String(required=True, metadata={"enum": ["draft", "approved", "paid"]})
+    flagged_for_termination = fields.Boolean(required=True)
+    created_at = fields.AwareDateTime(required=True)
+    created_by = fields.Integer(allow_none=True)
+    approved_at = fields.AwareDateTime(allow_none=True)
+    approved_by = fields.Integer(allow_none=True)
+    paid_at = fields.AwareDateTime(allow_none=True)
+    payment_reference = fields.String(allow_none=True)
+
+
+class SettlementLineSchema(Schema):
+    redemption_id = fields.Integer(required=True, attribute="id")
+    voucher_serial = fields.Function(lambda redemption: serial_for(redemption.voucher_id), required=True)
+    item_code = fields.String(required=True)
+    delivered_at = fields.AwareDateTime(required=True)
+    face_value_fen = fields.Integer(required=True)
+
+
+class SettlementDetailSchema(SettlementSchema):
+    lines = fields.List(fields.Nested(SettlementLineSchema), required=True)
+
+
+class SettlementListSchema(Schema):
+    items = fields.List(fields.Nested(SettlementSchema), required=True)
+
+
+class SettlementQuerySchema(PageArgs):
+    programme_id = fields.Integer(validate=ID_RANGE)
+    period = fields.String(validate=PERIOD)
+    status = fields.String(validate=validate.OneOf(["draft", "approved", "paid"]))
+    provider_id = fields.Integer(validate=ID_RANGE)
+
+
+class PaymentSchema(InputSchema):
+    payment_reference = fields.String(required=True, validate=validate.Length(min=1, max=100))

@@ -50,6 +50,8 @@ class Ledger:
     settled_fen: int
     released_fen: int
     available_fen: int
+    # Part of released_fen: pay withheld from providers for poor performance (gross − net).
+    deducted_fen: int = 0
 
 
 @dataclass(frozen=True)
@@ -142,14 +144,16 @@ def balances(programme_id: int) -> Ledger:
         .group_by(JournalLine.account, JournalLine.kind)
     ).all()
     totals = dict.fromkeys(ACCOUNTS, 0)
-    released = 0
+    released = deducted = 0
     for account, kind, amount in rows:
         totals[account] += int(amount)
         if account == "available" and kind in RELEASE_KINDS:
             released += int(amount)
+        if account == "available" and kind == "deduction":
+            deducted += int(amount)
     return Ledger(allocated_fen=-totals["funding"], committed_fen=totals["committed"],
                   redeemed_fen=totals["redeemed"], settled_fen=totals["settled"], released_fen=released,
-                  available_fen=totals["available"])
+                  available_fen=totals["available"], deducted_fen=deducted)
 
 
 def guarded_available(programme_id: int) -> int:

@@ -99,6 +99,7 @@ class LedgerSchema(Schema):
     settled_fen = fields.Integer(required=True)
     released_fen = fields.Integer(required=True)
     available_fen = fields.Integer(required=True)
+    deducted_fen = fields.Integer(metadata={"description": "Part of released_fen withheld for poor performance"})
 
 
 class CheckSchema(Schema):
