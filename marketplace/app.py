@@ -25,6 +25,7 @@ from marketplace.extensions import init_extensions
 from marketplace.programmes import routes as programme_routes
 from marketplace.recipients import cli as recipients_cli
 from marketplace.recipients import routes as recipient_routes
+from marketplace.reports import routes as report_routes
 from providers import models as provider_models  # noqa: F401  (complete metadata)
 from providers import routes as provider_routes
 from vouchers import cli as vouchers_cli
@@ -71,7 +72,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_request_hooks(app)
     access.init_app(app)
     for blueprint in (system.blp, auth_routes.blp, audit_routes.blp, catalogue_routes.blp, programme_routes.blp,
-                      recipient_routes.blp, provider_routes.blp, voucher_routes.blp):
+                      recipient_routes.blp, provider_routes.blp, voucher_routes.blp, report_routes.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(system.docs_assets)
     register_error_handlers(app)

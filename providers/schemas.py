@@ -34,13 +34,18 @@ class RatingSummarySchema(Schema):
     satisfaction_rate = fields.Float(allow_none=True, required=True)
 
 
+def _unless_redacted(provider, attribute: str):
+    return None if getattr(provider, "redacted", False) else getattr(provider, attribute)
+
+
 class ProviderSchema(Schema):
     id = fields.Integer(required=True)
     name = fields.String(required=True)
     kind = fields.String(required=True, metadata={"enum": list(KINDS)})
     credit_code = fields.String(required=True)
-    legal_representative = fields.String(required=True)
-    phone = fields.String(required=True)
+    # Contact person and phone are shown to logged-in users only (public answers carry no phones).
+    legal_representative = fields.Function(lambda p: _unless_redacted(p, "legal_representative"), allow_none=True)
+    phone = fields.Function(lambda p: _unless_redacted(p, "phone"), allow_none=True)
     address = fields.String(required=True)
     region_codes = fields.List(fields.String(), required=True)
     item_codes = fields.List(fields.String(), required=True)

@@ -161,7 +161,7 @@ def get_provider(provider_id: int, *, actor) -> Provider:
     provider = db.session.get(Provider, provider_id)
     if provider is None or not can_see(actor, provider):
         raise NotFound("No such provider.")
-    attach_rating_summaries([provider])
+    for_viewer([provider], actor)
     return provider
 
 
@@ -194,7 +194,7 @@ def list_providers(*, actor, page: int, per_page: int, status: str | None = None
     if region_code is not None:
         statement = statement.where(serves_region(region_code))
     page_ = paginate(statement, page=page, per_page=per_page)
-    attach_rating_summaries(page_["items"])
+    for_viewer(page_["items"], actor)
     return page_
 
 
@@ -243,7 +243,7 @@ def programme_providers(*, programme: Programme, actor) -> list[Provider]:
                  .where(Enrolment.programme_id == programme.id).order_by(Provider.id))
     if actor is None or actor.role not in ("admin", "auditor"):
         statement = statement.where(Provider.status == "approved")
-    return attach_rating_summaries(db.session.scalars(statement).all())
+    return for_viewer(db.session.scalars(statement).all(), actor)
 
 
 def enrolments_of(provider: Provider) -> list[Enrolment]:
@@ -321,6 +321,13 @@ def _summary(count: int, total: int, satisfied: int, prior_mean: float | None) -
         "bayesian": bayesian_score(prior_mean=prior_mean, ratings_count=count, score_sum=total),
         "satisfaction_rate": satisfied / count if count else None,
     }
+
+
+def for_viewer(providers: list[Provider], actor) -> list[Provider]:
+    """Hide contact persons and phones from anonymous viewers (public answers carry no phones)."""
+    for provider in providers:
+        provider.redacted = actor is None
+    return attach_rating_summaries(providers)
 
 
 def attach_rating_summaries(providers: list[Provider]) -> list[Provider]:
