@@ -129,18 +129,20 @@ def seed_service(*, programme, recipients, admin, approver, now, rng: random.Ran
             for item in programme.items:
                 provider = chosen[recipient.id, item.item_code]
                 for _ in range(round(item.monthly_quota * share * rng.uniform(0.5, 1.0))):
-                    token = voucher_service.create_presence_code(recipient_id=recipient.id, now=now)["token"]
+                    # Recorded as it happened: scanned at delivery, rated by phone the next day.
+                    delivered = start + (end - start) * rng.random()
+                    token = voucher_service.create_presence_code(recipient_id=recipient.id, now=delivered)["token"]
                     try:
                         redemption = voucher_service.redeem(
-                            actor=staff[provider.id], now=now, presence_token=token, item_code=item.item_code,
-                            delivered_at=start + (end - start) * rng.random(),
-                            duration_minutes=rng.choice([30, 45, 60, 90]))
+                            actor=staff[provider.id], now=delivered, presence_token=token, item_code=item.item_code,
+                            delivered_at=delivered, duration_minutes=rng.choice([30, 45, 60, 90]))
                     except voucher_service.NoValidVoucher:
                         break  # not eligible (too young or untagged): no vouchers to redeem
-                    in_window = now - redemption.delivered_at < timedelta(days=programme.rating_window_days)
-                    if in_window and rng.random() < 0.6:  # most services get a 回访 phone call from the bureau
+                    called = delivered + timedelta(days=1)
+                    if called < now and rng.random() < 0.6:  # most services get a 回访 phone call
                         voucher_service.rate_redemption(redemption=redemption, score=demo_score(provider.id, rng),
-                                                        comment=None, source="phone_followup", actor=admin, now=now)
+                                                        comment=None, source="phone_followup", actor=admin,
+                                                        now=called)
     voucher_service.expire_vouchers(programme=programme, actor=admin, now=now)
     for draft in settlement.create_settlements(programme=programme, period=last_month, evaluations={}, actor=admin,
                                                now=now):

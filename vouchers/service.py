@@ -32,6 +32,9 @@ MAX_CANDIDATES = 5
 PROVIDER = bindparam("provider_id")
 # A delivery may be recorded a little ahead of the server clock (phones drift), never further.
 CLOCK_SKEW = timedelta(minutes=5)
+# A service may be recorded late (no signal in the village), but not so late that a voucher past its
+# validity could still be spent by backdating.
+MAX_BACKDATING = timedelta(days=7)
 
 
 class ProgrammeNotActive(DomainError):
@@ -422,6 +425,8 @@ def redeem(*, actor, now: datetime, presence_token: str | None = None, item_code
     delivered_at = delivered_at or now
     if delivered_at > now + CLOCK_SKEW:
         raise ValidationFailed({"delivered_at": "A service cannot be delivered in the future."})
+    if delivered_at < now - MAX_BACKDATING:
+        raise ValidationFailed({"delivered_at": f"Record a service within {MAX_BACKDATING.days} days of delivery."})
     if presence_token is not None:
         if not item_code:
             raise ValidationFailed({"item_code": "Name the service delivered."})
@@ -529,7 +534,8 @@ def _redeem_card(voucher_id: int, provider: Provider, today: date, now: datetime
 
 
 def reverse_redemption(*, redemption: Redemption, reason: str, actor, now: datetime) -> Redemption:
-    """Undo a redemption within the programme's reversal window: the voucher is issued again.
+    """Undo a redemption within the programme's reversal window: the voucher is issued again (or, in a
+    closed programme or for a recipient who died or moved, revoked and its value released).
 
     :raises AlreadySettled: it is part of a settlement.
     :raises ReversalWindowClosed: the window has passed.
@@ -559,6 +565,17 @@ def reverse_redemption(*, redemption: Redemption, reason: str, actor, now: datet
     audit.record(action="redemption.reversed", entity="redemption", entity_id=redemption.id, actor=actor, now=now,
                  data={"voucher_id": redemption.voucher_id, "reason": reason,
                        "face_value_fen": redemption.face_value_fen})
+    # A closed programme or a recipient who died or moved keeps no open voucher (their receivers revoked
+    # them): the voucher given back here could never be used, so its value is released, not re-committed.
+    recipient = db.session.get(Recipient, redemption.recipient_id)
+    if programme.status != "active" or recipient.status != "active":
+        why = "programme closed" if programme.status != "active" else f"recipient {recipient.status}"
+        revoked, _released = _end_open_vouchers(Voucher.id == redemption.voucher_id, status="revoked",
+                                                reason=f"reversed after {why}", actor=actor, now=now)
+        if revoked:
+            audit.record(action="voucher.revoked", entity="voucher", entity_id=redemption.voucher_id, actor=actor,
+                         now=now, data={"reason": f"reversed after {why}",
+                                        "face_value_fen": redemption.face_value_fen})
     return redemption
 
 
