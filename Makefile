@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint serve migrate-check clean
+.PHONY: help run test lint fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ test: $(VENV)/.test-installed ## Lint, check the layering, run every test on SQL
 lint: $(VENV)/.test-installed ## Only ruff and the import-linter contracts
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+
+fuzz: $(VENV)/.test-installed ## Long schemathesis run: every operation, every role, valid and invalid data
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} $(BIN)/pytest -q tests/test_fuzz.py
 
 clean: ## Remove the virtualenv, caches and the local SQLite database
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis instance
