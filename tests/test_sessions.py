@@ -1,6 +1,7 @@
 """Cookie sessions for browsers: login, rotation, logout, CSRF, and how they meet bearer tokens."""
 
 import hashlib
+import re
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
@@ -255,3 +256,24 @@ def test_login_as_someone_else_ends_the_previous_users_session(app, client, make
     cookie_login(client, second)
     assert client.get("/api/v1/me").get_json()["username"] == second.username
     assert client_with_cookie(app, captured).get("/api/v1/me").status_code == 401
+
+
+def test_every_cookie_authenticated_state_change_needs_the_csrf_token(app, make_user):
+    """Walk the URL map: every state-changing route refuses a cookie session without X-CSRF-Token."""
+    client = app.test_client()
+    user = make_user(role="admin")
+    assert client.post("/api/v1/auth/login", json={"username": user.username, "password": PASSWORD}).status_code == 200
+    exempt = {"auth.login", "auth.create_token"}  # they start a session; the cookie authenticates nothing there
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1") or rule.endpoint in exempt:
+            continue
+        for method in sorted(rule.methods & {"POST", "PUT", "PATCH", "DELETE"}):
+            path = re.sub(r"<int:[a-z_]+>", "1", rule.rule)
+            response = client.open(path, method=method, json={})
+            assert response.status_code == 403, (method, rule.rule, response.status_code)
+            assert response.get_json()["error"]["code"] == "csrf_failed", (method, rule.rule)
+            checked += 1
+    assert checked > 30
+    # …and the session is still alive afterwards: nothing was done, nothing was revoked.
+    assert client.get("/api/v1/me").status_code == 200
