@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fuzz clean
+.PHONY: help run test lint fuzz crash clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ lint: $(VENV)/.test-installed ## Only ruff and the import-linter contracts
 
 fuzz: $(VENV)/.test-installed ## Long schemathesis run: every operation, every role, valid and invalid data
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} $(BIN)/pytest -q tests/test_fuzz.py
+
+crash: $(VENV)/.test-installed ## Crash test: kill -9 a worker and crash PostgreSQL mid-load (RESTARTS the local PostgreSQL)
+	RUN_CRASH=1 $(BIN)/pytest tests/crash -q
 
 clean: ## Remove the virtualenv, caches and the local SQLite database
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis instance

@@ -9,6 +9,7 @@ import logging
 import secrets
 
 from flask import Flask, g, jsonify, request
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,11 @@ def handle_any_exception(error: Exception):
         return domain_error_response(error)
     if isinstance(error, HTTPException):
         return http_error_response(error)
+    if isinstance(error, OperationalError | InterfaceError) or getattr(error, "connection_invalidated", False):
+        # The database is down or restarting: a temporary condition, not a bug. Nothing was committed.
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, type(error).__name__)
+        return envelope(503, "database_unavailable", "The database does not answer; try again shortly.",
+                        {"request_id": getattr(g, "request_id", None)})
     return internal_error_response(error)
 
 

@@ -146,18 +146,19 @@ def test_500_carries_the_request_id_the_client_sent(client, make_user, auth, mon
     assert any("console-req-42" in r.getMessage() for r in caplog.records)
 
 
-def test_database_failure_is_a_500_that_leaks_no_sql_and_the_next_request_works(client, make_user, auth, monkeypatch,
-                                                                                 caplog):
+def test_database_outage_is_a_503_that_leaks_no_sql_and_the_next_request_works(client, make_user, auth, monkeypatch,
+                                                                                caplog):
     headers = auth(make_user(role="auditor"))
 
     def broken_database(**_kwargs):
         raise OperationalError("SELECT secret_column FROM audit_event", {}, Exception("connection refused"))
 
     monkeypatch.setattr(audit_service, "verify_chain", broken_database)
-    with caplog.at_level(logging.ERROR, logger="marketplace"):
+    with caplog.at_level(logging.WARNING, logger="marketplace"):
         response = client.get("/api/v1/audit/verify", headers=headers)
-    assert_envelope(response, 500, "internal_error")
+    assert_envelope(response, 503, "database_unavailable")
     assert "secret_column" not in response.get_data(as_text=True)
+    assert "secret_column" not in caplog.text
     monkeypatch.undo()
     assert client.get("/api/v1/audit/verify", headers=headers).status_code == 200
 
