@@ -20,7 +20,9 @@ Approval needs a second admin (four eyes); it moves the net from redeemed to set
 deduction (gross − net) to available, in one transaction. Approved and paid settlements never change.
 """
 
+import math
 from datetime import UTC, datetime, time, timedelta
+from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -29,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from marketplace import audit
 from marketplace.db import db, paginate
-from marketplace.errors import DomainError, InvalidTransition, NotFound
+from marketplace.errors import DomainError, Forbidden, InvalidTransition, NotFound
 from marketplace.programmes import ledger
 from marketplace.programmes.models import Programme
 from marketplace.regions import covers, region_prefix
@@ -40,6 +42,7 @@ from vouchers.service import period_bounds
 
 NO_EVIDENCE_SATISFACTION = 75  # a mean rating of 4 ("satisfied") when nobody has rated anything yet
 COMPLAINT_PENALTY = 10  # points per upheld complaint per 100 services
+BAYESIAN_DENOMINATOR = 10**6  # largest denominator recovered exactly from the float Bayesian score
 
 
 class FourEyesRequired(DomainError):
@@ -126,27 +129,40 @@ def _draft(programme: Programme, provider_id: int, period: str, end: datetime, e
     return settlement
 
 
+def _half_up(value: Fraction) -> int:
+    return math.floor(value + Fraction(1, 2))
+
+
 def _score(settlement: Settlement, programme: Programme, period: str, end: datetime) -> None:
-    mean_rating = db.session.scalar(select(func.avg(Rating.score)).join(
-        Redemption, Redemption.id == Rating.redemption_id).where(Redemption.settlement_id == settlement.id))
-    if mean_rating is None:
-        mean_rating = provider_service.programme_bayesian(provider_id=settlement.provider_id,
-                                                          programme_id=programme.id)
-    satisfaction = NO_EVIDENCE_SATISFACTION if mean_rating is None else (float(mean_rating) - 1) / 4 * 100
+    # Exact arithmetic: the README's "rounded half up" must not turn 62.5 into 62.4999… (floats would).
+    rated, total = db.session.execute(
+        select(func.count(Rating.id), func.coalesce(func.sum(Rating.score), 0))
+        .join(Redemption, Redemption.id == Rating.redemption_id)
+        .where(Redemption.settlement_id == settlement.id)).one()
+    if rated:
+        mean_rating = Fraction(int(total), int(rated))
+    else:
+        bayesian = provider_service.programme_bayesian(provider_id=settlement.provider_id,
+                                                       programme_id=programme.id)
+        # (C·m + Σ) / (C + n) is rational: recover it from the float so that exact ties round up.
+        mean_rating = None if bayesian is None else Fraction(bayesian).limit_denominator(BAYESIAN_DENOMINATOR)
+    satisfaction = (Fraction(NO_EVIDENCE_SATISFACTION) if mean_rating is None
+                    else (mean_rating - 1) / 4 * 100)
     upheld = db.session.scalar(select(func.count()).select_from(Complaint).where(
         Complaint.provider_id == settlement.provider_id, Complaint.status == "resolved", Complaint.upheld.is_(True),
         or_(Complaint.redemption_id.in_(select(Redemption.id).where(Redemption.settlement_id == settlement.id)),
             and_(Complaint.redemption_id.is_(None), Complaint.created_at >= month_start_instant(period),
                  Complaint.created_at < end))))
-    complaint_score = max(0.0, 100 - COMPLAINT_PENALTY * upheld * 100 / settlement.redemptions_count)
+    complaint_score = max(Fraction(0), 100 - Fraction(COMPLAINT_PENALTY * upheld * 100, settlement.redemptions_count))
     if settlement.evaluation_score is not None:
-        score = 0.5 * satisfaction + 0.2 * complaint_score + 0.3 * settlement.evaluation_score
+        score = (Fraction(1, 2) * satisfaction + Fraction(1, 5) * complaint_score
+                 + Fraction(3, 10) * settlement.evaluation_score)
     else:
-        score = 0.7 * satisfaction + 0.3 * complaint_score
-    settlement.satisfaction_score = int(satisfaction + 0.5)
-    settlement.complaint_score = int(complaint_score + 0.5)
+        score = Fraction(7, 10) * satisfaction + Fraction(3, 10) * complaint_score
+    settlement.satisfaction_score = _half_up(satisfaction)
+    settlement.complaint_score = _half_up(complaint_score)
     settlement.upheld_complaints = upheld
-    settlement.performance_score = min(100, int(score + 0.5))
+    settlement.performance_score = min(100, _half_up(score))
     rules = sorted(programme.settlement_rules, key=lambda rule: rule["min_score"])
     applicable = [rule for rule in rules if rule["min_score"] <= settlement.performance_score][-1]
     settlement.pay_percent = applicable["pay_percent"]
@@ -162,7 +178,7 @@ def get_settlement(settlement_id: int, *, actor) -> Settlement:
     if actor.role == "admin" and actor.region_code is not None:
         programme = db.session.get(Programme, settlement.programme_id)
         if not covers(actor.region_code, programme.region_code):
-            raise NotFound("No such settlement.")
+            raise Forbidden("This settlement is outside your region.")
     return settlement
 
 

@@ -4,7 +4,7 @@ Public answers never carry personal data: no recipient names, ID numbers or phon
 provider contact persons or phones.
 """
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -32,6 +32,18 @@ def local_day(column):
     return func.date(column, literal_column(f"'{int(offset.total_seconds()):+d} seconds'"))
 
 
+def _exhaustion_date(today: date, *, unspent_fen: int, recent_fen: int) -> date | None:
+    """The day *unspent_fen* runs out at *recent_fen* per BURN_WINDOW_DAYS (None when nothing is spent).
+
+    Whole days in integer arithmetic (a float quotient loses a day when the money lasts exactly N days);
+    a budget that outlasts the calendar ends on its last day rather than overflowing.
+    """
+    if recent_fen <= 0:
+        return None
+    days = unspent_fen * BURN_WINDOW_DAYS // recent_fen
+    return today + timedelta(days=days) if days <= (date.max - today).days else date.max
+
+
 def dashboard(programme: Programme, *, now: datetime) -> dict:
     """The ledger, the burn rate, when the money runs out at that rate, where it goes, the reserved share."""
     balances = ledger.balances(programme.id)
@@ -41,7 +53,7 @@ def dashboard(programme: Programme, *, now: datetime) -> dict:
                                .where(completed, Redemption.delivered_at >= since, Redemption.delivered_at <= now))
     burn_rate = int(recent) / BURN_WINDOW_DAYS
     unspent = balances.available_fen + balances.committed_fen
-    exhaustion = local_date(now) + timedelta(days=int(unspent / burn_rate)) if burn_rate else None
+    exhaustion = _exhaustion_date(local_date(now), unspent_fen=unspent, recent_fen=int(recent))
 
     def grouped(*columns):
         return db.session.execute(
