@@ -83,6 +83,8 @@ def finalise(config: dict, instance_path: str) -> None:
     env = config.get("APP_ENV", "production")
     if env not in ENVIRONMENTS:
         raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}; got {env!r}")
+    if config.get("RANKING_PRIOR_WEIGHT", 10) < 0:
+        raise ConfigError("RANKING_PRIOR_WEIGHT (C in the ranking formula) cannot be negative.")
     for key in ("SECRET_KEY", "ID_HASH_KEY", "TOKEN_KEYS"):
         if config.get(key):
             continue

@@ -3,7 +3,7 @@
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import exists, func, insert, literal, select, update
+from sqlalchemy import and_, exists, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from marketplace import audit
@@ -13,6 +13,7 @@ from marketplace.db import db, paginate
 from marketplace.errors import DomainError, Forbidden, InvalidTransition, NotFound, ValidationFailed
 from marketplace.programmes.models import Programme
 from marketplace.programmes.service import ProgrammeClosed
+from marketplace.recipients.models import Recipient
 from marketplace.regions import covers, is_region_code, region_prefix
 from providers.creditcode import InvalidCreditCodeError, parse_credit_code
 from providers.models import (
@@ -307,10 +308,13 @@ def _add_to_aggregate(*, provider_id: int, programme_id: int, item_code: str, sc
 
 
 def bayesian_score(*, prior_mean: float | None, ratings_count: int, score_sum: int) -> float | None:
-    """(C·m + Σ scores) / (C + n): few ratings lean on the scope's mean m, many speak for themselves."""
-    if prior_mean is None:
-        return None
+    """(C·m + Σ scores) / (C + n): few ratings lean on the scope's mean m, many speak for themselves.
+
+    None when nobody in the scope is rated, and for an unrated provider when C = 0 (no prior at all).
+    """
     weight = current_app.config["RANKING_PRIOR_WEIGHT"]
+    if prior_mean is None or weight + ratings_count == 0:
+        return None
     return (weight * prior_mean + score_sum) / (weight + ratings_count)
 
 
@@ -399,7 +403,12 @@ def file_complaint(*, provider: Provider, text: str, recipient_id: int | None, r
     """Record a complaint. About a redemption, it puts that redemption on hold until resolved.
 
     The caller has checked that a recipient complains only about their own redemption.
+
+    :raises Forbidden: a region-scoped admin filing for a recipient outside their region, or (naming no
+        recipient) about a provider serving no part of it.
     """
+    if not _complaint_in_scope(actor, provider=provider, recipient_id=recipient_id):
+        raise Forbidden("This complaint is outside your region.")
     complaint = Complaint(provider_id=provider.id, recipient_id=recipient_id, redemption_id=redemption_id, text=text,
                           status="open", created_at=now, created_by=actor.id)
     db.session.add(complaint)
@@ -409,12 +418,38 @@ def file_complaint(*, provider: Provider, text: str, recipient_id: int | None, r
     return complaint
 
 
+def _complaint_in_scope(actor, *, provider: Provider, recipient_id: int | None) -> bool:
+    """Whether a complaint is inside a region-scoped admin's region: its recipient lives there or, when it
+    names no recipient, its provider serves part of it. Everyone else is not limited by region."""
+    if actor.role != "admin" or actor.region_code is None:
+        return True
+    if recipient_id is not None:
+        recipient = db.session.get(Recipient, recipient_id)
+        return recipient is not None and covers(actor.region_code, recipient.region_code)
+    return any(covers(actor.region_code, code) or covers(code, actor.region_code) for code in provider.region_codes)
+
+
+def _complaints_in_scope(region_code: str):
+    """SQL condition on Complaint: _complaint_in_scope for an admin scoped to *region_code*."""
+    prefix = region_prefix(region_code)
+    recipient_inside = exists().where(Recipient.id == Complaint.recipient_id, Recipient.region_code.startswith(prefix))
+    provider_overlaps = exists().where(ProviderRegion.provider_id == Complaint.provider_id,
+                                       or_(ProviderRegion.prefix.startswith(prefix),
+                                           literal(prefix).startswith(ProviderRegion.prefix)))
+    return or_(recipient_inside, and_(Complaint.recipient_id.is_(None), provider_overlaps))
+
+
 def get_complaint(complaint_id: int, *, actor) -> Complaint:
-    """:raises NotFound: no such complaint, or not about the asking provider or by the asking recipient."""
+    """:raises NotFound: no such complaint, or not about the asking provider or by the asking recipient.
+    :raises Forbidden: outside a region-scoped admin's region.
+    """
     complaint = db.session.get(Complaint, complaint_id)
     if complaint is None or (actor.role == "provider" and complaint.provider_id != actor.provider_id) or (
             actor.role == "recipient" and complaint.recipient_id != actor.recipient_id):
         raise NotFound("No such complaint.")
+    if not _complaint_in_scope(actor, provider=db.session.get(Provider, complaint.provider_id),
+                               recipient_id=complaint.recipient_id):
+        raise Forbidden("This complaint is outside your region.")
     return complaint
 
 
@@ -425,6 +460,8 @@ def list_complaints(*, actor, page: int, per_page: int, provider_id: int | None 
         statement = statement.where(Complaint.provider_id == actor.provider_id)
     elif actor.role == "recipient":
         statement = statement.where(Complaint.recipient_id == actor.recipient_id)
+    elif actor.role == "admin" and actor.region_code is not None:
+        statement = statement.where(_complaints_in_scope(actor.region_code))
     if provider_id is not None:
         statement = statement.where(Complaint.provider_id == provider_id)
     if status is not None:
@@ -435,13 +472,17 @@ def list_complaints(*, actor, page: int, per_page: int, provider_id: int | None 
 def resolve_complaint(*, complaint: Complaint, upheld: bool, resolution: str, actor, now: datetime) -> Complaint:
     """Close a complaint as upheld or not; a redemption it held is released for settlement.
 
-    :raises InvalidTransition: it is resolved already.
+    :raises InvalidTransition: it is resolved already (also by a racing resolution).
     """
-    if complaint.status != "open":
+    # A guarded UPDATE: of two admins resolving at once, exactly one wins (READ COMMITTED re-checks the
+    # status once the first commits), so no resolution silently overwrites another.
+    resolved = db.session.execute(
+        update(Complaint).where(Complaint.id == complaint.id, Complaint.status == "open")
+        .values(status="resolved", upheld=upheld, resolution=resolution, resolved_at=now, resolved_by=actor.id)
+        .execution_options(synchronize_session=False)).rowcount
+    if resolved != 1:
         raise InvalidTransition("The complaint is already resolved.")
-    complaint.status, complaint.upheld, complaint.resolution = "resolved", upheld, resolution
-    complaint.resolved_at, complaint.resolved_by = now, actor.id
-    db.session.flush()
+    db.session.refresh(complaint)
     audit.record(action="complaint.resolved", entity="provider", entity_id=complaint.provider_id, actor=actor,
                  now=now, data={"complaint_id": complaint.id, "upheld": upheld})
     return complaint

@@ -1,0 +1,118 @@
+"""Races on ratings and complaints, on SQLite and PostgreSQL.
+
+Each racer is a real thread with its own app context, session and database connection, calling the
+service layer and committing for real. A barrier releases them together. The outcome must be what the
+rules allow: one rating per redemption, running totals equal to a recomputation, one resolution per
+complaint.
+"""
+
+import threading
+
+from marketplace.auth.models import User
+from marketplace.db import db, transaction, utcnow
+from marketplace.errors import DomainError
+from providers import service as provider_service
+from providers.models import Complaint
+from tests.ratings_fixtures import RatingsBuilder
+from vouchers import service as voucher_service
+from vouchers.models import Redemption
+
+RACERS = 8
+
+
+def race(app, work, racers: int = RACERS) -> list[str]:
+    """Run *work(index)* in *racers* threads at once; each outcome is "ok" or the DomainError's class name."""
+    barrier = threading.Barrier(racers)
+    outcomes: list[str] = []
+    errors: list[str] = []
+
+    def racer(index):
+        try:
+            with app.app_context():
+                barrier.wait(timeout=30)
+                try:
+                    with transaction():
+                        work(index)
+                    outcomes.append("ok")
+                except DomainError as refusal:
+                    outcomes.append(type(refusal).__name__)
+                finally:
+                    db.session.remove()
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=racer, args=(index,)) for index in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    return outcomes
+
+
+def _served(app, times):
+    build = RatingsBuilder(app)
+    meal = build.item()
+    programme = build.programme([meal])
+    provider = build.provider([meal], enrol_in=[programme])
+    recipient = build.recipient(login=False)
+    build.issue(programme)
+    return build, build.serve(provider, [recipient], programme, meal, times)
+
+
+def test_first_ratings_racing_for_the_same_totals_row_all_count(app):
+    build, redemptions = _served(app, RACERS)
+    admin = build.system_admin
+
+    def rate(index):
+        voucher_service.rate_redemption(redemption=db.session.get(Redemption, redemptions[index].id),
+                                        score=index % 5 + 1, comment=None, source="phone_followup",
+                                        actor=db.session.get(User, admin.id), now=utcnow())
+
+    outcomes = race(app, rate)
+
+    assert outcomes == ["ok"] * RACERS
+    first = redemptions[0]
+    scores = [index % 5 + 1 for index in range(RACERS)]
+    assert build.aggregates() == build.recomputed_aggregates() == {
+        (first.provider_id, first.programme_id, first.item_code): (RACERS, sum(scores),
+                                                                   sum(score >= 4 for score in scores))}
+
+
+def test_racing_ratings_of_one_redemption_give_one_rating(app):
+    build, [redemption] = _served(app, 1)
+    admin = build.system_admin
+
+    def rate(index):
+        voucher_service.rate_redemption(redemption=db.session.get(Redemption, redemption.id), score=index % 5 + 1,
+                                        comment=None, source="phone_followup", actor=db.session.get(User, admin.id),
+                                        now=utcnow())
+
+    outcomes = race(app, rate)
+
+    assert sorted(outcomes) == ["AlreadyRated"] * (RACERS - 1) + ["ok"]
+    [rating] = build.ratings()
+    assert build.aggregates() == build.recomputed_aggregates() == {
+        (redemption.provider_id, redemption.programme_id, redemption.item_code): (
+            1, rating["score"], int(rating["score"] >= 4))}
+
+
+def test_racing_resolutions_of_one_complaint_give_one_resolution(app):
+    build, [redemption] = _served(app, 1)
+    admins = [build.admin() for _ in range(RACERS)]
+    complaint_id = build.run(lambda: voucher_service.complain(
+        provider_id=redemption.provider_id, text="服务人员迟到", redemption_id=redemption.id, recipient_id=None,
+        actor=db.session.get(User, admins[0].id), now=utcnow()).id)
+
+    def resolve(index):
+        actor = db.session.get(User, admins[index].id)
+        complaint = provider_service.get_complaint(complaint_id, actor=actor)
+        provider_service.resolve_complaint(complaint=complaint, upheld=index % 2 == 0, resolution=f"处理意见 {index}",
+                                           actor=actor, now=utcnow())
+
+    outcomes = race(app, resolve)
+
+    assert sorted(outcomes) == ["InvalidTransition"] * (RACERS - 1) + ["ok"]
+    stored = build.read(lambda: db.session.get(Complaint, complaint_id))
+    winner = int(stored.resolution.split()[-1])
+    assert (stored.status, stored.upheld, stored.resolved_by) == ("resolved", winner % 2 == 0, admins[winner].id)
