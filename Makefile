@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fuzz crash clean
+.PHONY: help run test lint fuzz crash bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ fuzz: $(VENV)/.test-installed ## Long schemathesis run: every operation, every r
 
 crash: $(VENV)/.test-installed ## Crash test: kill -9 a worker and crash PostgreSQL mid-load (RESTARTS the local PostgreSQL)
 	RUN_CRASH=1 $(BIN)/pytest tests/crash -q
+
+bench: $(VENV)/.test-installed ## Benchmarks at full size on SQLite and PostgreSQL (~30 min); JSON in bench/results/
+	$(BIN)/python -m bench
 
 clean: ## Remove the virtualenv, caches and the local SQLite database
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis instance

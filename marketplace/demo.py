@@ -63,7 +63,8 @@ TOWNS = ["鹤山街道", "大塘镇", "寿安街道", "朝阳湖镇", "西来镇
 cli = Blueprint("demo_cli", __name__, cli_group=None)
 
 
-def seed_demo(*, now, rng: random.Random | None = None) -> list[tuple[str, str, str, str]]:
+def seed_demo(*, now, rng: random.Random | None = None, recipients: int = DEMO_RECIPIENTS
+              ) -> list[tuple[str, str, str, str]]:
     """Fill an empty database with the demo and return the logins as (username, password, role, note)."""
     rng = rng or random.Random(2026)
     users = [auth_service.create_user(username=username, password=password, role=role, region_code=region,
@@ -100,7 +101,7 @@ def seed_demo(*, now, rng: random.Random | None = None) -> list[tuple[str, str, 
                                            now=now)
             provider_service.enrol(programme=programme, provider=provider, actor=system, now=now)
     recipients = [recipient_service.create_recipient(**demo_recipient(index, rng), actor=None, now=now)
-                  for index in range(DEMO_RECIPIENTS)]
+                  for index in range(recipients)]
     recipient_service.create_account(recipient=recipients[0], username=DEMO_RESIDENT[0], password=DEMO_RESIDENT[1],
                                      actor=None, now=now)
     seed_service(programme=programme, recipients=recipients, admin=system, approver=users[1], now=now, rng=rng)
@@ -198,12 +199,14 @@ def print_logins(logins) -> None:
 
 
 @cli.cli.command("seed-demo")
-def seed_demo_command():
+@click.option("--recipients", type=click.IntRange(1, 999), default=DEMO_RECIPIENTS, show_default=True,
+              help="How many recipients the demo county has.")
+def seed_demo_command(recipients: int):
     """Fill an empty database with demo data and print the demo logins."""
     if db.session.scalar(select(func.count()).select_from(User)):
         click.echo("The database already has users; seed-demo only fills an empty database.")
         print_logins(demo_logins())
         return
     with transaction():
-        logins = seed_demo(now=utcnow())
+        logins = seed_demo(now=utcnow(), recipients=recipients)
     print_logins(logins)

@@ -98,7 +98,7 @@ def test_create_user_refuses_a_provider_login_without_its_provider(app, runner):
 
 
 def test_seed_demo_fills_an_empty_database_and_prints_working_logins(app, runner, client):
-    result = runner.invoke(args=["seed-demo"])
+    result = runner.invoke(args=["seed-demo", "--recipients", "12"])
     assert result.exit_code == 0, result.output
     created = users(app)
     for username, password, role, region, _note in DEMO_USERS:
@@ -110,11 +110,11 @@ def test_seed_demo_fills_an_empty_database_and_prints_working_logins(app, runner
 
 
 def test_seed_demo_twice_creates_nothing_the_second_time(app, runner):
-    assert runner.invoke(args=["seed-demo"]).exit_code == 0
+    assert runner.invoke(args=["seed-demo", "--recipients", "12"]).exit_code == 0
     before = users(app)
     with app.app_context():
         events_before = db.session.scalar(select(func.count()).select_from(AuditEvent))
-    second = runner.invoke(args=["seed-demo"])
+    second = runner.invoke(args=["seed-demo", "--recipients", "12"])
     assert second.exit_code == 0
     assert "already has users" in second.output
     assert users(app).keys() == before.keys()
@@ -124,6 +124,6 @@ def test_seed_demo_twice_creates_nothing_the_second_time(app, runner):
 
 def test_seed_demo_leaves_a_database_with_users_alone(app, runner, make_user):
     make_user(role="admin", username="real.admin", password=PASSWORD)
-    result = runner.invoke(args=["seed-demo"])
+    result = runner.invoke(args=["seed-demo", "--recipients", "12"])
     assert result.exit_code == 0
     assert set(users(app)) == {"real.admin"}

@@ -1,0 +1,86 @@
+"""The benchmarks' smoke run (`python -m bench --smoke`) completes and writes its JSON results.
+
+Runs every benchmark at tiny sizes on SQLite, and on PostgreSQL when the server of TEST_DATABASE_URL
+answers (REQUIRE_POSTGRES=1 makes its absence a failure, as for the rest of the suite). The
+benchmarks create their own `vm_bench_run_*` database on that server through the `postgres`
+maintenance database and drop it afterwards; the `test` database is never touched, and their
+servers listen on ports 18200–18299 only.
+
+Missed targets do not fail this test (tiny sizes measure nothing): it checks that each benchmark
+still runs end to end against the current code, that its consistency checks hold (the reference and
+the app produce the same rows, settlements and rankings; every 2xx redemption is in the database and
+the audit chain verifies), and that its results are written.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import make_url
+
+from tests.conftest import pg_url, postgres_unavailable_reason
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ("redemption", "issuance", "settlement", "rankings", "import", "statements")
+
+
+@pytest.mark.slow
+def test_bench_smoke_runs_every_benchmark_and_writes_results(tmp_path):
+    backends = ["sqlite"]
+    reason = postgres_unavailable_reason()
+    if reason is None:
+        backends.append("postgresql")
+    elif os.environ.get("REQUIRE_POSTGRES") == "1":
+        pytest.fail(reason)
+    server = make_url(pg_url()).set(database="postgres").render_as_string(hide_password=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--backends", ",".join(backends), "--pg-url", server,
+         "--results-dir", str(tmp_path)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, f"{done.stdout[-6000:]}\n{done.stderr[-6000:]}"
+
+    summary = json.loads((tmp_path / "summary-smoke.json").read_text())
+    assert summary["failures"] == []
+    assert {(row["benchmark"].split(" ", 1)[-1], row["backend"]) for row in summary["rows"]} >= {
+        (label, backend) for label in ("redemption", "issuance", "settlement", "rankings", "import", "statements")
+        for backend in backends}
+
+    def result(name, backend):
+        path = tmp_path / f"{name}-{backend}-smoke.json"
+        assert path.exists(), f"{path.name} was not written"
+        data = json.loads(path.read_text())
+        assert data["mode"] == "smoke"
+        assert data["backend"] == backend
+        assert data["machine"]["nproc"] >= 1
+        return data
+
+    for backend in backends:
+        redemption = result("redemption", backend)
+        assert redemption["app_req_per_s"] > 0
+        assert redemption["reference_req_per_s"] > 0
+        assert redemption["ratio"] is not None
+        assert redemption["app_p99_ms"] is not None
+        assert redemption["checks"]["consistent"], redemption["checks"]
+
+        issuance = result("issuance", backend)
+        assert issuance["same_rows"]
+        assert issuance["app_vouchers"] > 0
+
+        settlement = result("settlement", backend)
+        assert settlement["same"], settlement["mismatched_providers"]
+        assert settlement["settled_redemptions"] > 0
+
+        rankings = result("rankings", backend)
+        assert rankings["aggregates_consistent"]
+        assert rankings["same_order"]
+        assert all(scope["api_p95_ms"] > 0 for scope in rankings["scopes"].values())
+
+        imported = result("import", backend)
+        assert imported["counts_ok"]
+
+        statements = result("statements", backend)
+        assert set(statements["exports"]) == {"reference", "csv", "xlsx"}
+        assert all(export["rows"] == statements["lines"] for export in statements["exports"].values())
