@@ -358,29 +358,31 @@ def rankings(*, item_code: str, region_code: str | None = None, programme_id: in
     scope's mean m (the formula with n = 0): new providers are neither favoured nor buried. When nobody
     in the scope has ratings, every score is null and the order is by id.
     """
-    statement = select(Provider).where(Provider.status == "approved",
-                                       exists().where(ProviderItem.provider_id == Provider.id,
-                                                      ProviderItem.item_code == item_code))
+    # Columns only, and the scope as a subquery: a county may have thousands of providers, and loading
+    # them as objects (with their regions and items) would cost more than the whole ranking.
+    scope = select(Provider.id).where(Provider.status == "approved",
+                                      exists().where(ProviderItem.provider_id == Provider.id,
+                                                     ProviderItem.item_code == item_code))
     if region_code is not None:
-        statement = statement.where(serves_region(region_code))
+        scope = scope.where(serves_region(region_code))
     if programme_id is not None:
-        statement = statement.where(exists().where(Enrolment.provider_id == Provider.id,
-                                                   Enrolment.programme_id == programme_id))
-    providers = db.session.scalars(statement).all()
+        scope = scope.where(exists().where(Enrolment.provider_id == Provider.id,
+                                           Enrolment.programme_id == programme_id))
+    providers = db.session.execute(select(Provider.id, Provider.name, Provider.kind)
+                                   .where(Provider.id.in_(scope))).all()
     if not providers:
         return []
-    ids = [provider.id for provider in providers]
     agg = RatingAggregate
     totals_query = (select(agg.provider_id, func.sum(agg.ratings_count), func.sum(agg.score_sum),
                            func.sum(agg.satisfied_count))
-                    .where(agg.item_code == item_code, agg.provider_id.in_(ids)).group_by(agg.provider_id))
+                    .where(agg.item_code == item_code, agg.provider_id.in_(scope)).group_by(agg.provider_id))
     if programme_id is not None:
         totals_query = totals_query.where(agg.programme_id == programme_id)
     totals = {pid: (int(c), int(s), int(sat)) for pid, c, s, sat in db.session.execute(totals_query)}
     scope_count = sum(count for count, _, _ in totals.values())
     prior = sum(total for _, total, _ in totals.values()) / scope_count if scope_count else None
     complaints = dict(db.session.execute(
-        select(Complaint.provider_id, func.count()).where(Complaint.provider_id.in_(ids))
+        select(Complaint.provider_id, func.count()).where(Complaint.provider_id.in_(scope))
         .group_by(Complaint.provider_id)).all())
     rows = []
     for provider in providers:
