@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fuzz crash bench clean
+.PHONY: help run test lint fuzz soak crash bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ lint: $(VENV)/.test-installed ## Only ruff and the import-linter contracts
 
 fuzz: $(VENV)/.test-installed ## Long schemathesis run: every operation, every role, valid and invalid data
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} $(BIN)/pytest -q tests/test_fuzz.py
+
+soak: $(VENV)/.test-installed ## The stateful test for much longer (about an hour), on SQLite and PostgreSQL
+	STATEFUL_EXAMPLES=$${STATEFUL_EXAMPLES:-1000} STATEFUL_STEPS=$${STATEFUL_STEPS:-60} $(BIN)/pytest tests/test_stateful.py -q
 
 crash: $(VENV)/.test-installed ## Crash test: kill -9 a worker and crash PostgreSQL mid-load (RESTARTS the local PostgreSQL)
 	RUN_CRASH=1 $(BIN)/pytest tests/crash -q
