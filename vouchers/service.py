@@ -419,8 +419,9 @@ def redeem(*, actor, now: datetime, presence_token: str | None = None, item_code
     :raises ProviderNotChosen: the recipient chose someone else (or the provider is not enrolled).
     :raises VoucherExpired, NoValidVoucher, VoucherAlreadyRedeemed: nothing left to redeem.
     """
-    provider = db.session.get(Provider, actor.provider_id)
-    if provider is None or provider.status != "approved":
+    # Only the status: loading the provider object would also load its regions and items (hot path).
+    provider_id = actor.provider_id
+    if db.session.scalar(select(Provider.status).where(Provider.id == provider_id)) != "approved":
         raise RedeemerNotApproved()
     delivered_at = delivered_at or now
     if delivered_at > now + CLOCK_SKEW:
@@ -432,38 +433,39 @@ def redeem(*, actor, now: datetime, presence_token: str | None = None, item_code
             raise ValidationFailed({"item_code": "Name the service delivered."})
         claims = tokens.read_presence_token(presence_token, now=now)
         _use_presence_code(claims)
-        voucher = _redeem_for_recipient(claims.recipient_id, item_code, provider, local_date(delivered_at), now)
+        voucher = _redeem_for_recipient(claims.recipient_id, item_code, provider_id, local_date(delivered_at), now)
         presence = "presence_code"
     elif voucher_token is not None:
-        voucher = _redeem_card(tokens.read_voucher_token(voucher_token), provider, local_date(delivered_at), now)
+        voucher = _redeem_card(tokens.read_voucher_token(voucher_token), provider_id, local_date(delivered_at), now)
         presence = "voucher_card"
     else:
         raise ValidationFailed({"presence_token": "Give a presence_token with an item_code, or a voucher_token."})
 
     redemption = Redemption(
-        voucher_id=voucher.id, programme_id=voucher.programme_id, provider_id=provider.id,
+        voucher_id=voucher.id, programme_id=voucher.programme_id, provider_id=provider_id,
         recipient_id=voucher.recipient_id, item_code=voucher.item_code, scanned_by=actor.id, presence=presence,
         face_value_fen=voucher.face_value_fen, copay_fen=voucher.copay_fen, delivered_at=delivered_at,
         duration_minutes=duration_minutes, notes=notes, status="completed", created_at=now)
+    # No savepoint: a violation here ends the whole transaction anyway (the caller rolls back).
+    db.session.add(redemption)
     try:
-        with db.session.begin_nested():
-            db.session.add(redemption)
+        db.session.flush()
     except IntegrityError as error:
         raise VoucherAlreadyRedeemed() from error
     ledger.post_entry(programme_id=voucher.programme_id, kind="redemption",
                       lines={"committed": -voucher.face_value_fen, "redeemed": voucher.face_value_fen}, now=now,
                       actor_id=actor.id, reference_type="redemption", reference_id=redemption.id)
     audit.record(action="voucher.redeemed", entity="voucher", entity_id=voucher.id, actor=actor, now=now,
-                 data={"redemption_id": redemption.id, "provider_id": provider.id, "presence": presence,
+                 data={"redemption_id": redemption.id, "provider_id": provider_id, "presence": presence,
                        "face_value_fen": voucher.face_value_fen})
     return redemption
 
 
 def _use_presence_code(claims: tokens.PresenceClaims) -> None:
+    db.session.add(UsedPresenceCode(nonce=claims.nonce, recipient_id=claims.recipient_id,
+                                    expires_at=claims.expires_at))
     try:
-        with db.session.begin_nested():
-            db.session.add(UsedPresenceCode(nonce=claims.nonce, recipient_id=claims.recipient_id,
-                                            expires_at=claims.expires_at))
+        db.session.flush()  # no savepoint: a reused code ends the whole transaction anyway
     except IntegrityError as error:
         raise TokenAlreadyUsed() from error
 
@@ -492,14 +494,14 @@ def _claim(voucher_id: int, today: date, now: datetime) -> bool:
     ).rowcount == 1
 
 
-def _redeem_for_recipient(recipient_id: int, item_code: str, provider: Provider, today: date,
+def _redeem_for_recipient(recipient_id: int, item_code: str, provider_id: int, today: date,
                           now: datetime) -> Voucher:
     base = (select(Voucher.id).join(Programme, Programme.id == Voucher.programme_id)
             .where(Voucher.recipient_id == recipient_id, Voucher.item_code == item_code, Voucher.status == "issued",
                    Programme.status == "active"))
     valid = base.where(Voucher.valid_from <= today, Voucher.valid_until >= today)
     candidates = db.session.scalars(valid.where(_may_serve()).order_by(Voucher.valid_until, Voucher.id)
-                                    .limit(MAX_CANDIDATES), {"provider_id": provider.id}).all()
+                                    .limit(MAX_CANDIDATES), {"provider_id": provider_id}).all()
     for voucher_id in candidates:
         if _claim(voucher_id, today, now):
             return db.session.get(Voucher, voucher_id)
@@ -512,7 +514,7 @@ def _redeem_for_recipient(recipient_id: int, item_code: str, provider: Provider,
     raise NoValidVoucher()
 
 
-def _redeem_card(voucher_id: int, provider: Provider, today: date, now: datetime) -> Voucher:
+def _redeem_card(voucher_id: int, provider_id: int, today: date, now: datetime) -> Voucher:
     voucher = db.session.get(Voucher, voucher_id)
     if voucher is None:
         raise tokens.InvalidToken()
@@ -524,7 +526,7 @@ def _redeem_card(voucher_id: int, provider: Provider, today: date, now: datetime
         raise NoValidVoucher(f"This voucher is {voucher.status} and valid from {voucher.valid_from}.")
     allowed = db.session.scalar(select(Voucher.id).join(Programme, Programme.id == Voucher.programme_id)
                                 .where(Voucher.id == voucher.id, Programme.status == "active", _may_serve()),
-                                {"provider_id": provider.id})
+                                {"provider_id": provider_id})
     if allowed is None:
         raise ProviderNotChosen()
     if not _claim(voucher.id, today, now):
