@@ -18,7 +18,7 @@ import hmac
 import secrets
 import struct
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from flask import current_app
 
@@ -112,6 +112,3 @@ def read_voucher_token(token: str) -> int:
         raise InvalidToken()
     return struct.unpack(">Q", payload)[0]
 
-
-def presence_lifetime() -> timedelta:
-    return timedelta(seconds=current_app.config["PRESENCE_CODE_TTL_SECONDS"])
