@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import DateTime, Engine, MetaData, event, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -92,6 +94,26 @@ def transaction() -> Iterator[None]:
         raise
     finally:
         session.info["transaction_depth"] = depth
+
+
+_INSERTS_IGNORING_CONFLICTS: dict = {}
+
+
+def insert_ignoring_conflicts(table, *returning):
+    """`INSERT … ON CONFLICT DO NOTHING [RETURNING *returning*]` into *table* for the current backend.
+
+    A row that collides with a unique index is skipped instead of failing (which on PostgreSQL would
+    abort the transaction); the rows RETURNING gives back are the ones inserted. (Count those: the
+    psycopg driver reports no rowcount for it.) Built once per table, columns and backend, so hot
+    paths may use it freely.
+    """
+    dialect = db.session.get_bind().dialect.name
+    key = (table, returning, dialect)
+    if key not in _INSERTS_IGNORING_CONFLICTS:
+        dialect_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        statement = dialect_insert(table).on_conflict_do_nothing()
+        _INSERTS_IGNORING_CONFLICTS[key] = statement.returning(*returning) if returning else statement
+    return _INSERTS_IGNORING_CONFLICTS[key]
 
 
 def paginate(statement, *, page: int, per_page: int) -> dict:

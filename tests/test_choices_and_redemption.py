@@ -516,6 +516,44 @@ def test_a_provider_the_recipient_did_not_choose_cannot_redeem(build, client, ch
     assert build.ledger(world.programme).redeemed_fen == 0
 
 
+def test_being_chosen_by_another_recipient_does_not_let_a_provider_redeem(build, client, world):
+    # Each recipient's own choice counts: bob choosing p2 must not open alice's vouchers to p2
+    # (the guarded claim checks the choice of the voucher's recipient, not anybody's).
+    build.choose_all(world, world.p1, world.alice)
+    build.choose_all(world, world.p2, world.bob)
+    card = build.voucher_token(build.vouchers(Voucher.recipient_id == world.alice.id)[0].id)
+    p2 = build.headers(world.p2.user)
+
+    by_presence = redeem(client, p2, presence_token=presence_code(client, build.headers(world.alice.user)),
+                         item_code=world.meal)
+    by_card = redeem(client, p2, voucher_token=card)
+
+    refused(by_presence, 403, "provider_not_chosen")
+    refused(by_card, 403, "provider_not_chosen")
+    assert build.count(Redemption) == 0
+
+
+def test_a_provider_enrolled_in_another_programme_redeems_only_that_programmes_vouchers(build, client):
+    world = build.world(choice_required=False)
+    build.issue(world.programme, build.period())
+    other = build.programme(items=[(world.meal, 1300, 1)], budget_fen=100_000, choice_required=False)
+    build.issue(other, build.period())
+    outsider = build.provider(items=[world.meal], enrol=(other,))
+    headers = build.headers(outsider.user)
+    card = build.voucher_token(build.vouchers(Voucher.recipient_id == world.alice.id,
+                                              Voucher.programme_id == world.programme.id)[0].id)
+
+    by_card = redeem(client, headers, voucher_token=card)
+    by_presence = redeemed(client, headers, presence_token=presence_code(client, build.headers(world.alice.user)),
+                           item_code=world.meal)
+    again = redeem(client, headers, presence_token=presence_code(client, build.headers(world.alice.user)),
+                   item_code=world.meal)
+
+    refused(by_card, 403, "provider_not_chosen")
+    assert by_presence["programme_id"] == other.id
+    refused(again, 403, "provider_not_chosen")  # alice's vouchers left are all in the first programme
+
+
 def test_nobody_redeems_before_the_recipient_has_chosen(build, client, world):
     response = redeem(client, build.headers(world.p1.user),
                       presence_token=presence_code(client, build.headers(world.alice.user)), item_code=world.meal)

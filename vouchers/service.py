@@ -13,11 +13,12 @@ from calendar import monthrange
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, literal, select, true, update
+from sqlalchemy import Date, and_, bindparam, case, delete, exists, func, insert, literal, select, true, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import make_transient_to_detached
 
 from marketplace import audit
-from marketplace.db import db, local_date, paginate
+from marketplace.db import UTCDateTime, db, insert_ignoring_conflicts, local_date, paginate
 from marketplace.errors import DomainError, Forbidden, InvalidTransition, NotFound, ValidationFailed
 from marketplace.programmes import ledger
 from marketplace.programmes.models import Programme, ProgrammeItem
@@ -30,6 +31,7 @@ from vouchers.models import Choice, ChoiceEvent, Issuance, Redemption, UsedPrese
 
 MAX_CANDIDATES = 5
 PROVIDER = bindparam("provider_id")
+TODAY = bindparam("today", type_=Date())
 # A delivery may be recorded a little ahead of the server clock (phones drift), never further.
 CLOCK_SKEW = timedelta(minutes=5)
 # A service may be recorded late (no signal in the village), but not so late that a voucher past its
@@ -414,107 +416,133 @@ def redeem(*, actor, now: datetime, presence_token: str | None = None, item_code
     With a presence code and an item: the recipient's earliest-expiring valid voucher of that item in a
     programme where this provider may serve them. With a voucher card: that voucher.
 
-    :raises RedeemerNotApproved: the provider is not approved.
+    This is the hot path (a scanner at every door): a successful scan is one guarded
+    `UPDATE voucher … RETURNING` that also checks the programme, the provider and the choice, then the
+    inserts of the redemption, its journal entry and its audit event. Why a scan was refused is worked
+    out only after nothing matched.
+
+    :raises RedeemerNotApproved: the provider is not approved (whatever it scanned).
     :raises InvalidToken, TokenExpired, TokenAlreadyUsed: the code is bad, old or used.
     :raises ProviderNotChosen: the recipient chose someone else (or the provider is not enrolled).
     :raises VoucherExpired, NoValidVoucher, VoucherAlreadyRedeemed: nothing left to redeem.
     """
-    # Only the status: loading the provider object would also load its regions and items (hot path).
     provider_id = actor.provider_id
-    if db.session.scalar(select(Provider.status).where(Provider.id == provider_id)) != "approved":
-        raise RedeemerNotApproved()
     delivered_at = delivered_at or now
+    try:
+        today = _delivery_day(delivered_at, now)
+        if presence_token is not None:
+            if not item_code:
+                raise ValidationFailed({"item_code": "Name the service delivered."})
+            claims = tokens.read_presence_token(presence_token, now=now)
+            _use_presence_code(claims)
+            claimed = _claim_for_recipient(claims.recipient_id, item_code, provider_id, today, now)
+            presence = "presence_code"
+        elif voucher_token is not None:
+            claimed = _claim_card(tokens.read_voucher_token(voucher_token), provider_id, today, now)
+            presence = "voucher_card"
+        else:
+            raise ValidationFailed({"presence_token": "Give a presence_token with an item_code, or a voucher_token."})
+    except DomainError:
+        _require_approved(provider_id)  # a provider that may not redeem hears that first, whatever it scanned
+        raise
+    values = {"voucher_id": claimed.id, "programme_id": claimed.programme_id, "provider_id": provider_id,
+              "recipient_id": claimed.recipient_id, "item_code": claimed.item_code, "scanned_by": actor.id,
+              "presence": presence, "face_value_fen": claimed.face_value_fen, "copay_fen": claimed.copay_fen,
+              "delivered_at": delivered_at, "duration_minutes": duration_minutes, "notes": notes,
+              "status": "completed", "created_at": now}
+    try:
+        # No savepoint: a violation ends the whole transaction anyway (the caller rolls back). The
+        # claim already made the voucher ours; the partial unique index stands behind it.
+        redemption_id = db.session.execute(_INSERT_REDEMPTION, values).scalar_one()
+    except IntegrityError as error:
+        raise VoucherAlreadyRedeemed() from error
+    ledger.post_entry(programme_id=claimed.programme_id, kind="redemption",
+                      lines={"committed": -claimed.face_value_fen, "redeemed": claimed.face_value_fen}, now=now,
+                      actor_id=actor.id, reference_type="redemption", reference_id=redemption_id)
+    audit.record(action="voucher.redeemed", entity="voucher", entity_id=claimed.id, actor=actor, now=now,
+                 data={"redemption_id": redemption_id, "provider_id": provider_id, "presence": presence,
+                       "face_value_fen": claimed.face_value_fen})
+    # The row is exactly what was just written: attach it to the session without reading it back.
+    redemption = Redemption(id=redemption_id, reversed_at=None, reversed_by=None, reversal_reason=None,
+                            settlement_id=None, **values)
+    make_transient_to_detached(redemption)
+    db.session.add(redemption)
+    return redemption
+
+
+def _delivery_day(delivered_at: datetime, now: datetime) -> date:
+    """The local day the service was delivered on. :raises ValidationFailed: in the future or too late."""
     if delivered_at > now + CLOCK_SKEW:
         raise ValidationFailed({"delivered_at": "A service cannot be delivered in the future."})
     if delivered_at < now - MAX_BACKDATING:
         raise ValidationFailed({"delivered_at": f"Record a service within {MAX_BACKDATING.days} days of delivery."})
-    if presence_token is not None:
-        if not item_code:
-            raise ValidationFailed({"item_code": "Name the service delivered."})
-        claims = tokens.read_presence_token(presence_token, now=now)
-        _use_presence_code(claims)
-        voucher = _redeem_for_recipient(claims.recipient_id, item_code, provider_id, local_date(delivered_at), now)
-        presence = "presence_code"
-    elif voucher_token is not None:
-        voucher = _redeem_card(tokens.read_voucher_token(voucher_token), provider_id, local_date(delivered_at), now)
-        presence = "voucher_card"
-    else:
-        raise ValidationFailed({"presence_token": "Give a presence_token with an item_code, or a voucher_token."})
-
-    redemption = Redemption(
-        voucher_id=voucher.id, programme_id=voucher.programme_id, provider_id=provider_id,
-        recipient_id=voucher.recipient_id, item_code=voucher.item_code, scanned_by=actor.id, presence=presence,
-        face_value_fen=voucher.face_value_fen, copay_fen=voucher.copay_fen, delivered_at=delivered_at,
-        duration_minutes=duration_minutes, notes=notes, status="completed", created_at=now)
-    # No savepoint: a violation here ends the whole transaction anyway (the caller rolls back).
-    db.session.add(redemption)
-    try:
-        db.session.flush()
-    except IntegrityError as error:
-        raise VoucherAlreadyRedeemed() from error
-    ledger.post_entry(programme_id=voucher.programme_id, kind="redemption",
-                      lines={"committed": -voucher.face_value_fen, "redeemed": voucher.face_value_fen}, now=now,
-                      actor_id=actor.id, reference_type="redemption", reference_id=redemption.id)
-    audit.record(action="voucher.redeemed", entity="voucher", entity_id=voucher.id, actor=actor, now=now,
-                 data={"redemption_id": redemption.id, "provider_id": provider_id, "presence": presence,
-                       "face_value_fen": voucher.face_value_fen})
-    return redemption
+    return local_date(delivered_at)
 
 
 def _use_presence_code(claims: tokens.PresenceClaims) -> None:
-    db.session.add(UsedPresenceCode(nonce=claims.nonce, recipient_id=claims.recipient_id,
-                                    expires_at=claims.expires_at))
-    try:
-        db.session.flush()  # no savepoint: a reused code ends the whole transaction anyway
-    except IntegrityError as error:
-        raise TokenAlreadyUsed() from error
+    """Record the code's nonce. :raises TokenAlreadyUsed: it was recorded before (or by a racing scan)."""
+    # ON CONFLICT DO NOTHING rather than a failing INSERT: the transaction stays usable for the checks
+    # that follow, and a racing scan of the same code waits for the first to commit, then counts 0.
+    # A refused scan rolls back, which leaves the code usable.
+    inserted = db.session.execute(insert_ignoring_conflicts(UsedPresenceCode.__table__, UsedPresenceCode.nonce),
+                                  {"nonce": claims.nonce, "recipient_id": claims.recipient_id,
+                                   "expires_at": claims.expires_at}).first()
+    if inserted is None:
+        raise TokenAlreadyUsed()
 
 
 def _may_serve():
-    """SQL condition on Voucher (joined to Programme): the provider bound as :provider_id may redeem it.
+    """SQL condition on Voucher and its Programme: the provider bound as :provider_id may redeem it.
 
     Where the programme requires a choice, the recipient must have chosen this provider for the item;
     otherwise any enrolled provider offering the item may serve them.
     """
+    # correlate(Voucher): these sit inside the EXISTS on programme, two levels below the voucher.
     chosen = exists().where(Choice.recipient_id == Voucher.recipient_id, Choice.programme_id == Voucher.programme_id,
-                            Choice.item_code == Voucher.item_code, Choice.provider_id == PROVIDER)
+                            Choice.item_code == Voucher.item_code, Choice.provider_id == PROVIDER).correlate(Voucher)
     enrolled_offering = and_(
-        exists().where(Enrolment.programme_id == Voucher.programme_id, Enrolment.provider_id == PROVIDER),
-        exists().where(ProviderItem.provider_id == PROVIDER, ProviderItem.item_code == Voucher.item_code))
+        exists().where(Enrolment.programme_id == Voucher.programme_id, Enrolment.provider_id == PROVIDER)
+        .correlate(Voucher),
+        exists().where(ProviderItem.provider_id == PROVIDER, ProviderItem.item_code == Voucher.item_code)
+        .correlate(Voucher))
     return case((Programme.choice_required, chosen), else_=enrolled_offering)
 
 
-def _claim(voucher_id: int, today: date, now: datetime) -> bool:
-    """The guarded state change: issued → redeemed, only if nobody got there first."""
-    return db.session.execute(
-        update(Voucher).where(Voucher.id == voucher_id, Voucher.status == "issued", Voucher.valid_from <= today,
-                              Voucher.valid_until >= today)
-        .values(status="redeemed", status_changed_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount == 1
+def _redeemable():
+    """SQL condition on Voucher: issued, valid on :today, in an active programme, and the approved
+    provider bound as :provider_id may serve its recipient."""
+    return and_(
+        Voucher.status == "issued", Voucher.valid_from <= TODAY, Voucher.valid_until >= TODAY,
+        exists().where(Programme.id == Voucher.programme_id, Programme.status == "active", _may_serve()),
+        exists().where(Provider.id == PROVIDER, Provider.status == "approved"))
 
 
-def _redeem_for_recipient(recipient_id: int, item_code: str, provider_id: int, today: date,
-                          now: datetime) -> Voucher:
-    base = (select(Voucher.id).join(Programme, Programme.id == Voucher.programme_id)
-            .where(Voucher.recipient_id == recipient_id, Voucher.item_code == item_code, Voucher.status == "issued",
-                   Programme.status == "active"))
-    valid = base.where(Voucher.valid_from <= today, Voucher.valid_until >= today)
-    candidates = db.session.scalars(valid.where(_may_serve()).order_by(Voucher.valid_until, Voucher.id)
-                                    .limit(MAX_CANDIDATES), {"provider_id": provider_id}).all()
-    for voucher_id in candidates:
-        if _claim(voucher_id, today, now):
-            return db.session.get(Voucher, voucher_id)
-    if candidates:
-        raise VoucherAlreadyRedeemed("Another scan redeemed the recipient's vouchers at the same moment; scan again.")
-    if db.session.scalar(valid.limit(1)) is not None:
-        raise ProviderNotChosen()
-    if db.session.scalar(base.where(Voucher.valid_until < today).limit(1)) is not None:
-        raise VoucherExpired()
-    raise NoValidVoucher()
+# The statements of the hot path are built once: SQLAlchemy then reuses their compiled form.
+_PROVIDER_STATUS = select(Provider.status).where(Provider.id == PROVIDER)
+# The guarded state change issued → redeemed, only if nobody got there first and the scan is allowed.
+_CLAIM = (update(Voucher.__table__)
+          .where(Voucher.id == bindparam("voucher_id"), _redeemable())
+          .values(status="redeemed", status_changed_at=bindparam("now", type_=UTCDateTime()))
+          .returning(Voucher.id, Voucher.programme_id, Voucher.recipient_id, Voucher.item_code,
+                     Voucher.face_value_fen, Voucher.copay_fen))
+_CANDIDATES = (select(Voucher.id)
+               .where(Voucher.recipient_id == bindparam("recipient_id"), Voucher.item_code == bindparam("item_code"),
+                      _redeemable())
+               .order_by(Voucher.valid_until, Voucher.id).limit(MAX_CANDIDATES))
+_INSERT_REDEMPTION = insert(Redemption.__table__).returning(Redemption.id)
 
 
-def _redeem_card(voucher_id: int, provider_id: int, today: date, now: datetime) -> Voucher:
+def _claim(voucher_id: int, provider_id: int, today: date, now: datetime):
+    """Run the guarded claim; the voucher's row (id, programme, recipient, item, values) or None."""
+    return db.session.execute(_CLAIM, {"voucher_id": voucher_id, "provider_id": provider_id, "today": today,
+                                       "now": now}).one_or_none()
+
+
+def _claim_card(voucher_id: int, provider_id: int, today: date, now: datetime):
+    """Claim the voucher printed on a card. :raises: why it cannot be redeemed (see `redeem`)."""
+    claimed = _claim(voucher_id, provider_id, today, now)
+    if claimed is not None:
+        return claimed
     voucher = db.session.get(Voucher, voucher_id)
     if voucher is None:
         raise tokens.InvalidToken()
@@ -524,15 +552,32 @@ def _redeem_card(voucher_id: int, provider_id: int, today: date, now: datetime) 
         raise VoucherExpired()
     if voucher.status != "issued" or voucher.valid_from > today:
         raise NoValidVoucher(f"This voucher is {voucher.status} and valid from {voucher.valid_from}.")
-    allowed = db.session.scalar(select(Voucher.id).join(Programme, Programme.id == Voucher.programme_id)
-                                .where(Voucher.id == voucher.id, Programme.status == "active", _may_serve()),
-                                {"provider_id": provider_id})
-    if allowed is None:
+    raise ProviderNotChosen()  # issued and valid today: the programme or the choice refused it
+
+
+def _claim_for_recipient(recipient_id: int, item_code: str, provider_id: int, today: date, now: datetime):
+    """Claim the recipient's earliest-expiring redeemable voucher of the item. :raises: why not (see `redeem`)."""
+    params = {"recipient_id": recipient_id, "item_code": item_code, "provider_id": provider_id, "today": today}
+    candidates = db.session.execute(_CANDIDATES, params).scalars().all()
+    for voucher_id in candidates:
+        claimed = _claim(voucher_id, provider_id, today, now)
+        if claimed is not None:
+            return claimed
+    if candidates:
+        raise VoucherAlreadyRedeemed("Another scan redeemed the recipient's vouchers at the same moment; scan again.")
+    base = (select(Voucher.id).join(Programme, Programme.id == Voucher.programme_id)
+            .where(Voucher.recipient_id == recipient_id, Voucher.item_code == item_code, Voucher.status == "issued",
+                   Programme.status == "active"))
+    if db.session.scalar(base.where(Voucher.valid_from <= today, Voucher.valid_until >= today).limit(1)) is not None:
         raise ProviderNotChosen()
-    if not _claim(voucher.id, today, now):
-        raise VoucherAlreadyRedeemed()
-    db.session.refresh(voucher)
-    return voucher
+    if db.session.scalar(base.where(Voucher.valid_until < today).limit(1)) is not None:
+        raise VoucherExpired()
+    raise NoValidVoucher()
+
+
+def _require_approved(provider_id: int) -> None:
+    if db.session.execute(_PROVIDER_STATUS, {"provider_id": provider_id}).scalar() != "approved":
+        raise RedeemerNotApproved()
 
 
 def reverse_redemption(*, redemption: Redemption, reason: str, actor, now: datetime) -> Redemption:

@@ -15,13 +15,11 @@ from datetime import date, datetime
 
 from flask import current_app
 from sqlalchemy import insert, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from marketplace import audit
 from marketplace.auth import service as auth_service
-from marketplace.db import db, paginate
+from marketplace.db import db, insert_ignoring_conflicts, paginate
 from marketplace.errors import DomainError, Forbidden, InvalidTransition, NotFound, ValidationFailed
 from marketplace.recipients.idnumber import IdNumber, InvalidIdNumberError, parse_id_number
 from marketplace.recipients.models import TAGS, Recipient, RecipientTag
@@ -336,9 +334,7 @@ def _insert_batch(batch: list[tuple[str, IdNumber, dict]], result: ImportResult,
     # A concurrent import may have inserted some of these since the check above (on PostgreSQL it is
     # not yet visible to us): ON CONFLICT DO NOTHING waits for it and skips them, so they count as
     # duplicates instead of failing the whole import on the unique index.
-    dialect_insert = postgresql_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = (dialect_insert(Recipient).on_conflict_do_nothing(index_elements=[Recipient.id_number_hash])
-                 .returning(Recipient.id_number_hash, Recipient.id))
+    statement = insert_ignoring_conflicts(Recipient.__table__, Recipient.id_number_hash, Recipient.id)
     ids = dict(db.session.execute(statement, rows).all())
     result.duplicates += len(fresh) - len(ids)
     tag_rows = [{"recipient_id": ids[digest], "tag": tag}
