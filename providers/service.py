@@ -490,12 +490,18 @@ def resolve_complaint(*, complaint: Complaint, upheld: bool, resolution: str, ac
     return complaint
 
 
-def programme_bayesian(*, provider_id: int, programme_id: int) -> float | None:
-    """The provider's Bayesian score over all its ratings in one programme (m = the programme's mean)."""
+def programme_bayesian_scores(*, programme_id: int, provider_ids: list[int]) -> dict[int, float | None]:
+    """Each provider's Bayesian score over all its ratings in one programme (m = the programme's mean)."""
+    if not provider_ids:
+        return {}
     agg = RatingAggregate
-    totals = select(func.coalesce(func.sum(agg.ratings_count), 0), func.coalesce(func.sum(agg.score_sum), 0))
-    scope_count, scope_sum = db.session.execute(totals.where(agg.programme_id == programme_id)).one()
-    count, total = db.session.execute(totals.where(agg.programme_id == programme_id,
-                                                   agg.provider_id == provider_id)).one()
+    scope_count, scope_sum = db.session.execute(
+        select(func.coalesce(func.sum(agg.ratings_count), 0), func.coalesce(func.sum(agg.score_sum), 0))
+        .where(agg.programme_id == programme_id)).one()
     prior = scope_sum / scope_count if scope_count else None
-    return bayesian_score(prior_mean=prior, ratings_count=int(count), score_sum=int(total))
+    totals = {provider_id: (int(count), int(total)) for provider_id, count, total in db.session.execute(
+        select(agg.provider_id, func.sum(agg.ratings_count), func.sum(agg.score_sum))
+        .where(agg.programme_id == programme_id, agg.provider_id.in_(provider_ids)).group_by(agg.provider_id))}
+    return {provider_id: bayesian_score(prior_mean=prior, ratings_count=totals.get(provider_id, (0, 0))[0],
+                                        score_sum=totals.get(provider_id, (0, 0))[1])
+            for provider_id in provider_ids}

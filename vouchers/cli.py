@@ -65,14 +65,12 @@ def purge_expired_command():
 @click.argument("programme_id", type=int)
 @click.argument("period")
 def settle_command(programme_id: int, period: str):
-    """Draft PERIOD's (YYYY-MM) settlements of a programme, one per provider, with a progress bar."""
+    """Draft PERIOD's (YYYY-MM) settlements of a programme, one per provider; prints each one."""
     try:
         with transaction():
             programme = _programme(programme_id)
-            providers = settlement.settleable_provider_count(programme=programme, period=period)
-            with click.progressbar(length=providers, label=f"settling {period}") as bar:
-                drafts = settlement.create_settlements(programme=programme, period=period, evaluations={},
-                                                       actor=None, now=utcnow(), on_provider=lambda _id: bar.update(1))
+            drafts = settlement.create_settlements(programme=programme, period=period, evaluations={}, actor=None,
+                                                   now=utcnow())
     except DomainError as error:
         raise click.ClickException(f"{error.message} {error.details or ''}".strip()) from error
     for draft in drafts:

@@ -26,11 +26,10 @@ from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import and_, delete, exists, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Integer, and_, bindparam, delete, exists, func, literal, select, update
 
 from marketplace import audit
-from marketplace.db import db, paginate
+from marketplace.db import UTCDateTime, db, insert_ignoring_conflicts, paginate
 from marketplace.errors import DomainError, Forbidden, InvalidTransition, NotFound
 from marketplace.programmes import ledger
 from marketplace.programmes.models import Programme
@@ -71,103 +70,126 @@ def _settleable(programme_id: int, end: datetime):
                 Redemption.settlement_id.is_(None), Redemption.delivered_at < end, ~on_hold)
 
 
-def settleable_provider_count(*, programme: Programme, period: str) -> int:
-    return db.session.scalar(select(func.count(func.distinct(Redemption.provider_id)))
-                             .where(_settleable(programme.id, month_end_instant(period))))
-
-
-def create_settlements(*, programme: Programme, period: str, evaluations: dict[int, int], actor, now: datetime,
-                       on_provider=None) -> list[Settlement]:
+def create_settlements(*, programme: Programme, period: str, evaluations: dict[int, int], actor,
+                       now: datetime) -> list[Settlement]:
     """Create one draft per provider with settleable redemptions up to the end of *period*.
 
-    A provider already settled for this programme and period gets nothing new.
+    A provider already settled for this programme and period gets nothing new. Set-based, whatever
+    the number of providers: one INSERT … SELECT … GROUP BY drafts the settlements (ON CONFLICT skips a
+    provider that a concurrent run drafted first), one guarded UPDATE (`… WHERE settlement_id IS NULL`)
+    gives each draft its redemptions, grouped queries count what each draft really got and gather
+    its ratings and upheld complaints, and one executemany UPDATE writes the scores.
     """
     end = month_end_instant(period)
-    provider_ids = db.session.scalars(select(Redemption.provider_id).where(_settleable(programme.id, end))
-                                      .distinct().order_by(Redemption.provider_id)).all()
-    created = []
-    for provider_id in provider_ids:
-        settlement = _draft(programme, provider_id, period, end, evaluations.get(provider_id), actor, now)
-        if settlement is not None:
-            created.append(settlement)
-        if on_provider:
-            on_provider(provider_id)
-    return created
+    settleable = _settleable(programme.id, end)
+    settled_already = exists().where(Settlement.programme_id == programme.id, Settlement.period == period,
+                                     Settlement.provider_id == Redemption.provider_id)
+    drafts = (select(literal(programme.id), Redemption.provider_id, literal(period), literal("draft"),
+                     literal(0), literal(0), literal(0), literal(0), literal(0), literal(0), literal(0), literal(0),
+                     literal(False), literal(now, UTCDateTime()), literal(getattr(actor, "id", None), Integer()))
+              .where(settleable, ~settled_already).group_by(Redemption.provider_id))
+    inserted = db.session.execute(
+        insert_ignoring_conflicts(Settlement.__table__, Settlement.id, Settlement.provider_id).from_select(
+            ["programme_id", "provider_id", "period", "status", "redemptions_count", "gross_fen",
+             "satisfaction_score", "complaint_score", "upheld_complaints", "performance_score", "pay_percent",
+             "net_fen", "flagged_for_termination", "created_at", "created_by"], drafts)).all()
+    provider_of = dict(inserted)  # settlement id → provider id
+    if not provider_of:
+        return []
+    # Bounded by the programme's providers. The unique (programme, provider, period) makes each of
+    # these providers' settlement for the period one of ours.
+    ours = and_(Settlement.programme_id == programme.id, Settlement.period == period,
+                Settlement.provider_id == Redemption.provider_id, Settlement.id.in_(list(provider_of)))
+    db.session.execute(update(Redemption.__table__).where(settleable, ours).values(settlement_id=Settlement.id))
+    # Count what each draft really got: a concurrent run for another period may have claimed some.
+    claimed = {settlement_id: (count, int(gross)) for settlement_id, count, gross in db.session.execute(
+        select(Redemption.settlement_id, func.count(), func.sum(Redemption.face_value_fen))
+        .where(Redemption.settlement_id.in_(list(provider_of))).group_by(Redemption.settlement_id))}
+    empty = [settlement_id for settlement_id in provider_of if settlement_id not in claimed]
+    if empty:
+        db.session.execute(delete(Settlement.__table__).where(Settlement.id.in_(empty)))
+    if not claimed:
+        return []
+    scores = _scores(programme, period, end, {sid: provider_of[sid] for sid in claimed}, claimed, evaluations)
+    db.session.execute(_WRITE_SCORES, [{"settlement_id": sid, **values} for sid, values in scores.items()])
+    for settlement_id, values in scores.items():
+        count, gross = claimed[settlement_id]
+        audit.record(action="settlement.drafted", entity="settlement", entity_id=settlement_id, actor=actor, now=now,
+                     data={"programme_id": programme.id, "provider_id": provider_of[settlement_id], "period": period,
+                           "redemptions": count, "gross_fen": gross, "performance_score": values["performance_score"],
+                           "pay_percent": values["pay_percent"], "net_fen": values["net_fen"]})
+    return db.session.scalars(select(Settlement).where(Settlement.id.in_(list(claimed)))
+                              .order_by(Settlement.provider_id)).all()
 
 
-def _draft(programme: Programme, provider_id: int, period: str, end: datetime, evaluation: int | None, actor,
-           now: datetime) -> Settlement | None:
-    exists_already = db.session.scalar(select(Settlement.id).where(
-        Settlement.programme_id == programme.id, Settlement.provider_id == provider_id, Settlement.period == period))
-    if exists_already is not None:
-        return None
-    settlement = Settlement(programme_id=programme.id, provider_id=provider_id, period=period, status="draft",
-                            redemptions_count=0, gross_fen=0, satisfaction_score=0, complaint_score=0,
-                            upheld_complaints=0, evaluation_score=evaluation, performance_score=0, pay_percent=0,
-                            net_fen=0, flagged_for_termination=False, created_at=now,
-                            created_by=getattr(actor, "id", None))
-    try:
-        with db.session.begin_nested():
-            db.session.add(settlement)
-    except IntegrityError:
-        return None  # a concurrent run drafted this provider's settlement for the period
-    db.session.execute(update(Redemption).where(_settleable(programme.id, end), Redemption.provider_id == provider_id)
-                       .values(settlement_id=settlement.id).execution_options(synchronize_session=False))
-    count, gross = db.session.execute(select(func.count(), func.coalesce(func.sum(Redemption.face_value_fen), 0))
-                                      .where(Redemption.settlement_id == settlement.id)).one()
-    if not count:  # another run claimed them first
-        db.session.delete(settlement)
-        db.session.flush()
-        return None
-    settlement.redemptions_count, settlement.gross_fen = count, int(gross)
-    _score(settlement, programme, period, end)
-    db.session.flush()
-    audit.record(action="settlement.drafted", entity="settlement", entity_id=settlement.id, actor=actor, now=now,
-                 data={"programme_id": programme.id, "provider_id": provider_id, "period": period,
-                       "redemptions": count, "gross_fen": int(gross), "performance_score": settlement.performance_score,
-                       "pay_percent": settlement.pay_percent, "net_fen": settlement.net_fen})
-    return settlement
+_WRITE_SCORES = (update(Settlement.__table__).where(Settlement.id == bindparam("settlement_id"))
+                 .values(redemptions_count=bindparam("redemptions_count"), gross_fen=bindparam("gross_fen"),
+                         satisfaction_score=bindparam("satisfaction_score"),
+                         complaint_score=bindparam("complaint_score"),
+                         upheld_complaints=bindparam("upheld_complaints"),
+                         evaluation_score=bindparam("evaluation_score"),
+                         performance_score=bindparam("performance_score"), pay_percent=bindparam("pay_percent"),
+                         net_fen=bindparam("net_fen"), flagged_for_termination=bindparam("flagged_for_termination")))
 
 
 def _half_up(value: Fraction) -> int:
     return math.floor(value + Fraction(1, 2))
 
 
-def _score(settlement: Settlement, programme: Programme, period: str, end: datetime) -> None:
-    # Exact arithmetic: the README's "rounded half up" must not turn 62.5 into 62.4999… (floats would).
-    rated, total = db.session.execute(
-        select(func.count(Rating.id), func.coalesce(func.sum(Rating.score), 0))
+def _scores(programme: Programme, period: str, end: datetime, provider_of: dict[int, int],
+            claimed: dict[int, tuple[int, int]], evaluations: dict[int, int]) -> dict[int, dict]:
+    """The score columns of each draft (settlement id → values), from three grouped queries."""
+    ids = list(provider_of)
+    ratings = {settlement_id: (rated, int(total)) for settlement_id, rated, total in db.session.execute(
+        select(Redemption.settlement_id, func.count(Rating.id), func.sum(Rating.score))
         .join(Redemption, Redemption.id == Rating.redemption_id)
-        .where(Redemption.settlement_id == settlement.id)).one()
-    if rated:
-        mean_rating = Fraction(int(total), int(rated))
-    else:
-        bayesian = provider_service.programme_bayesian(provider_id=settlement.provider_id,
-                                                       programme_id=programme.id)
-        # (C·m + Σ) / (C + n) is rational: recover it from the float so that exact ties round up.
-        mean_rating = None if bayesian is None else Fraction(bayesian).limit_denominator(BAYESIAN_DENOMINATOR)
-    satisfaction = (Fraction(NO_EVIDENCE_SATISFACTION) if mean_rating is None
-                    else (mean_rating - 1) / 4 * 100)
-    upheld = db.session.scalar(select(func.count()).select_from(Complaint).where(
-        Complaint.provider_id == settlement.provider_id, Complaint.status == "resolved", Complaint.upheld.is_(True),
-        or_(Complaint.redemption_id.in_(select(Redemption.id).where(Redemption.settlement_id == settlement.id)),
-            and_(Complaint.redemption_id.is_(None), Complaint.created_at >= month_start_instant(period),
-                 Complaint.created_at < end))))
-    complaint_score = max(Fraction(0), 100 - Fraction(COMPLAINT_PENALTY * upheld * 100, settlement.redemptions_count))
-    if settlement.evaluation_score is not None:
-        score = (Fraction(1, 2) * satisfaction + Fraction(1, 5) * complaint_score
-                 + Fraction(3, 10) * settlement.evaluation_score)
+        .where(Redemption.settlement_id.in_(ids)).group_by(Redemption.settlement_id))}
+    upheld = and_(Complaint.status == "resolved", Complaint.upheld.is_(True))
+    about_lines = dict(db.session.execute(
+        select(Redemption.settlement_id, func.count()).select_from(Complaint)
+        .join(Redemption, Redemption.id == Complaint.redemption_id)
+        .where(upheld, Redemption.settlement_id.in_(ids)).group_by(Redemption.settlement_id)).all())
+    general = dict(db.session.execute(
+        select(Complaint.provider_id, func.count()).where(
+            upheld, Complaint.redemption_id.is_(None), Complaint.created_at >= month_start_instant(period),
+            Complaint.created_at < end, Complaint.provider_id.in_(list(provider_of.values())))
+        .group_by(Complaint.provider_id)).all())
+    unrated = [provider_of[sid] for sid in ids if sid not in ratings]
+    bayesian = provider_service.programme_bayesian_scores(programme_id=programme.id, provider_ids=unrated)
+    rules = sorted(programme.settlement_rules, key=lambda rule: rule["min_score"])
+    scores = {}
+    for settlement_id, provider_id in provider_of.items():
+        count, gross = claimed[settlement_id]
+        rated, total = ratings.get(settlement_id, (0, 0))
+        scores[settlement_id] = _performance(
+            rules, count=count, gross=gross, mean_rating=Fraction(total, rated) if rated else _exact(
+                bayesian.get(provider_id)),
+            upheld=about_lines.get(settlement_id, 0) + general.get(provider_id, 0),
+            evaluation=evaluations.get(provider_id))
+    return scores
+
+
+def _exact(bayesian: float | None) -> Fraction | None:
+    # (C·m + Σ) / (C + n) is rational: recover it from the float so that exact ties round up.
+    return None if bayesian is None else Fraction(bayesian).limit_denominator(BAYESIAN_DENOMINATOR)
+
+
+def _performance(rules: list[dict], *, count: int, gross: int, mean_rating: Fraction | None, upheld: int,
+                 evaluation: int | None) -> dict:
+    """The README's formula, in exact arithmetic: "rounded half up" must not turn 62.5 into 62.4999…"""
+    satisfaction = Fraction(NO_EVIDENCE_SATISFACTION) if mean_rating is None else (mean_rating - 1) / 4 * 100
+    complaint_score = max(Fraction(0), 100 - Fraction(COMPLAINT_PENALTY * upheld * 100, count))
+    if evaluation is not None:
+        score = Fraction(1, 2) * satisfaction + Fraction(1, 5) * complaint_score + Fraction(3, 10) * evaluation
     else:
         score = Fraction(7, 10) * satisfaction + Fraction(3, 10) * complaint_score
-    settlement.satisfaction_score = _half_up(satisfaction)
-    settlement.complaint_score = _half_up(complaint_score)
-    settlement.upheld_complaints = upheld
-    settlement.performance_score = min(100, _half_up(score))
-    rules = sorted(programme.settlement_rules, key=lambda rule: rule["min_score"])
-    applicable = [rule for rule in rules if rule["min_score"] <= settlement.performance_score][-1]
-    settlement.pay_percent = applicable["pay_percent"]
-    settlement.net_fen = settlement.gross_fen * settlement.pay_percent // 100
-    settlement.flagged_for_termination = len(rules) > 1 and applicable is rules[0]
+    performance_score = min(100, _half_up(score))
+    applicable = [rule for rule in rules if rule["min_score"] <= performance_score][-1]
+    return {"redemptions_count": count, "gross_fen": gross, "satisfaction_score": _half_up(satisfaction),
+            "complaint_score": _half_up(complaint_score), "upheld_complaints": upheld,
+            "evaluation_score": evaluation, "performance_score": performance_score,
+            "pay_percent": applicable["pay_percent"], "net_fen": gross * applicable["pay_percent"] // 100,
+            "flagged_for_termination": len(rules) > 1 and applicable is rules[0]}
 
 
 def get_settlement(settlement_id: int, *, actor) -> Settlement:

@@ -1,0 +1,93 @@
+"""Settlement runs racing each other — on SQLite and PostgreSQL.
+
+Each run is a real thread with its own session and connection, committing for real. However many
+runs race, for the same month or for consecutive months, a redemption ends up in at most one
+settlement, no draft is left empty, every draft's count and gross are exactly its redemptions', and
+the audit chain and the books still verify.
+"""
+
+from sqlalchemy import func, select
+
+from marketplace.audit import service as audit_service
+from marketplace.db import db, utcnow
+from marketplace.programmes.models import Programme
+from tests.concurrency.test_redemption_races import race
+from tests.settlement_fixtures import SettlementBuilder
+from vouchers import settlement as settlement_service
+from vouchers.models import Redemption, Settlement
+
+RUNS = 8
+
+
+def settle(programme_id: int, period: str) -> None:
+    """One run, inside the racer's own transaction."""
+    settlement_service.create_settlements(programme=db.session.get(Programme, programme_id), period=period,
+                                          evaluations={}, actor=None, now=utcnow())
+
+
+def scene(build: SettlementBuilder):
+    """Three providers with services in each of the last two months."""
+    meal = build.item()
+    programme = build.programme([(meal, 1237, 20)])
+    providers = [build.provider([meal], enrol_in=[programme]) for _ in range(3)]
+    recipients = [build.recipient() for _ in range(3)]
+    for offset in (-2, -1):
+        build.issue(programme, build.period(offset))
+    for provider, recipient in zip(providers, recipients, strict=True):
+        build.serve(provider, recipient, programme, meal,
+                    [build.at(build.first_day(offset), 9 + hour) for offset in (-2, -1) for hour in range(3)])
+    return programme, providers
+
+
+def drafts_match_their_redemptions(build) -> list[tuple[int, int, int]]:
+    """(settlement id, count, gross) of every draft, asserting each equals its redemptions."""
+
+    def check():
+        rows = []
+        for settlement in db.session.scalars(select(Settlement).order_by(Settlement.id)):
+            count, gross = db.session.execute(
+                select(func.count(), func.coalesce(func.sum(Redemption.face_value_fen), 0))
+                .where(Redemption.settlement_id == settlement.id)).one()
+            assert (settlement.redemptions_count, settlement.gross_fen) == (count, gross)
+            assert count > 0, "an empty draft was left behind"
+            rows.append((settlement.id, count, gross))
+        return rows
+
+    return build.read(check)
+
+
+def test_racing_runs_for_one_month_draft_each_providers_settlement_once(app):
+    build = SettlementBuilder(app)
+    programme, providers = scene(build)
+    period = build.period(-1)
+
+    outcomes = race(app, lambda _index: settle(programme, period), racers=RUNS)
+
+    assert outcomes == ["ok"] * RUNS
+    drafts = drafts_match_their_redemptions(build)
+    assert len(drafts) == len(providers)
+    assert sum(count for _id, count, _gross in drafts) == 3 * 6  # both months, delivered before period's end
+    assert build.count(Redemption, Redemption.settlement_id.is_(None)) == 0
+    assert build.read(lambda: audit_service.verify_chain().ok)
+    assert build.failing_checks(programme) == set()
+
+
+def test_racing_runs_for_consecutive_months_never_share_a_redemption(app):
+    build = SettlementBuilder(app)
+    programme, providers = scene(build)
+    periods = [build.period(-2), build.period(-1)]
+
+    outcomes = race(app, lambda index: settle(programme, periods[index % 2]),
+                    racers=RUNS)
+
+    assert outcomes == ["ok"] * RUNS
+    drafts = drafts_match_their_redemptions(build)
+    # Every redemption is settled exactly once, by whichever month's run reached it first.
+    assert sum(count for _id, count, _gross in drafts) == 3 * 6
+    assert build.count(Redemption, Redemption.settlement_id.is_(None)) == 0
+    per_provider_and_period = build.read(lambda: db.session.execute(
+        select(Settlement.provider_id, Settlement.period, func.count()).group_by(
+            Settlement.provider_id, Settlement.period)).all())
+    assert all(count == 1 for _provider, _period, count in per_provider_and_period)
+    assert build.read(lambda: audit_service.verify_chain().ok)
+    assert build.failing_checks(programme) == set()
