@@ -1,3 +1,4 @@
+from flask import jsonify
 from flask_smorest import Blueprint
 
 from marketplace.auth.access import current_actor, require_actor, role_required
@@ -152,7 +153,9 @@ def rankings(query):
     last), then ratings_count, then provider_id. `satisfaction_rate` is the share of scores 4 and 5;
     `complaints_count` counts every complaint filed against the provider.
     """
-    return {"items": service.rankings(**query)}
+    # The rows are plain JSON values already: dumping a thousand of them through RankingSchema (which
+    # still documents them) would cost more than computing the ranking (docs/performance.md, K2).
+    return jsonify({"items": service.rankings(**query)})
 
 
 @blp.get("/complaints")

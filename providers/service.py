@@ -358,41 +358,35 @@ def rankings(*, item_code: str, region_code: str | None = None, programme_id: in
     scope's mean m (the formula with n = 0): new providers are neither favoured nor buried. When nobody
     in the scope has ratings, every score is null and the order is by id.
     """
-    # Columns only, and the scope as a subquery: a county may have thousands of providers, and loading
-    # them as objects (with their regions and items) would cost more than the whole ranking.
-    scope = select(Provider.id).where(Provider.status == "approved",
-                                      exists().where(ProviderItem.provider_id == Provider.id,
-                                                     ProviderItem.item_code == item_code))
-    if region_code is not None:
-        scope = scope.where(serves_region(region_code))
-    if programme_id is not None:
-        scope = scope.where(exists().where(Enrolment.provider_id == Provider.id,
-                                           Enrolment.programme_id == programme_id))
-    providers = db.session.execute(select(Provider.id, Provider.name, Provider.kind)
-                                   .where(Provider.id.in_(scope))).all()
-    if not providers:
-        return []
+    # One statement of columns: a county may have thousands of providers, and loading them as objects
+    # (with their regions and items) would cost more than the whole ranking.
     agg = RatingAggregate
-    totals_query = (select(agg.provider_id, func.sum(agg.ratings_count), func.sum(agg.score_sum),
-                           func.sum(agg.satisfied_count))
-                    .where(agg.item_code == item_code, agg.provider_id.in_(scope)).group_by(agg.provider_id))
+    aggregate_scope = [agg.provider_id == Provider.id, agg.item_code == item_code]
     if programme_id is not None:
-        totals_query = totals_query.where(agg.programme_id == programme_id)
-    totals = {pid: (int(c), int(s), int(sat)) for pid, c, s, sat in db.session.execute(totals_query)}
-    scope_count = sum(count for count, _, _ in totals.values())
-    prior = sum(total for _, total, _ in totals.values()) / scope_count if scope_count else None
-    complaints = dict(db.session.execute(
-        select(Complaint.provider_id, func.count()).where(Complaint.provider_id.in_(scope))
-        .group_by(Complaint.provider_id)).all())
+        aggregate_scope.append(agg.programme_id == programme_id)
+    complaints = select(func.count()).where(Complaint.provider_id == Provider.id).scalar_subquery()
+    statement = (
+        select(Provider.id, Provider.name, Provider.kind, func.coalesce(func.sum(agg.ratings_count), 0),
+               func.coalesce(func.sum(agg.score_sum), 0), func.coalesce(func.sum(agg.satisfied_count), 0),
+               complaints)
+        .outerjoin(agg, and_(*aggregate_scope))
+        .where(Provider.status == "approved",
+               exists().where(ProviderItem.provider_id == Provider.id, ProviderItem.item_code == item_code))
+        .group_by(Provider.id, Provider.name, Provider.kind))
+    if region_code is not None:
+        statement = statement.where(serves_region(region_code))
+    if programme_id is not None:
+        statement = statement.where(exists().where(Enrolment.provider_id == Provider.id,
+                                                   Enrolment.programme_id == programme_id))
+    providers = db.session.execute(statement).all()
+    scope_count = sum(int(row[3]) for row in providers)
+    prior = sum(int(row[4]) for row in providers) / scope_count if scope_count else None
     rows = []
-    for provider in providers:
-        count, total, satisfied = totals.get(provider.id, (0, 0, 0))
-        summary = _summary(count, total, satisfied, prior)
-        rows.append({"provider_id": provider.id, "name": provider.name, "kind": provider.kind,
-                     "ratings_count": count, "mean_score": summary["mean"],
-                     "bayesian_score": summary["bayesian"],
-                     "satisfaction_rate": summary["satisfaction_rate"],
-                     "complaints_count": complaints.get(provider.id, 0)})
+    for provider_id, name, kind, count, total, satisfied, complaints_count in providers:
+        summary = _summary(int(count), int(total), int(satisfied), prior)
+        rows.append({"provider_id": provider_id, "name": name, "kind": kind, "ratings_count": int(count),
+                     "mean_score": summary["mean"], "bayesian_score": summary["bayesian"],
+                     "satisfaction_rate": summary["satisfaction_rate"], "complaints_count": complaints_count})
     rows.sort(key=lambda row: (row["bayesian_score"] is None, -(row["bayesian_score"] or 0), -row["ratings_count"],
                                row["provider_id"]))
     for rank, row in enumerate(rows, start=1):
