@@ -484,7 +484,8 @@ def _use_presence_code(claims: tokens.PresenceClaims) -> None:
     # ON CONFLICT DO NOTHING rather than a failing INSERT: the transaction stays usable for the checks
     # that follow, and a racing scan of the same code waits for the first to commit, then counts 0.
     # A refused scan rolls back, which leaves the code usable.
-    inserted = db.session.execute(insert_ignoring_conflicts(UsedPresenceCode.__table__, UsedPresenceCode.nonce),
+    used = UsedPresenceCode.__table__
+    inserted = db.session.execute(insert_ignoring_conflicts(used, used.c.nonce),
                                   {"nonce": claims.nonce, "recipient_id": claims.recipient_id,
                                    "expires_at": claims.expires_at}).first()
     if inserted is None:
@@ -492,44 +493,50 @@ def _use_presence_code(claims: tokens.PresenceClaims) -> None:
 
 
 def _may_serve():
-    """SQL condition on Voucher and its Programme: the provider bound as :provider_id may redeem it.
+    """SQL condition on a voucher and its programme: the provider bound as :provider_id may redeem it.
 
     Where the programme requires a choice, the recipient must have chosen this provider for the item;
     otherwise any enrolled provider offering the item may serve them.
     """
-    # correlate(Voucher): these sit inside the EXISTS on programme, two levels below the voucher.
-    chosen = exists().where(Choice.recipient_id == Voucher.recipient_id, Choice.programme_id == Voucher.programme_id,
-                            Choice.item_code == Voucher.item_code, Choice.provider_id == PROVIDER).correlate(Voucher)
+    voucher, choice, enrolment, offered = (Voucher.__table__.c, Choice.__table__.c, Enrolment.__table__.c,
+                                           ProviderItem.__table__.c)
+    # correlate(voucher): these sit inside the EXISTS on programme, two levels below the voucher.
+    chosen = exists().where(choice.recipient_id == voucher.recipient_id, choice.programme_id == voucher.programme_id,
+                            choice.item_code == voucher.item_code, choice.provider_id == PROVIDER)
     enrolled_offering = and_(
-        exists().where(Enrolment.programme_id == Voucher.programme_id, Enrolment.provider_id == PROVIDER)
-        .correlate(Voucher),
-        exists().where(ProviderItem.provider_id == PROVIDER, ProviderItem.item_code == Voucher.item_code)
-        .correlate(Voucher))
-    return case((Programme.choice_required, chosen), else_=enrolled_offering)
+        exists().where(enrolment.programme_id == voucher.programme_id, enrolment.provider_id == PROVIDER)
+        .correlate(Voucher.__table__),
+        exists().where(offered.provider_id == PROVIDER, offered.item_code == voucher.item_code)
+        .correlate(Voucher.__table__))
+    return case((Programme.__table__.c.choice_required, chosen.correlate(Voucher.__table__)),
+                else_=enrolled_offering)
 
 
 def _redeemable():
-    """SQL condition on Voucher: issued, valid on :today, in an active programme, and the approved
+    """SQL condition on a voucher: issued, valid on :today, in an active programme, and the approved
     provider bound as :provider_id may serve its recipient."""
+    voucher, programme, provider = Voucher.__table__.c, Programme.__table__.c, Provider.__table__.c
     return and_(
-        Voucher.status == "issued", Voucher.valid_from <= TODAY, Voucher.valid_until >= TODAY,
-        exists().where(Programme.id == Voucher.programme_id, Programme.status == "active", _may_serve()),
-        exists().where(Provider.id == PROVIDER, Provider.status == "approved"))
+        voucher.status == "issued", voucher.valid_from <= TODAY, voucher.valid_until >= TODAY,
+        exists().where(programme.id == voucher.programme_id, programme.status == "active", _may_serve()),
+        exists().where(provider.id == PROVIDER, provider.status == "approved"))
 
 
-# The statements of the hot path are built once: SQLAlchemy then reuses their compiled form.
-_PROVIDER_STATUS = select(Provider.status).where(Provider.id == PROVIDER)
+# The statements of the hot path are built once, on table columns rather than ORM attributes:
+# SQLAlchemy reuses their compiled form and runs them without the ORM's bulk-DML layer.
+_VOUCHER, _REDEMPTION = Voucher.__table__, Redemption.__table__
+_PROVIDER_STATUS = select(Provider.__table__.c.status).where(Provider.__table__.c.id == PROVIDER)
 # The guarded state change issued → redeemed, only if nobody got there first and the scan is allowed.
-_CLAIM = (update(Voucher.__table__)
-          .where(Voucher.id == bindparam("voucher_id"), _redeemable())
+_CLAIM = (update(_VOUCHER)
+          .where(_VOUCHER.c.id == bindparam("voucher_id"), _redeemable())
           .values(status="redeemed", status_changed_at=bindparam("now", type_=UTCDateTime()))
-          .returning(Voucher.id, Voucher.programme_id, Voucher.recipient_id, Voucher.item_code,
-                     Voucher.face_value_fen, Voucher.copay_fen))
-_CANDIDATES = (select(Voucher.id)
-               .where(Voucher.recipient_id == bindparam("recipient_id"), Voucher.item_code == bindparam("item_code"),
-                      _redeemable())
-               .order_by(Voucher.valid_until, Voucher.id).limit(MAX_CANDIDATES))
-_INSERT_REDEMPTION = insert(Redemption.__table__).returning(Redemption.id)
+          .returning(_VOUCHER.c.id, _VOUCHER.c.programme_id, _VOUCHER.c.recipient_id, _VOUCHER.c.item_code,
+                     _VOUCHER.c.face_value_fen, _VOUCHER.c.copay_fen))
+_CANDIDATES = (select(_VOUCHER.c.id)
+               .where(_VOUCHER.c.recipient_id == bindparam("recipient_id"),
+                      _VOUCHER.c.item_code == bindparam("item_code"), _redeemable())
+               .order_by(_VOUCHER.c.valid_until, _VOUCHER.c.id).limit(MAX_CANDIDATES))
+_INSERT_REDEMPTION = insert(_REDEMPTION).returning(_REDEMPTION.c.id)
 
 
 def _claim(voucher_id: int, provider_id: int, today: date, now: datetime):

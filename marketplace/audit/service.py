@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from marketplace.audit.models import GENESIS_HASH, AuditEvent, AuditHead
@@ -72,19 +72,23 @@ def _append_pending(session: Session) -> None:
     pending = [item for _savepoint, item in session.info.pop(_PENDING, None) or ()]
     if not pending:
         return
-    head = AuditHead.__table__
-    last_id, prev_hash = session.execute(
-        update(head).where(head.c.id == 1).values(last_id=head.c.last_id + len(pending))
-        .returning(head.c.last_id, head.c.last_hash)
-    ).one()
+    last_id, prev_hash = session.execute(_ADVANCE_HEAD, {"events": len(pending)}).one()
     rows = []
     for offset, item in enumerate(pending):
         event_id = last_id - len(pending) + 1 + offset
         digest = event_hash(prev_hash, id=event_id, **item)
         rows.append({"id": event_id, **item, "prev_hash": prev_hash, "hash": digest})
         prev_hash = digest
-    session.execute(insert(AuditEvent.__table__), rows)
-    session.execute(update(head).where(head.c.id == 1).values(last_hash=prev_hash))
+    session.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
+    session.execute(_SET_HEAD_HASH, {"head_hash": prev_hash})
+
+
+# Built once: every transaction that changes something appends through these three statements.
+_HEAD = AuditHead.__table__
+_ADVANCE_HEAD = (update(_HEAD).where(_HEAD.c.id == 1).values(last_id=_HEAD.c.last_id + bindparam("events"))
+                 .returning(_HEAD.c.last_id, _HEAD.c.last_hash))
+_INSERT_EVENT = insert(AuditEvent.__table__)
+_SET_HEAD_HASH = update(_HEAD).where(_HEAD.c.id == 1).values(last_hash=bindparam("head_hash"))
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -15,12 +15,12 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from limits import RateLimitItemPerSecond
-from sqlalchemy import column, select, table, update
+from sqlalchemy import bindparam, column, select, table, update
 from sqlalchemy.exc import IntegrityError
 
 from marketplace import audit
 from marketplace.auth.models import ROLES, AuthToken, User
-from marketplace.db import db
+from marketplace.db import UTCDateTime, db
 from marketplace.errors import DomainError, Forbidden, ValidationFailed
 from marketplace.extensions import rate_limiter
 from marketplace.recipients.models import Recipient
@@ -218,14 +218,17 @@ def user_for_token(raw: str, *, kind: str, now: datetime) -> User | None:
     """Return the active user holding this unexpired, unrevoked secret, or None."""
     if not raw or len(raw) > 256:
         return None
-    token = db.session.scalar(
-        select(AuthToken).where(AuthToken.token_hash == token_digest(raw), AuthToken.kind == kind,
-                                AuthToken.revoked_at.is_(None), AuthToken.expires_at > now)
-    )
-    if token is None or not token.user.active:
-        return None
-    token.user.auth_token = raw
-    return token.user
+    user = db.session.execute(_USER_FOR_TOKEN, {"token_hash": token_digest(raw), "kind": kind, "now": now}).scalar()
+    if user is not None:
+        user.auth_token = raw
+    return user
+
+
+# Built once: every authenticated request runs it.
+_USER_FOR_TOKEN = (select(User).join(AuthToken, AuthToken.user_id == User.id)
+                   .where(AuthToken.token_hash == bindparam("token_hash"), AuthToken.kind == bindparam("kind"),
+                          AuthToken.revoked_at.is_(None), AuthToken.expires_at > bindparam("now", type_=UTCDateTime()),
+                          User.active.is_(True)))
 
 
 def revoke_token(*, raw: str, actor: User, now: datetime) -> bool:

@@ -82,16 +82,22 @@ def post_entry(*, programme_id: int, kind: str, lines: dict[str, int], now: date
     if delta:
         _move_available(programme_id=programme_id, delta=delta)
     entry_id = db.session.execute(
-        insert(JournalEntry).returning(JournalEntry.id),
+        _INSERT_ENTRY,
         {"programme_id": programme_id, "kind": kind, "reference_type": reference_type,
          "reference_id": None if reference_id is None else str(reference_id), "memo": memo, "created_at": now,
          "actor_id": actor_id},
     ).scalar_one()
-    db.session.execute(insert(JournalLine), [
+    db.session.execute(_INSERT_LINE, [
         {"entry_id": entry_id, "programme_id": programme_id, "kind": kind, "account": account, "amount_fen": amount}
         for account, amount in lines.items()
     ])
     return entry_id
+
+
+# Built once, on the tables (not the ORM entities): every redemption posts an entry, and SQLAlchemy
+# then reuses the compiled statements without the ORM's bulk-insert machinery.
+_INSERT_ENTRY = insert(JournalEntry.__table__).returning(JournalEntry.__table__.c.id)
+_INSERT_LINE = insert(JournalLine.__table__)
 
 
 def _move_available(*, programme_id: int, delta: int) -> None:
