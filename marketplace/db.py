@@ -136,6 +136,28 @@ def reset_write_intent(token) -> None:
     _write_intent.reset(token)
 
 
+@contextmanager
+def read_transaction() -> Iterator[None]:
+    """Run the block's reads in a short transaction of their own on SQLite; elsewhere just run it.
+
+    On SQLite a writing request holds the database's one write lock from its first statement to its
+    commit (BEGIN IMMEDIATE). Reads that need not be part of that transaction — who is asking — run
+    before it, so the lock is held only for the work that writes. PostgreSQL locks rows, not the
+    database: there the block joins the request's transaction and saves two round trips. Inside an
+    open transaction the block always joins it.
+    """
+    session = db.session()
+    if session.in_transaction() or session.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    token = _write_intent.set(False)
+    try:
+        with transaction():  # commit, not roll back: expire_on_commit=False keeps what was read usable
+            yield
+    finally:
+        _write_intent.reset(token)
+
+
 def configure_engine(engine: Engine, *, busy_timeout_ms: int) -> None:
     """Give SQLite WAL, foreign keys, a busy timeout and IMMEDIATE write transactions."""
     if engine.dialect.name != "sqlite":

@@ -12,7 +12,7 @@ Use it directly under the route decorator, above `@blp.arguments`, so it wraps t
 
     @blp.post("/redemptions")
     @idempotent
-    @blp.arguments(RedemptionInput)
+    @blp.arguments(RedemptionInput())
     ...
 """
 

@@ -26,7 +26,7 @@ blp = Blueprint("providers", __name__, url_prefix="/api/v1",
 
 
 @blp.post("/providers")
-@blp.arguments(ProviderCreateSchema)
+@blp.arguments(ProviderCreateSchema())
 @blp.response(201, ProviderSchema)
 def register_provider(data):
     """Register a provider (self-service with its first login, or by an admin); it starts `pending`.
@@ -39,7 +39,7 @@ def register_provider(data):
 
 
 @blp.get("/providers")
-@blp.arguments(ProviderQuerySchema, location="query")
+@blp.arguments(ProviderQuerySchema(), location="query")
 @blp.response(200, page_of(ProviderSchema))
 def list_providers(query):
     """Approved providers (admins and auditors see every status and may filter by it)."""
@@ -54,7 +54,7 @@ def get_provider(provider_id):
 
 
 @blp.post("/providers/<int:provider_id>/approve")
-@blp.arguments(ReasonSchema)
+@blp.arguments(ReasonSchema())
 @blp.response(200, ProviderSchema)
 @role_required("admin")
 def approve_provider(data, provider_id):
@@ -63,7 +63,7 @@ def approve_provider(data, provider_id):
 
 
 @blp.post("/providers/<int:provider_id>/suspend")
-@blp.arguments(ReasonSchema)
+@blp.arguments(ReasonSchema())
 @blp.response(200, ProviderSchema)
 @role_required("admin")
 def suspend_provider(data, provider_id):
@@ -72,7 +72,7 @@ def suspend_provider(data, provider_id):
 
 
 @blp.post("/providers/<int:provider_id>/reinstate")
-@blp.arguments(ReasonSchema)
+@blp.arguments(ReasonSchema())
 @blp.response(200, ProviderSchema)
 @role_required("admin")
 def reinstate_provider(data, provider_id):
@@ -81,7 +81,7 @@ def reinstate_provider(data, provider_id):
 
 
 @blp.post("/providers/<int:provider_id>/revoke")
-@blp.arguments(ReasonSchema)
+@blp.arguments(ReasonSchema())
 @blp.response(200, ProviderSchema)
 @role_required("admin")
 def revoke_provider(data, provider_id):
@@ -121,7 +121,7 @@ def _own_or_staff(provider_id):
 
 
 @blp.post("/programmes/<int:programme_id>/providers")
-@blp.arguments(EnrolmentCreateSchema)
+@blp.arguments(EnrolmentCreateSchema())
 @blp.response(201, EnrolmentSchema)
 @role_required("admin")
 def enrol_provider(data, programme_id):
@@ -142,7 +142,7 @@ def programme_providers(programme_id):
 
 
 @blp.get("/rankings")
-@blp.arguments(RankingQuerySchema, location="query")
+@blp.arguments(RankingQuerySchema(), location="query")
 @blp.response(200, RankingSchema)
 def rankings(query):
     """Providers of a service ranked by satisfaction (public policy, 优胜劣汰).
@@ -159,7 +159,7 @@ def rankings(query):
 
 
 @blp.get("/complaints")
-@blp.arguments(ComplaintQuerySchema, location="query")
+@blp.arguments(ComplaintQuerySchema(), location="query")
 @blp.response(200, page_of(ComplaintSchema))
 @role_required("admin", "auditor", "provider", "recipient")
 def list_complaints(query):
@@ -176,7 +176,7 @@ def get_complaint(complaint_id):
 
 
 @blp.post("/complaints/<int:complaint_id>/resolve")
-@blp.arguments(ResolutionSchema)
+@blp.arguments(ResolutionSchema())
 @blp.response(200, ComplaintSchema)
 @role_required("admin")
 def resolve_complaint(data, complaint_id):

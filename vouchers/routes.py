@@ -45,7 +45,7 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 @blp.post("/programmes/<int:programme_id>/issuance")
 @idempotent
-@blp.arguments(IssuanceInputSchema)
+@blp.arguments(IssuanceInputSchema())
 @blp.response(200, IssuanceResultSchema)
 @role_required("admin")
 def issue_monthly(data, programme_id):
@@ -58,7 +58,7 @@ def issue_monthly(data, programme_id):
 
 @blp.post("/vouchers")
 @idempotent
-@blp.arguments(SupplementaryIssueSchema)
+@blp.arguments(SupplementaryIssueSchema())
 @blp.response(201, page_of(VoucherSchema))
 @role_required("admin")
 def issue_supplementary(data):
@@ -73,7 +73,7 @@ def issue_supplementary(data):
 
 
 @blp.get("/vouchers")
-@blp.arguments(VoucherQuerySchema, location="query")
+@blp.arguments(VoucherQuerySchema(), location="query")
 @blp.response(200, page_of(VoucherSchema))
 @role_required("admin", "recipient")
 def list_vouchers(query):
@@ -120,7 +120,7 @@ def voucher_card_svg(voucher_id):
 
 @blp.post("/vouchers/<int:voucher_id>/revoke")
 @idempotent
-@blp.arguments(ReasonSchema)
+@blp.arguments(ReasonSchema())
 @blp.response(200, VoucherSchema)
 @role_required("admin")
 def revoke_voucher(data, voucher_id):
@@ -143,7 +143,7 @@ def expire_vouchers(programme_id):
 
 
 @blp.put("/recipients/<int:recipient_id>/choices")
-@blp.arguments(ChoiceInputSchema)
+@blp.arguments(ChoiceInputSchema())
 @blp.response(200, ChoiceSchema)
 @role_required("recipient", "admin")
 def set_choice(data, recipient_id):
@@ -173,7 +173,7 @@ def create_presence_code():
 
 
 @blp.get("/me/presence-code.png")
-@blp.arguments(PresenceImageQuerySchema, location="query")
+@blp.arguments(PresenceImageQuerySchema(), location="query")
 @blp.response(200, BINARY, content_type="image/png")
 @role_required("recipient")
 def presence_code_png(query):
@@ -186,7 +186,7 @@ def presence_code_png(query):
 
 @blp.post("/redemptions")
 @idempotent
-@blp.arguments(RedemptionInputSchema)
+@blp.arguments(RedemptionInputSchema())
 @blp.response(201, RedemptionSchema)
 @role_required("provider")
 def redeem(data):
@@ -197,7 +197,7 @@ def redeem(data):
 
 @blp.post("/redemptions/<int:redemption_id>/reverse")
 @idempotent
-@blp.arguments(ReasonSchema)
+@blp.arguments(ReasonSchema())
 @blp.response(200, RedemptionSchema)
 @role_required("provider", "admin")
 def reverse_redemption(data, redemption_id):
@@ -209,7 +209,7 @@ def reverse_redemption(data, redemption_id):
 
 
 @blp.get("/redemptions")
-@blp.arguments(RedemptionQuerySchema, location="query")
+@blp.arguments(RedemptionQuerySchema(), location="query")
 @blp.response(200, page_of(RedemptionSchema))
 @role_required("admin", "auditor", "provider")
 def list_redemptions(query):
@@ -226,7 +226,7 @@ def get_redemption(redemption_id):
 
 
 @blp.post("/redemptions/<int:redemption_id>/rating")
-@blp.arguments(RatingInputSchema)
+@blp.arguments(RatingInputSchema())
 @blp.response(201, RatingSchema)
 @role_required("recipient", "admin")
 def rate_redemption(data, redemption_id):
@@ -245,7 +245,7 @@ def rate_redemption(data, redemption_id):
 
 
 @blp.post("/complaints")
-@blp.arguments(ComplaintInputSchema)
+@blp.arguments(ComplaintInputSchema())
 @blp.response(201, ComplaintSchema)
 @role_required("recipient", "admin")
 def file_complaint(data):
@@ -256,7 +256,7 @@ def file_complaint(data):
 
 @blp.post("/programmes/<int:programme_id>/settlements")
 @idempotent
-@blp.arguments(SettlementInputSchema)
+@blp.arguments(SettlementInputSchema())
 @blp.response(201, SettlementListSchema)
 @role_required("admin")
 def create_settlements(data, programme_id):
@@ -273,7 +273,7 @@ def create_settlements(data, programme_id):
 
 
 @blp.get("/settlements")
-@blp.arguments(SettlementQuerySchema, location="query")
+@blp.arguments(SettlementQuerySchema(), location="query")
 @blp.response(200, page_of(SettlementSchema))
 @role_required("admin", "auditor", "provider")
 def list_settlements(query):
@@ -335,7 +335,7 @@ def approve_settlement(settlement_id):
 
 @blp.post("/settlements/<int:settlement_id>/pay")
 @idempotent
-@blp.arguments(PaymentSchema)
+@blp.arguments(PaymentSchema())
 @blp.response(200, SettlementSchema)
 @role_required("admin")
 def pay_settlement(data, settlement_id):

@@ -9,7 +9,7 @@ blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit", description="The 
 
 
 @blp.get("")
-@blp.arguments(AuditQuerySchema, location="query")
+@blp.arguments(AuditQuerySchema(), location="query")
 @blp.response(200, page_of(AuditEventSchema))
 @role_required("admin", "auditor")
 def list_events(query):

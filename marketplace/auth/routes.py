@@ -19,7 +19,7 @@ blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Logins, tok
 
 
 @blp.post("/auth/token")
-@blp.arguments(CredentialsSchema)
+@blp.arguments(CredentialsSchema())
 @blp.response(200, TokenSchema)
 def create_token(credentials):
     """Exchange a username and password for a bearer token.
@@ -44,7 +44,7 @@ def revoke_token():
 
 
 @blp.post("/auth/login")
-@blp.arguments(CredentialsSchema)
+@blp.arguments(CredentialsSchema())
 @blp.response(200, SessionSchema)
 def login(credentials):
     """Start a cookie session (browsers); the session id is new on every login and the old one dies."""
@@ -86,7 +86,7 @@ def me():
 
 
 @blp.post("/users")
-@blp.arguments(UserCreateSchema)
+@blp.arguments(UserCreateSchema())
 @blp.response(201, UserSchema)
 @role_required("admin")
 def create_user(data):

@@ -30,7 +30,7 @@ def list_negative_list():
 
 
 @blp.get("/items")
-@blp.arguments(ItemQuerySchema, location="query")
+@blp.arguments(ItemQuerySchema(), location="query")
 @blp.response(200, ItemSchema(many=True))
 def list_items(query):
     """Catalogue service items with their standard prices."""
@@ -38,7 +38,7 @@ def list_items(query):
 
 
 @blp.post("/items")
-@blp.arguments(ItemCreateSchema)
+@blp.arguments(ItemCreateSchema())
 @blp.response(201, ItemSchema)
 @role_required("admin")
 def create_item(data):

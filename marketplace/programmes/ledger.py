@@ -97,7 +97,8 @@ def post_entry(*, programme_id: int, kind: str, lines: dict[str, int], now: date
 # Built once, on the tables (not the ORM entities): every redemption posts an entry, and SQLAlchemy
 # then reuses the compiled statements without the ORM's bulk-insert machinery.
 _INSERT_ENTRY = insert(JournalEntry.__table__).returning(JournalEntry.__table__.c.id)
-_INSERT_LINE = insert(JournalLine.__table__)
+# RETURNING makes SQLAlchemy send the lines as one multi-row INSERT ("insertmanyvalues"): one round trip.
+_INSERT_LINE = insert(JournalLine.__table__).returning(JournalLine.__table__.c.id)
 
 
 def _move_available(*, programme_id: int, delta: int) -> None:

@@ -19,7 +19,7 @@ blp = Blueprint("programmes", __name__, url_prefix="/api/v1/programmes",
 
 
 @blp.post("")
-@blp.arguments(ProgrammeCreateSchema)
+@blp.arguments(ProgrammeCreateSchema())
 @blp.response(201, ProgrammeSchema)
 @role_required("admin")
 def create_programme(data):
@@ -29,7 +29,7 @@ def create_programme(data):
 
 
 @blp.get("")
-@blp.arguments(ProgrammeQuerySchema, location="query")
+@blp.arguments(ProgrammeQuerySchema(), location="query")
 @blp.response(200, page_of(ProgrammeSchema))
 @role_required("admin", "auditor")
 def list_programmes(query):
@@ -47,7 +47,7 @@ def get_programme(programme_id):
 
 @blp.post("/<int:programme_id>/budget")
 @idempotent
-@blp.arguments(BudgetAmendmentSchema)
+@blp.arguments(BudgetAmendmentSchema())
 @blp.response(200, LedgerSchema)
 @role_required("admin")
 def amend_budget(data, programme_id):

@@ -30,7 +30,7 @@ def _allow_large_imports():
 
 
 @blp.post("")
-@blp.arguments(RecipientCreateSchema)
+@blp.arguments(RecipientCreateSchema())
 @blp.response(201, RecipientSchema)
 @role_required("admin")
 def create_recipient(data):
@@ -40,7 +40,7 @@ def create_recipient(data):
 
 
 @blp.post("/import")
-@blp.arguments(ImportFileSchema, location="files")
+@blp.arguments(ImportFileSchema(), location="files")
 @blp.response(200, ImportResultSchema)
 @role_required("admin")
 def import_recipients(data):
@@ -55,7 +55,7 @@ def import_recipients(data):
 
 
 @blp.get("")
-@blp.arguments(RecipientQuerySchema, location="query")
+@blp.arguments(RecipientQuerySchema(), location="query")
 @blp.response(200, page_of(RecipientSchema))
 @role_required("admin", "recipient")
 def list_recipients(query):
@@ -72,7 +72,7 @@ def get_recipient(recipient_id):
 
 
 @blp.patch("/<int:recipient_id>")
-@blp.arguments(RecipientUpdateSchema)
+@blp.arguments(RecipientUpdateSchema())
 @blp.response(200, RecipientSchema)
 @role_required("admin")
 def update_recipient(data, recipient_id):
@@ -84,7 +84,7 @@ def update_recipient(data, recipient_id):
 
 
 @blp.post("/<int:recipient_id>/account")
-@blp.arguments(AccountCreateSchema)
+@blp.arguments(AccountCreateSchema())
 @blp.response(201, UserSchema)
 @role_required("admin")
 def create_account(data, recipient_id):

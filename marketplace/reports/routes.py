@@ -42,7 +42,7 @@ def public_programme(programme_id):
 
 
 @blp.get("/public/settlements")
-@blp.arguments(PublicSettlementQuerySchema, location="query")
+@blp.arguments(PublicSettlementQuerySchema(), location="query")
 @blp.response(200, PublicSettlementListSchema)
 def public_settlements(query):
     """Per provider and month: net paid and performance score (approved and paid settlements)."""
@@ -50,7 +50,7 @@ def public_settlements(query):
 
 
 @blp.get("/public/providers")
-@blp.arguments(PageArgs, location="query")
+@blp.arguments(PageArgs(), location="query")
 @blp.response(200, page_of(PublicProviderSchema))
 def public_providers(query):
     """Approved providers with their rating summary."""
