@@ -245,7 +245,7 @@ def fresh_database(options: Options, backend: str, name: str, folder: Path) -> I
         try:
             yield f"sqlite:///{path}"
         finally:
-            for suffix in ("", "-wal", "-shm"):
+            for suffix in ("", "-wal", "-shm", "-writer"):
                 with contextlib.suppress(FileNotFoundError):
                     Path(f"{path}{suffix}").unlink()
         return

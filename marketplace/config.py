@@ -10,6 +10,8 @@ import secrets
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from marketplace.db import QueuedSQLiteConnection
+
 ENVIRONMENTS = ("production", "development", "testing")
 
 
@@ -102,6 +104,9 @@ def finalise(config: dict, instance_path: str) -> None:
         config["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'marketplace.sqlite3'}"
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    if config["DATABASE_URL"].startswith("sqlite"):
+        # Writers take turns instead of polling SQLite's lock (see QueuedSQLiteConnection).
+        config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("connect_args", {})["factory"] = QueuedSQLiteConnection
     config["PERMANENT_SESSION_LIFETIME"] = config["SESSION_TTL_SECONDS"]
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
