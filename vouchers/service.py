@@ -453,7 +453,7 @@ def redeem(*, actor, now: datetime, presence_token: str | None = None, item_code
     try:
         # No savepoint: a violation ends the whole transaction anyway (the caller rolls back). The
         # claim already made the voucher ours; the partial unique index stands behind it.
-        redemption_id = db.session.execute(_INSERT_REDEMPTION, values).scalar_one()
+        redemption_id = db.session.connection().execute(_INSERT_REDEMPTION, values).scalar_one()
     except IntegrityError as error:
         raise VoucherAlreadyRedeemed() from error
     ledger.post_entry(programme_id=claimed.programme_id, kind="redemption",
@@ -522,8 +522,8 @@ def _redeemable():
         exists().where(provider.id == PROVIDER, provider.status == "approved"))
 
 
-# The statements of the hot path are built once, on table columns rather than ORM attributes:
-# SQLAlchemy reuses their compiled form and runs them without the ORM's bulk-DML layer.
+# The statements of the hot path are built once, on table columns rather than ORM attributes, and run
+# on the session's connection: SQLAlchemy reuses their compiled form and skips the ORM layer.
 _VOUCHER, _REDEMPTION = Voucher.__table__, Redemption.__table__
 _PROVIDER_STATUS = select(Provider.__table__.c.status).where(Provider.__table__.c.id == PROVIDER)
 # The guarded state change issued → redeemed, only if nobody got there first and the scan is allowed.
@@ -541,8 +541,8 @@ _INSERT_REDEMPTION = insert(_REDEMPTION).returning(_REDEMPTION.c.id)
 
 def _claim(voucher_id: int, provider_id: int, today: date, now: datetime):
     """Run the guarded claim; the voucher's row (id, programme, recipient, item, values) or None."""
-    return db.session.execute(_CLAIM, {"voucher_id": voucher_id, "provider_id": provider_id, "today": today,
-                                       "now": now}).one_or_none()
+    return db.session.connection().execute(
+        _CLAIM, {"voucher_id": voucher_id, "provider_id": provider_id, "today": today, "now": now}).one_or_none()
 
 
 def _claim_card(voucher_id: int, provider_id: int, today: date, now: datetime):

@@ -72,15 +72,16 @@ def _append_pending(session: Session) -> None:
     pending = [item for _savepoint, item in session.info.pop(_PENDING, None) or ()]
     if not pending:
         return
-    last_id, prev_hash = session.execute(_ADVANCE_HEAD, {"events": len(pending)}).one()
+    connection = session.connection()  # Core statements straight on the connection: no ORM layer
+    last_id, prev_hash = connection.execute(_ADVANCE_HEAD, {"events": len(pending)}).one()
     rows = []
     for offset, item in enumerate(pending):
         event_id = last_id - len(pending) + 1 + offset
         digest = event_hash(prev_hash, id=event_id, **item)
         rows.append({"id": event_id, **item, "prev_hash": prev_hash, "hash": digest})
         prev_hash = digest
-    session.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
-    session.execute(_SET_HEAD_HASH, {"head_hash": prev_hash})
+    connection.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
+    connection.execute(_SET_HEAD_HASH, {"head_hash": prev_hash})
 
 
 # Built once: every transaction that changes something appends through these three statements.

@@ -81,13 +81,14 @@ def post_entry(*, programme_id: int, kind: str, lines: dict[str, int], now: date
     delta = lines.get("available", 0)
     if delta:
         _move_available(programme_id=programme_id, delta=delta)
-    entry_id = db.session.execute(
+    connection = db.session.connection()  # Core statements straight on the connection: no ORM layer
+    entry_id = connection.execute(
         _INSERT_ENTRY,
         {"programme_id": programme_id, "kind": kind, "reference_type": reference_type,
          "reference_id": None if reference_id is None else str(reference_id), "memo": memo, "created_at": now,
          "actor_id": actor_id},
     ).scalar_one()
-    db.session.execute(_INSERT_LINE, [
+    connection.execute(_INSERT_LINE, [
         {"entry_id": entry_id, "programme_id": programme_id, "kind": kind, "account": account, "amount_fen": amount}
         for account, amount in lines.items()
     ])
