@@ -383,7 +383,7 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 class Gunicorn:
-    """gunicorn with the project's gunicorn.conf.py (2 workers × 4 threads) serving *target*."""
+    """gunicorn with the project's gunicorn.conf.py (2 workers; 4 threads each on PostgreSQL, 1 on SQLite)."""
 
     def __init__(self, target: str, env: dict, logdir: Path, name: str):
         self.target, self.env, self.logdir, self.name = target, env, logdir, name

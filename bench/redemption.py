@@ -1,7 +1,8 @@
 """Benchmark 1: redemption throughput and latency over HTTP, against a raw-SQL reference app.
 
-Both servers run under the same gunicorn settings (the project's gunicorn.conf.py: 2 workers × 4
-threads, access log on) against the same database, one at a time:
+Both servers run under the same gunicorn settings (the project's gunicorn.conf.py: 2 workers, access
+log on; 4 threads per worker on PostgreSQL, and on SQLite 1, which makes gunicorn use its sync worker,
+closing each connection after its answer) against the same database, one at a time:
 
 - the app: `gunicorn wsgi:app`, the real `POST /api/v1/redemptions` with a voucher card token
   (vouchers.tokens.voucher_token) and a provider's bearer token;
