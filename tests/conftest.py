@@ -101,7 +101,7 @@ def empty_database(application) -> None:
                 for table in tables:
                     conn.execute(table.delete())
             conn.execute(text("UPDATE audit_head SET last_id = 0, last_hash = :genesis"), {"genesis": GENESIS_HASH})
-        application.extensions["rate_limiter"].reset()
+        application.extensions["rate_limiter"].storage.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,8 @@
 """Bearer tokens, login throttling, /me and user creation (API.md: Auth and users)."""
 
 import hashlib
+import os
+import secrets
 import time
 from datetime import datetime, timedelta
 
@@ -209,6 +211,36 @@ def test_login_lock_lifts_after_the_failure_window(make_app, make_user):
     assert login(client, user.username).status_code == 429
     time.sleep(1.2)
     assert login(client, user.username).status_code == 200
+
+
+def redis_unavailable_reason() -> str | None:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as error:
+        return f"Redis at {REDIS_URL} is not reachable: {error}"
+    return None
+
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def test_with_redis_the_failure_counters_are_shared_by_every_process(make_app, make_user):
+    reason = redis_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    # Two apps stand for two gunicorn workers: failures counted by one lock the username in the other.
+    user = make_user(username=f"shared-{secrets.token_hex(4)}")
+    first, second = (make_app(RATELIMIT_STORAGE_URI=REDIS_URL, LOGIN_FAILURES_PER_USERNAME=4) for _ in range(2))
+    try:
+        for attempt in range(4):
+            application = first if attempt % 2 else second
+            assert login(application.test_client(), user.username, "wrong password!").status_code == 401
+        assert login(first.test_client(), user.username).status_code == 429
+        assert login(second.test_client(), user.username).status_code == 429
+    finally:
+        first.extensions["rate_limiter"].storage.reset()
 
 
 # --- token lifetime and revocation ------------------------------------------------------------------

@@ -161,7 +161,7 @@ def authenticate(*, username: str, password: str, client: str) -> User:
     """
     username = normalise_username(username)
     per_username, per_client = _failure_limits()
-    limiter = rate_limiter().limiter
+    limiter = rate_limiter()
     if not (limiter.test(per_username, "login-username", username)
             and limiter.test(per_client, "login-client", client)):
         raise TooManyAttempts(retry_after_seconds=per_username.get_expiry())
