@@ -148,10 +148,10 @@ def read_transaction() -> Iterator[None]:
     commit (BEGIN IMMEDIATE). Reads that need not be part of that transaction — who is asking — run
     before it, so the lock is held only for the work that writes. PostgreSQL locks rows, not the
     database: there the block joins the request's transaction and saves two round trips. Inside an
-    open transaction the block always joins it.
+    open transaction, and in requests that do not write, the block always joins it.
     """
     session = db.session()
-    if session.in_transaction() or session.get_bind().dialect.name != "sqlite":
+    if session.in_transaction() or not _write_intent.get() or session.get_bind().dialect.name != "sqlite":
         yield
         return
     token = _write_intent.set(False)
