@@ -350,3 +350,36 @@ def test_concurrent_appends_keep_one_gapless_chain(app, runner):
     assert (result.ok, result.events) == (True, total)
     assert (head.last_id, head.last_hash) == (total, rows[-1].hash)
     assert runner.invoke(args=["audit-verify"]).exit_code == 0
+
+
+def test_verification_while_others_append_never_reports_a_broken_chain(app):
+    # Under PostgreSQL's READ COMMITTED every statement sees the latest commits: appends landing
+    # between the walk and the head read must not look like tampering.
+    stop = threading.Event()
+    failures: list[Exception] = []
+
+    def appender() -> None:
+        try:
+            with app.app_context():
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    with transaction():
+                        audit.record(action="thing.changed", entity="appender", entity_id=n)
+        except Exception as error:  # reported by the assertion below
+            failures.append(error)
+
+    thread = threading.Thread(target=appender)
+    thread.start()
+    results = []
+    try:
+        with app.app_context():
+            for _ in range(40):
+                results.append(audit.verify_chain())
+                db.session.rollback()  # a fresh snapshot for the next walk (SQLite keeps one per transaction)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert failures == []
+    assert all(result.ok for result in results), [r.reason for r in results if not r.ok]
+    assert results[-1].events > results[0].events  # the appends really ran alongside

@@ -121,8 +121,16 @@ class Verification:
 
 
 def verify_chain() -> Verification:
-    """Re-hash every event in order and name the first one that does not match its place."""
-    expected_id, expected_prev, count = 1, GENESIS_HASH, 0
+    """Re-hash every event in order and name the first one that does not match its place.
+
+    Safe while other transactions append (PostgreSQL reads each statement afresh): the head is read
+    before the walk and again after it. Every event up to the first head must be there and end with
+    its hash; an event beyond the second head was added behind the head's back.
+    """
+    before = _head()
+    if before is None:
+        return Verification(False, 0, None, "the chain head is missing")
+    expected_id, expected_prev, count, anchor_hash = 1, GENESIS_HASH, 0, GENESIS_HASH
     columns = [AuditEvent.id, AuditEvent.at, AuditEvent.actor_id, AuditEvent.actor, AuditEvent.action,
                AuditEvent.entity, AuditEvent.entity_id, AuditEvent.data, AuditEvent.prev_hash, AuditEvent.hash]
     # A server-side cursor on PostgreSQL: close it even when the walk stops at a broken event.
@@ -136,17 +144,24 @@ def verify_chain() -> Verification:
                                     action=row.action, entity=row.entity, entity_id=row.entity_id, data=row.data)
             if recomputed != row.hash:
                 return Verification(False, count, row.id, f"event {row.id} was altered")
+            if row.id == before.last_id:
+                anchor_hash = row.hash
             expected_id, expected_prev, count = expected_id + 1, row.hash, count + 1
-    head = db.session.get(AuditHead, 1)
-    if head is None:
-        return Verification(False, count, None, "the chain head is missing")
-    if head.last_id < count:
-        return Verification(False, head.last_id, head.last_id + 1,
-                            f"event {head.last_id + 1} was added outside the chain head")
-    if head.last_id != count or head.last_hash != expected_prev:
+    after = _head()
+    if count > after.last_id:
+        return Verification(False, after.last_id, after.last_id + 1,
+                            f"event {after.last_id + 1} was added outside the chain head")
+    if count < before.last_id:
         return Verification(False, count, expected_id,
-                            f"the chain head records {head.last_id} events; event {expected_id} is missing")
-    return Verification(True, count, None, None, head.last_hash)
+                            f"the chain head records {before.last_id} events; event {expected_id} is missing")
+    if anchor_hash != before.last_hash:
+        return Verification(False, count, before.last_id,
+                            f"event {before.last_id} does not end the chain the head records (a rewrite)")
+    return Verification(True, count, None, None, expected_prev)
+
+
+def _head():
+    return db.session.execute(select(AuditHead.last_id, AuditHead.last_hash).where(AuditHead.id == 1)).one_or_none()
 
 
 def list_events(*, page: int, per_page: int, entity: str | None = None, entity_id: str | None = None) -> dict:
