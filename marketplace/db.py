@@ -141,6 +141,19 @@ def reset_write_intent(token) -> None:
 
 
 @contextmanager
+def read_only() -> Iterator[None]:
+    """Transactions begun in the block only read: on SQLite they take no write lock (plain BEGIN).
+
+    For CLI commands that only read, which would otherwise block every writer while they run.
+    """
+    token = _write_intent.set(False)
+    try:
+        yield
+    finally:
+        _write_intent.reset(token)
+
+
+@contextmanager
 def read_transaction() -> Iterator[None]:
     """Run the block's reads in a short transaction of their own on SQLite; elsewhere just run it.
 
@@ -154,12 +167,8 @@ def read_transaction() -> Iterator[None]:
     if session.in_transaction() or not _write_intent.get() or session.get_bind().dialect.name != "sqlite":
         yield
         return
-    token = _write_intent.set(False)
-    try:
-        with transaction():  # commit, not roll back: expire_on_commit=False keeps what was read usable
-            yield
-    finally:
-        _write_intent.reset(token)
+    with read_only(), transaction():  # commit, not roll back: expire_on_commit=False keeps what was read
+        yield
 
 
 def configure_engine(engine: Engine, *, busy_timeout_ms: int) -> None:

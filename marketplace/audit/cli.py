@@ -2,6 +2,7 @@ import click
 from flask import Blueprint
 
 from marketplace.audit.service import verify_chain
+from marketplace.db import read_only
 
 cli = Blueprint("audit_cli", __name__, cli_group=None)
 
@@ -9,7 +10,8 @@ cli = Blueprint("audit_cli", __name__, cli_group=None)
 @cli.cli.command("audit-verify")
 def audit_verify_command():
     """Verify the audit chain; exit 1 and name the first broken event when it is broken."""
-    result = verify_chain()
+    with read_only():  # a long walk must not hold SQLite's write lock
+        result = verify_chain()
     if result.ok:
         click.echo(f"audit chain ok: {result.events} events, head {result.head_hash}")
         return
