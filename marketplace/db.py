@@ -4,9 +4,13 @@ Concurrency model (both backends):
 - PostgreSQL runs READ COMMITTED; every state change that could race is a guarded UPDATE
   (`... WHERE status = 'issued'`, `... WHERE available >= :amount`) or is protected by a unique
   constraint, so correctness never depends on SELECT ... FOR UPDATE alone.
-- SQLite ignores FOR UPDATE. It has one writer at a time: transactions of requests that may write
-  start with BEGIN IMMEDIATE, so two writers never both read-then-upgrade and deadlock; the same
-  guarded UPDATEs then give the same answers as on PostgreSQL.
+- SQLite ignores FOR UPDATE. It has one writer at a time. A transaction that may write (requests
+  other than GET/HEAD/OPTIONS, CLI commands) takes the write lock with BEGIN IMMEDIATE just before
+  its first statement that writes, in turn with the other writers (QueuedSQLiteConnection). Until
+  then each read sees the latest commit, as under PostgreSQL's READ COMMITTED; from then on the
+  transaction is alone, so two writers never both read-then-upgrade and deadlock, and the lock is
+  held only while there is writing to do. The same guarded UPDATEs give the same answers as on
+  PostgreSQL. A transaction that only reads (GET) sees one snapshot (plain BEGIN).
 """
 
 import fcntl
@@ -153,26 +157,8 @@ def read_only() -> Iterator[None]:
         _write_intent.reset(token)
 
 
-@contextmanager
-def read_transaction() -> Iterator[None]:
-    """Run the block's reads in a short transaction of their own on SQLite; elsewhere just run it.
-
-    On SQLite a writing request holds the database's one write lock from its first statement to its
-    commit (BEGIN IMMEDIATE). Reads that need not be part of that transaction — who is asking — run
-    before it, so the lock is held only for the work that writes. PostgreSQL locks rows, not the
-    database: there the block joins the request's transaction and saves two round trips. Inside an
-    open transaction, and in requests that do not write, the block always joins it.
-    """
-    session = db.session()
-    if session.in_transaction() or not _write_intent.get() or session.get_bind().dialect.name != "sqlite":
-        yield
-        return
-    with read_only(), transaction():  # commit, not roll back: expire_on_commit=False keeps what was read
-        yield
-
-
 def configure_engine(engine: Engine, *, busy_timeout_ms: int) -> None:
-    """Give SQLite WAL, foreign keys, a busy timeout and IMMEDIATE write transactions, queued in turn."""
+    """Give SQLite WAL, foreign keys, a busy timeout, and a write lock taken in turn at the first write."""
     if engine.dialect.name != "sqlite":
         return
 
@@ -189,19 +175,32 @@ def configure_engine(engine: Engine, *, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
+        # A transaction that only reads sees one snapshot. One that may write takes the write lock
+        # only at its first write (below): until then each read sees the latest commit.
         if not _write_intent.get():
             connection.exec_driver_sql("BEGIN")
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _lock_before_first_write(connection, cursor, statement, _parameters, _context, _executemany):
+        if not _write_intent.get() or statement.lstrip()[:6].upper() in READ_PREFIXES:
             return
         dbapi_connection = connection.connection.dbapi_connection
+        if dbapi_connection.in_transaction:
+            return
         queued = isinstance(dbapi_connection, QueuedSQLiteConnection)
         if queued:
             dbapi_connection.wait_for_write_turn(timeout=busy_timeout_ms / 1000)
         try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            cursor.execute("BEGIN IMMEDIATE")
         except BaseException:
             if queued:
                 dbapi_connection.end_write_turn()
             raise
+
+
+# Statements that never write; anything else (INSERT, UPDATE, DELETE, SAVEPOINT, WITH …, DDL) takes
+# SQLite's write lock first.
+READ_PREFIXES = frozenset({"SELECT", "PRAGMA"})
 
 
 class QueuedSQLiteConnection(sqlite3.Connection):

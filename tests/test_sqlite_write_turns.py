@@ -3,7 +3,8 @@
 SQLite only, by nature: PostgreSQL has no database-wide write lock to queue for. What matters: a
 second writer waits for the first to end and then proceeds (no "database is locked"), the turn is
 given back by commit, rollback and close, readers never queue, a stuck turn cannot block anyone for
-longer than the busy timeout, and the app's SQLite engine uses it.
+longer than the busy timeout, and the app's SQLite engine uses it — taking the write lock at a
+transaction's first write, not at its first read.
 """
 
 import fcntl
@@ -13,6 +14,7 @@ import threading
 import time
 
 import pytest
+from flask_migrate import upgrade
 from sqlalchemy import text
 
 from marketplace.app import create_app
@@ -122,22 +124,56 @@ def test_a_memory_database_has_no_lock_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_apps_writing_transactions_hold_the_turn_and_reading_ones_do_not(tmp_path):
-    path = tmp_path / "app.sqlite3"
-    application = create_app(app_config(f"sqlite:///{path}", INSTANCE_PATH=str(tmp_path / "instance")))
+@pytest.fixture
+def sqlite_app(tmp_path):
+    application = create_app(app_config(f"sqlite:///{tmp_path / 'app.sqlite3'}",
+                                        INSTANCE_PATH=str(tmp_path / "instance")))
     with application.app_context():
+        upgrade()
+    yield application, tmp_path / "app.sqlite3"
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_a_writing_transaction_takes_the_turn_at_its_first_write_and_a_reading_one_never(sqlite_app):
+    application, path = sqlite_app
+    bump = text("UPDATE audit_head SET last_id = last_id WHERE id = 1")
+    with application.app_context():
+        intent = set_write_intent(False)
         try:
-            for may_write in (False, True):
-                intent = set_write_intent(may_write)
-                try:
-                    with transaction():
-                        db.session.execute(text("SELECT 1"))
-                        connection = db.session.connection().connection.dbapi_connection
-                        assert isinstance(connection, QueuedSQLiteConnection)
-                        assert turn_is_free(path) is not may_write
-                finally:
-                    reset_write_intent(intent)
+            with transaction():
+                db.session.execute(text("SELECT 1"))
+                assert isinstance(db.session.connection().connection.dbapi_connection, QueuedSQLiteConnection)
                 assert turn_is_free(path)
         finally:
-            db.session.remove()
-            db.engine.dispose()
+            reset_write_intent(intent)
+        with transaction():
+            db.session.execute(text("SELECT last_id FROM audit_head"))
+            assert turn_is_free(path)  # reading first: no lock yet
+            db.session.execute(bump)
+            assert not turn_is_free(path)  # the first write took SQLite's write lock, in turn
+        assert turn_is_free(path)
+
+
+def test_reads_before_the_first_write_see_the_latest_commit_and_the_rest_is_one_transaction(sqlite_app):
+    application, path = sqlite_app
+    head = text("SELECT last_id FROM audit_head WHERE id = 1")
+    other, blocked = connect(path), connect(path, busy_timeout=0)
+    try:
+        with application.app_context():
+            with transaction():
+                before = db.session.execute(head).scalar()
+                begin_write(other)  # another writer commits between our read and our first write
+                other.execute("UPDATE audit_head SET last_id = last_id + 10 WHERE id = 1")
+                other.commit()
+                assert db.session.execute(head).scalar() == before + 10  # as under READ COMMITTED
+                db.session.execute(text("UPDATE audit_head SET last_id = last_id + 1 WHERE id = 1"))
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    blocked.execute("BEGIN IMMEDIATE")  # from the first write on, nobody else writes
+            with transaction():
+                assert db.session.execute(head).scalar() == before + 11
+                db.session.execute(text("UPDATE audit_head SET last_id = :n WHERE id = 1"), {"n": before})
+    finally:
+        other.close()
+        blocked.close()

@@ -15,7 +15,7 @@ from flask_login import current_user
 
 from marketplace.auth import service
 from marketplace.auth.models import User
-from marketplace.db import read_transaction, utcnow
+from marketplace.db import utcnow
 from marketplace.errors import CsrfFailed, Forbidden, Unauthenticated
 from marketplace.extensions import login_manager
 
@@ -29,8 +29,7 @@ CSRF_EXEMPT_ENDPOINTS = frozenset({"auth.login", "auth.create_token"})
 def _load_session_user(session_secret: str) -> User | None:
     if request.headers.get("Authorization"):
         return None  # the bearer token decides; see _load_bearer_user
-    with read_transaction():
-        user = service.user_for_token(session_secret, kind="session", now=utcnow())
+    user = service.user_for_token(session_secret, kind="session", now=utcnow())
     if user is not None:
         g.auth_kind = "session"
     return user
@@ -41,8 +40,7 @@ def _load_bearer_user(req) -> User | None:
     scheme, _, raw = req.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         return None
-    with read_transaction():
-        user = service.user_for_token(raw.strip(), kind="bearer", now=utcnow())
+    user = service.user_for_token(raw.strip(), kind="bearer", now=utcnow())
     if user is not None:
         g.auth_kind = "bearer"
     return user
