@@ -363,20 +363,44 @@ def set_choice(*, recipient: Recipient, programme: Programme, item_code: str, pr
     reason = _ineligibility(provider, programme, item_code, recipient.region_code)
     if reason:
         raise ProviderNotEligible(reason, reason=reason)
-    choice = db.session.get(Choice, (recipient.id, programme.id, item_code))
+    key = (recipient.id, programme.id, item_code)
+    chosen_by = getattr(actor, "id", None)
+    choice = _locked_choice(key)
     previous = choice.provider_id if choice else None
     if choice is None:
-        choice = Choice(recipient_id=recipient.id, programme_id=programme.id, item_code=item_code)
-        db.session.add(choice)
-    choice.provider_id, choice.chosen_at, choice.chosen_by = provider.id, now, getattr(actor, "id", None)
+        choice = Choice(recipient_id=recipient.id, programme_id=programme.id, item_code=item_code,
+                        provider_id=provider.id, chosen_at=now, chosen_by=chosen_by)
+        try:
+            with db.session.begin_nested():
+                db.session.add(choice)
+        except IntegrityError:  # a concurrent first choice of this service got in first: this one replaces it
+            choice = _locked_choice(key)
+            previous = choice.provider_id
+    choice.provider_id, choice.chosen_at, choice.chosen_by = provider.id, now, chosen_by
     db.session.add(ChoiceEvent(recipient_id=recipient.id, programme_id=programme.id, item_code=item_code,
                                from_provider_id=previous, to_provider_id=provider.id, chosen_at=now,
-                               chosen_by=getattr(actor, "id", None), acted_as=actor.role))
+                               chosen_by=chosen_by, acted_as=actor.role))
     db.session.flush()
     audit.record(action="choice.made", entity="recipient", entity_id=recipient.id, actor=actor, now=now,
                  data={"programme_id": programme.id, "item_code": item_code, "from_provider_id": previous,
                        "to_provider_id": provider.id, "acted_as": actor.role})
     return choice
+
+
+def _locked_choice(key: tuple[int, int, str]) -> Choice | None:
+    """The current choice of (recipient, programme, item), read only once it is ours to change.
+
+    The no-op UPDATE takes the row's lock on PostgreSQL and the write lock on SQLite, so concurrent
+    switches of one service queue and each one's history names the provider it really replaced. When
+    it finds no row there is nothing to read: a row committed a moment later is not locked, so the
+    caller inserts, and a concurrent first choice makes that insert fail instead.
+    """
+    recipient_id, programme_id, item_code = key
+    locked = db.session.execute(
+        update(Choice).where(Choice.recipient_id == recipient_id, Choice.programme_id == programme_id,
+                             Choice.item_code == item_code)
+        .values(provider_id=Choice.provider_id).execution_options(synchronize_session=False)).rowcount
+    return db.session.get(Choice, key, populate_existing=True) if locked else None
 
 
 def _ineligibility(provider: Provider | None, programme: Programme, item_code: str, region_code: str) -> str | None:
