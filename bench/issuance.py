@@ -37,6 +37,7 @@ from bench.common import (
     write_result,
 )
 from bench.datagen import Bulk, current_period, load_recipients, setup_programme
+from vouchers.service import issuance
 
 PRICES = [1200, 5000, 3500, 5000, 6000, 2500, 1800]
 VOUCHER_COLUMNS = ["programme_id", "recipient_id", "item_code", "issuance_id", "face_value_fen", "copay_fen",
@@ -47,11 +48,11 @@ def reference_rows(app, bulk: Bulk, programme_id: int, period: str, now) -> list
     """The rows issue_monthly would write, computed with the service's own co-payment rules."""
     from marketplace.db import db
     from marketplace.programmes.models import Programme
-    from vouchers.service import _validity, copay_fen, copay_percent_for
+    from vouchers.service.issuance import copay_fen, copay_percent_for, voucher_validity
 
     with app.app_context():
         programme = db.session.get(Programme, programme_id)
-        valid_from, valid_until = _validity(programme, period)
+        valid_from, valid_until = voucher_validity(programme, period)
         items = sorted((item.item_code, item.unit_price_fen, item.monthly_quota) for item in programme.items)
         db.session.remove()
         tags: dict[int, list[str]] = {}
@@ -101,13 +102,12 @@ def time_reference(bulk: Bulk, rows: list[tuple], programme_id: int, period: str
 def time_app(app, admin, programme_id: int, period: str, now):
     from marketplace.db import db, transaction
     from marketplace.programmes.models import Programme
-    from vouchers import service as voucher_service
 
     with app.app_context():
         programme = db.session.get(Programme, programme_id)
         began = time.perf_counter()
         with transaction():
-            result = voucher_service.issue_monthly(programme=programme, period=period, actor=admin, now=now)
+            result = issuance.issue_monthly(programme=programme, period=period, actor=admin, now=now)
         elapsed = time.perf_counter() - began
         db.session.remove()
     return elapsed, result

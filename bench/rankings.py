@@ -52,6 +52,7 @@ from bench.datagen import (
     provider_items,
     setup_programme,
 )
+from providers.service import ranking
 
 ITEMS = [(f"BR-{index}", price, 4) for index, price in enumerate([1200, 5000, 3500, 5000, 6000], start=1)]
 WARMUP = 5
@@ -112,7 +113,6 @@ def run(options: Options, backend: str) -> dict:
     from urllib.parse import urlencode
 
     from marketplace.db import db, utcnow
-    from providers import service as provider_service
 
     providers, ratings = int(options.size("rank_providers")), int(options.size("rank_ratings"))
     iterations = int(options.size("rank_iterations"))
@@ -160,7 +160,7 @@ def run(options: Options, backend: str) -> dict:
                 def service(query=query):
                     with app.app_context():
                         try:
-                            return provider_service.rankings(**query)
+                            return ranking.rankings(**query)
                         finally:
                             db.session.remove()
 

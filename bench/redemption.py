@@ -53,6 +53,8 @@ from bench.common import (
 )
 from bench.datagen import REGION, current_period, recipient_csv, setup_programme
 from bench.loadgen import build_request, load
+from providers.service import enrolment, qualification, registry
+from vouchers.service import issuance
 
 ITEM = ("BM-MEAL", 1200, 30)  # code, unit price (fen), monthly quota
 
@@ -68,8 +70,6 @@ def build_world(app, admin, *, recipients: int, now) -> dict:
     from marketplace.programmes.models import Programme
     from marketplace.recipients import service as recipient_service
     from marketplace.recipients.models import Recipient
-    from providers import service as provider_service
-    from vouchers import service as voucher_service
     from vouchers import tokens
     from vouchers.models import Choice, Voucher
 
@@ -79,14 +79,15 @@ def build_world(app, admin, *, recipients: int, now) -> dict:
     with app.app_context():
         with transaction():
             programme = db.session.get(Programme, programme_id)
-            provider = provider_service.register_provider(
+            provider = registry.register_provider(
                 name="蒲江县鹤山街道社区养老服务中心", kind="social_organisation",
                 credit_code=demo_credit_code("52", "MA6C2D1B"), legal_representative="张建华", phone="028-88550000",
                 address="四川省成都市蒲江县鹤山街道", region_codes=[REGION], item_codes=[code], capacity=100_000,
-                account={"username": "bench-provider", "password": "bench-provider-password"}, actor=None, now=now)
-            provider_service.change_status(provider=provider, action="approve", reason="资质审核通过", actor=admin,
+                account={"username": "bench-provider", "password": "bench-provider-password"},
+                actor=None, now=now).provider
+            qualification.change_status(provider_id=provider.id, action="approve", reason="资质审核通过", actor=admin,
                                            now=now)
-            provider_service.enrol(programme=programme, provider=provider, actor=admin, now=now)
+            enrolment.enrol(programme=programme, provider_id=provider.id, actor=admin, now=now)
             provider_id = provider.id
         with transaction():
             imported = recipient_service.import_recipients(text=recipient_csv(recipients), actor=admin, now=now)
@@ -97,7 +98,7 @@ def build_world(app, admin, *, recipients: int, now) -> dict:
                        literal(now, UTCDateTime()), literal(admin.id))))
         with transaction():
             programme = db.session.get(Programme, programme_id)
-            issued = voucher_service.issue_monthly(programme=programme, period=current_period(now), actor=admin,
+            issued = issuance.issue_monthly(programme=programme, period=current_period(now), actor=admin,
                                                    now=now)
         with transaction():
             user = db.session.scalar(select(User).where(User.provider_id == provider_id))

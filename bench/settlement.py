@@ -53,6 +53,7 @@ from bench.datagen import (
     provider_items,
     setup_programme,
 )
+from vouchers.service import settlement
 
 ITEMS = [("BS-MEAL", 1200, 30), ("BS-BATH", 5000, 2), ("BS-CLEAN", 3500, 4)]
 SETTLEABLE = ("r.programme_id = ? AND r.status = 'completed' AND r.settlement_id IS NULL AND r.delivered_at < ? "
@@ -155,7 +156,6 @@ def reset(bulk: Bulk) -> None:
 def run(options: Options, backend: str) -> dict:
     from marketplace.db import db, transaction, utcnow
     from marketplace.programmes.models import Programme
-    from vouchers import settlement as settlement_service
 
     count, providers = int(options.size("settle_redemptions")), int(options.size("settle_providers"))
     out(f"\n== 3. settlement ({backend}): {count:,} redemptions across {providers:,} providers")
@@ -192,7 +192,7 @@ def run(options: Options, backend: str) -> dict:
                 programme = db.session.get(Programme, programme_id)
                 began = time.perf_counter()
                 with transaction():
-                    drafts = settlement_service.create_settlements(programme=programme, period=period,
+                    drafts = settlement.create_settlements(programme=programme, period=period,
                                                                    evaluations={}, actor=admin, now=now)
                 app_seconds = time.perf_counter() - began
                 db.session.remove()

@@ -11,7 +11,8 @@ from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from marketplace import demo, models, system  # noqa: F401  (models: complete metadata)
+from marketplace import demo, errors_cli, models, system  # noqa: F401  (models: complete metadata)
+from marketplace.accounts import routes as account_routes
 from marketplace.audit import cli as audit_cli
 from marketplace.audit import routes as audit_routes
 from marketplace.auth import access
@@ -71,12 +72,13 @@ def create_app(config: dict | None = None) -> Flask:
     api = init_extensions(app)
     register_request_hooks(app)
     access.init_app(app)
-    for blueprint in (system.blp, auth_routes.blp, audit_routes.blp, catalogue_routes.blp, programme_routes.blp,
-                      recipient_routes.blp, provider_routes.blp, voucher_routes.blp, report_routes.blp):
+    for blueprint in (system.blp, auth_routes.blp, account_routes.blp, audit_routes.blp, catalogue_routes.blp,
+                      programme_routes.blp, recipient_routes.blp, provider_routes.blp, voucher_routes.blp,
+                      report_routes.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(system.docs_assets)
     register_error_handlers(app)
-    for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli):
+    for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):
         app.register_blueprint(commands)
     return app
 

@@ -43,7 +43,7 @@ class Config:
     # C in the ranking's Bayesian score (C·m + Σ scores) / (C + n): how many ratings a provider needs
     # before its own mean outweighs the mean of its peers.
     RANKING_PRIOR_WEIGHT: int = 10
-    # How long an Idempotency-Key is remembered (API.md: at least a day).
+    # How long an Idempotency-Key is remembered (keep at least a day: clients retry the next morning).
     IDEMPOTENCY_TTL_HOURS: int = 48
     # Where the programmes run: voucher validity and monthly periods are calendar dates there.
     LOCAL_TIMEZONE: str = "Asia/Shanghai"

@@ -124,8 +124,19 @@ def insert_ignoring_conflicts(table, *returning):
     return _INSERTS_IGNORING_CONFLICTS[key]
 
 
+def insert_from_select(statement, rows):
+    """`INSERT … SELECT` whose target columns are the labels of *rows*' columns, so each value sits
+    beside its name instead of in a list of names kept in step by position."""
+    return statement.from_select(list(rows.selected_columns.keys()), rows)
+
+
+def whole_page(items: list) -> dict:
+    """The list envelope around *items* that are all there is (one page holding everything)."""
+    return {"items": items, "page": 1, "per_page": len(items), "total": len(items)}
+
+
 def paginate(statement, *, page: int, per_page: int) -> dict:
-    """Return one page of *statement*'s rows in the list envelope of API.md."""
+    """Return one page of *statement*'s rows in the list envelope (docs/domain.md#api-conventions)."""
     total = db.session.scalar(select(func.count()).select_from(statement.order_by(None).subquery()))
     items = db.session.scalars(statement.limit(per_page).offset((page - 1) * per_page)).all()
     return {"items": items, "page": page, "per_page": per_page, "total": total}

@@ -19,9 +19,8 @@ from marketplace.programmes import service as programme_service
 from marketplace.recipients import service as recipient_service
 from marketplace.recipients.idnumber import check_character
 from providers import creditcode
-from providers import service as provider_service
-from vouchers import service as voucher_service
-from vouchers import settlement
+from providers.service import enrolment, qualification, registry
+from vouchers.service import choice, feedback, issuance, redemption, revocation, settlement
 
 DEMO_REGION = "510131"
 DEMO_USERS = [
@@ -91,15 +90,15 @@ def seed_demo(*, now, rng: random.Random | None = None, recipients: int = DEMO_R
                                    actor=None, now=now)
     programme_service.activate(programme=programme, actor=None, now=now)
     for index, (name, kind, prefix, body, items, status, login) in enumerate(DEMO_PROVIDERS):
-        provider = provider_service.register_provider(
+        provider = registry.register_provider(
             name=name, kind=kind, credit_code=demo_credit_code(prefix, body), legal_representative="张建华",
             phone=f"028-8855{index:04d}", address=f"四川省成都市蒲江县{TOWNS[index]}", region_codes=[DEMO_REGION],
             item_codes=items, capacity=2000, account={"username": login, "password": DEMO_PROVIDER_PASSWORD},
-            actor=None, now=now)
+            actor=None, now=now).provider
         if status == "approved":
-            provider_service.change_status(provider=provider, action="approve", reason="资质审核通过", actor=system,
-                                           now=now)
-            provider_service.enrol(programme=programme, provider=provider, actor=system, now=now)
+            qualification.change_status(provider_id=provider.id, action="approve", reason="资质审核通过", actor=system,
+                                        now=now)
+            enrolment.enrol(programme=programme, provider_id=provider.id, actor=system, now=now)
     recipients = [recipient_service.create_recipient(**demo_recipient(index, rng), actor=None, now=now)
                   for index in range(recipients)]
     recipient_service.create_account(recipient=recipients[0], username=DEMO_RESIDENT[0], password=DEMO_RESIDENT[1],
@@ -114,17 +113,17 @@ def seed_service(*, programme, recipients, admin, approver, now, rng: random.Ran
     today = local_date(now)
     last_month = f"{date(today.year, today.month, 1) - timedelta(days=1):%Y-%m}"
     this_month = f"{today:%Y-%m}"
-    providers = provider_service.programme_providers(programme=programme, actor=admin)
+    providers = [profile.provider for profile in enrolment.programme_providers(programme=programme, actor=admin)]
     staff = {user.provider_id: user for user in db.session.scalars(select(User).where(User.role == "provider"))}
     chosen = {}
     for recipient in recipients:
         for item in programme.items:
             provider = rng.choice([p for p in providers if item.item_code in p.item_codes])
-            voucher_service.set_choice(recipient=recipient, programme=programme, item_code=item.item_code,
-                                       provider_id=provider.id, actor=admin, now=now)
+            choice.set_choice(recipient=recipient, programme=programme, item_code=item.item_code,
+                              provider_id=provider.id, actor=admin, now=now)
             chosen[recipient.id, item.item_code] = provider
     for period, share in ((last_month, 1.0), (this_month, (today.day - 1) / 30)):
-        voucher_service.issue_monthly(programme=programme, period=period, actor=admin, now=now)
+        issuance.issue_monthly(programme=programme, period=period, actor=admin, now=now)
         start, end = settlement.month_start_instant(period), min(settlement.month_end_instant(period), now)
         for recipient in recipients:
             for item in programme.items:
@@ -132,19 +131,18 @@ def seed_service(*, programme, recipients, admin, approver, now, rng: random.Ran
                 for _ in range(round(item.monthly_quota * share * rng.uniform(0.5, 1.0))):
                     # Recorded as it happened: scanned at delivery, rated by phone the next day.
                     delivered = start + (end - start) * rng.random()
-                    token = voucher_service.create_presence_code(recipient_id=recipient.id, now=delivered)["token"]
+                    token = redemption.create_presence_code(recipient_id=recipient.id, now=delivered)["token"]
                     try:
-                        redemption = voucher_service.redeem(
+                        redeemed = redemption.redeem(
                             actor=staff[provider.id], now=delivered, presence_token=token, item_code=item.item_code,
                             delivered_at=delivered, duration_minutes=rng.choice([30, 45, 60, 90]))
-                    except voucher_service.NoValidVoucher:
+                    except redemption.NoValidVoucher:
                         break  # not eligible (too young or untagged): no vouchers to redeem
                     called = delivered + timedelta(days=1)
                     if called < now and rng.random() < 0.6:  # most services get a 回访 phone call
-                        voucher_service.rate_redemption(redemption=redemption, score=demo_score(provider.id, rng),
-                                                        comment=None, source="phone_followup", actor=admin,
-                                                        now=called)
-    voucher_service.expire_vouchers(programme=programme, actor=admin, now=now)
+                        feedback.rate_redemption(redemption_id=redeemed.id, score=demo_score(provider.id, rng),
+                                                 comment=None, source="phone_followup", actor=admin, now=called)
+    revocation.expire_vouchers(programme=programme, actor=admin, now=now)
     for draft in settlement.create_settlements(programme=programme, period=last_month, evaluations={}, actor=admin,
                                                now=now):
         settlement.approve(settlement=draft, actor=approver, now=now)

@@ -11,19 +11,44 @@ from flask_migrate import Migrate
 from flask_smorest import Api
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
+from marshmallow import Schema, fields
 
 from marketplace.db import configure_engine, db
-from marketplace.errors import http_error_response
-from marketplace.schemas import ErrorSchema
+from marketplace.errors import error_catalogue, error_codes, http_error_response
+from marketplace.schemas import ErrorBodySchema, ErrorSchema
 
 migrate = Migrate()
 login_manager = LoginManager()
 
 
-class MarketplaceApi(Api):
-    """flask-smorest, with its errors in our envelope and documented as such."""
+def error_schema() -> type[Schema]:
+    """The envelope as the OpenAPI document shows it: `error.code` enumerates the codes of the registry.
 
-    ERROR_SCHEMA = ErrorSchema
+    Built for each app when create_app() has imported every domain, so every DomainError subclass exists.
+    """
+    catalogue = error_catalogue()
+    by_status: dict[str, list[str]] = {}
+    for entry in catalogue:
+        by_status.setdefault(entry.status_label, []).append(f"`{entry.code}`")
+    listing = "\n".join(f"- {status}: {', '.join(codes)}" for status, codes in by_status.items())
+    code = fields.String(required=True, metadata={
+        "enum": error_codes(catalogue),
+        "description": "Stable snake_case error code. The codes by HTTP status (docs/errors.md says what each "
+                       f"means; 4xx is any other client error):\n\n{listing}",
+    })
+    body = type("ErrorBodySchema", (ErrorBodySchema,), {"code": code})
+    return type("ErrorSchema", (ErrorSchema,), {"error": fields.Nested(body, required=True)})
+
+
+class MarketplaceApi(Api):
+    """flask-smorest, with its errors in our envelope and documented as such (the default error response)."""
+
+    ERROR_SCHEMA = ErrorSchema  # replaced for each app by error_schema(), which carries the codes
+
+    def __init__(self, app: Flask | None = None, **kwargs):
+        # Before Api.__init__, which registers the default error responses with ERROR_SCHEMA.
+        self.ERROR_SCHEMA = error_schema()
+        super().__init__(app, **kwargs)
 
     def handle_http_exception(self, error):
         return http_error_response(error)

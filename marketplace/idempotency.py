@@ -1,4 +1,4 @@
-"""`Idempotency-Key` for the POSTs that create or move money (API.md, Conventions).
+"""`Idempotency-Key` for the POSTs that create or move money (docs/domain.md#api-conventions).
 
 A client that is not sure its request arrived (a scanner on a weak mobile link) repeats it with the
 same key. The first request stores its response in the same transaction as the change it made; a

@@ -7,6 +7,8 @@ and admin scopes match against.
 
 import re
 
+from sqlalchemy import ColumnElement, literal, or_
+
 # Province-level codes in use (GB/T 2260): the first two digits of every valid region code.
 PROVINCE_CODES = frozenset({
     "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37", "41", "42", "43",
@@ -29,3 +31,19 @@ def region_prefix(code: str) -> str:
 def covers(area_code: str | None, code: str) -> bool:
     """Whether *area_code* (a code or prefix; None = everywhere) includes *code*."""
     return area_code is None or region_prefix(code).startswith(region_prefix(area_code))
+
+
+def overlap(first: str, second: str) -> bool:
+    """Whether two regions share ground: one of them covers the other (510100 and 510131 do)."""
+    return covers(first, second) or covers(second, first)
+
+
+def inside(region_code: str, region_column) -> ColumnElement[bool]:
+    """SQL condition: *region_column* holds a code that *region_code* covers."""
+    return region_column.startswith(region_prefix(region_code))
+
+
+def overlapping(region_code: str, prefix_column) -> ColumnElement[bool]:
+    """SQL condition: a region stored as its prefix in *prefix_column* overlaps *region_code*."""
+    prefix = region_prefix(region_code)
+    return or_(prefix_column.startswith(prefix), literal(prefix).startswith(prefix_column))

@@ -65,6 +65,20 @@ class ReasonSchema(InputSchema):
 
 
 @cache
+@cache
+def list_of(item_schema: type[ma.Schema]) -> type[ma.Schema]:
+    """Return the envelope schema `{items}` of a whole, unpaged list of *item_schema*; the view returns
+    the list itself."""
+
+    def wrap(_schema, items, **_kwargs):
+        return {"items": items}
+
+    name = item_schema.__name__.removesuffix("Schema") + "ListSchema"
+    return type(name, (ma.Schema,), {"items": fields.List(fields.Nested(item_schema), required=True),
+                                     "wrap": ma.pre_dump(wrap)})
+
+
+@cache
 def page_of(item_schema: type[ma.Schema]) -> type[ma.Schema]:
     """Return the list envelope schema `{items, page, per_page, total}` for *item_schema*."""
     name = item_schema.__name__.removesuffix("Schema") + "PageSchema"

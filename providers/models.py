@@ -5,7 +5,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from marketplace.db import UTCDateTime, db
 
-# 承接主体 kinds (DESIGN.md). Social organisations may be favoured by a programme's reserved share.
+# 承接主体 kinds (docs/domain.md#provider-kinds). Social organisations may be favoured by a programme's reserved share.
 KINDS = ("social_organisation", "enterprise", "public_institution", "community_organisation", "rural_collective")
 STATUSES = ("pending", "approved", "suspended", "revoked")
 

@@ -3,10 +3,8 @@ from flask_smorest import Blueprint
 
 from marketplace.auth.access import current_actor, require_actor, role_required
 from marketplace.db import transaction, utcnow
-from marketplace.errors import NotFound
 from marketplace.programmes.service import get_programme
 from marketplace.schemas import ReasonSchema, page_of
-from providers import service
 from providers.schemas import (
     ComplaintQuerySchema,
     ComplaintSchema,
@@ -20,6 +18,7 @@ from providers.schemas import (
     ResolutionSchema,
     StatusChangeSchema,
 )
+from providers.service import complaints, enrolment, qualification, ranking, registry
 
 blp = Blueprint("providers", __name__, url_prefix="/api/v1",
                 description="Providers (承接主体): registration, qualification, programme enrolment")
@@ -35,7 +34,7 @@ def register_provider(data):
     409 `duplicate_provider`.
     """
     with transaction():
-        return service.register_provider(**data, actor=current_actor(), now=utcnow())
+        return registry.register_provider(**data, actor=current_actor(), now=utcnow())
 
 
 @blp.get("/providers")
@@ -43,14 +42,14 @@ def register_provider(data):
 @blp.response(200, page_of(ProviderSchema))
 def list_providers(query):
     """Approved providers (admins and auditors see every status and may filter by it)."""
-    return service.list_providers(actor=current_actor(), **query)
+    return registry.list_providers(actor=current_actor(), **query)
 
 
 @blp.get("/providers/<int:provider_id>")
 @blp.response(200, ProviderSchema)
 def get_provider(provider_id):
     """One provider: approved ones are public; others only for admins, auditors and its own staff."""
-    return service.get_provider(provider_id, actor=current_actor())
+    return registry.get_provider(provider_id, actor=current_actor())
 
 
 @blp.post("/providers/<int:provider_id>/approve")
@@ -90,10 +89,9 @@ def revoke_provider(data, provider_id):
 
 
 def _change_status(provider_id, action, reason):
-    actor = require_actor()
     with transaction():
-        provider = service.get_provider(provider_id, actor=actor)
-        return service.change_status(provider=provider, action=action, reason=reason, actor=actor, now=utcnow())
+        return qualification.change_status(provider_id=provider_id, action=action, reason=reason,
+                                           actor=require_actor(), now=utcnow())
 
 
 @blp.get("/providers/<int:provider_id>/status-history")
@@ -101,8 +99,7 @@ def _change_status(provider_id, action, reason):
 @role_required("admin", "auditor", "provider")
 def status_history(provider_id):
     """Every qualification decision about the provider, with reasons."""
-    provider = _own_or_staff(provider_id)
-    return service.status_history(provider)
+    return registry.status_history(provider_id=provider_id, actor=require_actor())
 
 
 @blp.get("/providers/<int:provider_id>/enrolments")
@@ -110,14 +107,7 @@ def status_history(provider_id):
 @role_required("admin", "auditor", "provider")
 def provider_enrolments(provider_id):
     """The programmes the provider is enrolled in (its own staff, admins and auditors)."""
-    return service.enrolments_of(_own_or_staff(provider_id))
-
-
-def _own_or_staff(provider_id):
-    actor = require_actor()
-    if actor.role == "provider" and actor.provider_id != provider_id:
-        raise NotFound("No such provider.")
-    return service.get_provider(provider_id, actor=actor)
+    return enrolment.enrolments_of(provider_id=provider_id, actor=require_actor())
 
 
 @blp.post("/programmes/<int:programme_id>/providers")
@@ -128,9 +118,8 @@ def enrol_provider(data, programme_id):
     """Enrol an approved provider: 409 `provider_not_approved`, 422 `no_matching_items`."""
     actor = require_actor()
     with transaction():
-        programme = get_programme(programme_id, actor=actor)
-        provider = service.get_provider(data["provider_id"], actor=actor)
-        return service.enrol(programme=programme, provider=provider, actor=actor, now=utcnow())
+        return enrolment.enrol(programme=get_programme(programme_id, actor=actor), provider_id=data["provider_id"],
+                               actor=actor, now=utcnow())
 
 
 @blp.get("/programmes/<int:programme_id>/providers")
@@ -138,7 +127,7 @@ def enrol_provider(data, programme_id):
 def programme_providers(programme_id):
     """Providers enrolled in the programme (approved ones; admins and auditors see all)."""
     actor = current_actor()
-    return service.programme_providers(programme=get_programme(programme_id, actor=actor), actor=actor)
+    return enrolment.programme_providers(programme=get_programme(programme_id, actor=actor), actor=actor)
 
 
 @blp.get("/rankings")
@@ -155,7 +144,7 @@ def rankings(query):
     """
     # The rows are plain JSON values already: dumping a thousand of them through RankingSchema (which
     # still documents them) would cost more than computing the ranking (docs/performance.md, K2).
-    return jsonify({"items": service.rankings(**query)})
+    return jsonify({"items": ranking.rankings(**query)})
 
 
 @blp.get("/complaints")
@@ -164,7 +153,7 @@ def rankings(query):
 @role_required("admin", "auditor", "provider", "recipient")
 def list_complaints(query):
     """Complaints: admins and auditors see all, a provider those against it, a recipient their own."""
-    return service.list_complaints(actor=require_actor(), **query)
+    return complaints.list_complaints(actor=require_actor(), **query)
 
 
 @blp.get("/complaints/<int:complaint_id>")
@@ -172,7 +161,7 @@ def list_complaints(query):
 @role_required("admin", "auditor", "provider", "recipient")
 def get_complaint(complaint_id):
     """One complaint."""
-    return service.get_complaint(complaint_id, actor=require_actor())
+    return complaints.get_complaint(complaint_id, actor=require_actor())
 
 
 @blp.post("/complaints/<int:complaint_id>/resolve")
@@ -181,7 +170,5 @@ def get_complaint(complaint_id):
 @role_required("admin")
 def resolve_complaint(data, complaint_id):
     """Resolve a complaint as upheld or not; a redemption it held goes back to settlement."""
-    actor = require_actor()
     with transaction():
-        complaint = service.get_complaint(complaint_id, actor=actor)
-        return service.resolve_complaint(complaint=complaint, **data, actor=actor, now=utcnow())
+        return complaints.resolve_complaint(complaint_id=complaint_id, **data, actor=require_actor(), now=utcnow())

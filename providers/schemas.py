@@ -34,18 +34,19 @@ class RatingSummarySchema(Schema):
     satisfaction_rate = fields.Float(allow_none=True, required=True)
 
 
-def _unless_redacted(provider, attribute: str):
-    return None if getattr(provider, "redacted", False) else getattr(provider, attribute)
+CONTACT_FIELDS = frozenset({"legal_representative", "phone"})
 
 
 class ProviderSchema(Schema):
+    """A ProviderProfile: the provider's own fields, its rating summary, and its contacts when the viewer
+    may see them (logged-in users only: public answers carry no phones)."""
+
     id = fields.Integer(required=True)
     name = fields.String(required=True)
     kind = fields.String(required=True, metadata={"enum": list(KINDS)})
     credit_code = fields.String(required=True)
-    # Contact person and phone are shown to logged-in users only (public answers carry no phones).
-    legal_representative = fields.Function(lambda p: _unless_redacted(p, "legal_representative"), allow_none=True)
-    phone = fields.Function(lambda p: _unless_redacted(p, "phone"), allow_none=True)
+    legal_representative = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
     address = fields.String(required=True)
     region_codes = fields.List(fields.String(), required=True)
     item_codes = fields.List(fields.String(), required=True)
@@ -54,8 +55,15 @@ class ProviderSchema(Schema):
     status_reason = fields.String(allow_none=True)
     created_at = fields.AwareDateTime(required=True)
     status_changed_at = fields.AwareDateTime(required=True)
-    rating = fields.Nested(RatingSummarySchema, attribute="rating_summary", required=True, metadata={
+    rating = fields.Nested(RatingSummarySchema, required=True, metadata={
         "description": "count, mean, Bayesian score (C·m + Σ)/(C + n) with m the mean of all ratings, share of 4–5"})
+
+    def get_attribute(self, obj, attr, default):
+        if attr == "rating":
+            return obj.rating
+        if attr in CONTACT_FIELDS and not obj.contacts_visible:
+            return None
+        return super().get_attribute(obj.provider, attr, default)
 
 
 class ProviderQuerySchema(PageArgs):

@@ -40,11 +40,11 @@ from marketplace.programmes.models import Programme
 from marketplace.recipients import service as recipient_service
 from marketplace.recipients.idnumber import check_character
 from marketplace.recipients.models import Recipient
-from providers import service as provider_service
-from providers.models import Provider, Rating, RatingAggregate
+from providers.models import Rating, RatingAggregate
+from providers.service import enrolment, qualification, registry
 from tests.conftest import PASSWORD
-from vouchers import service as voucher_service
 from vouchers.models import Redemption
+from vouchers.service import choice, feedback, issuance, redemption, reversal
 
 _serial = itertools.count(1)
 
@@ -202,17 +202,17 @@ class RatingsBuilder:
         def create():
             now = utcnow()
             actor = db.session.get(User, admin.id)
-            provider = provider_service.register_provider(
+            provider = registry.register_provider(
                 name=name or f"养老服务中心 {serial}", kind=kind, credit_code=demo_credit_code("52", f"MR{serial:06d}"),
                 legal_representative="张建华", phone="028-88550001", address="四川省成都市蒲江县鹤山街道",
                 region_codes=list(regions), item_codes=list(item_codes), capacity=2000,
-                account={"username": username, "password": PASSWORD} if login else None, actor=actor, now=now)
+                account={"username": username, "password": PASSWORD} if login else None, actor=actor, now=now).provider
             if status == "pending":
                 return ProviderRef(id=provider.id, user=None)
-            provider_service.change_status(provider=provider, action="approve", reason="资质审核通过", actor=actor,
+            qualification.change_status(provider_id=provider.id, action="approve", reason="资质审核通过", actor=actor,
                                            now=now)
             for programme_id in enrol_in:
-                provider_service.enrol(programme=db.session.get(Programme, programme_id), provider=provider,
+                enrolment.enrol(programme=db.session.get(Programme, programme_id), provider_id=provider.id,
                                        actor=actor, now=now)
             user = db.session.scalar(select(User).where(User.provider_id == provider.id)) if login else None
             return ProviderRef(id=provider.id, user=user)
@@ -226,8 +226,8 @@ class RatingsBuilder:
 
     def change_status(self, provider: ProviderRef, action: str) -> None:
         admin = self.system_admin
-        self.run(lambda: provider_service.change_status(
-            provider=db.session.get(Provider, provider.id), action=action, reason=f"{action} for the test",
+        self.run(lambda: qualification.change_status(
+            provider_id=provider.id, action=action, reason=f"{action} for the test",
             actor=db.session.get(User, admin.id), now=utcnow()))
 
     # --- recipients, vouchers and choices ---------------------------------------------------------
@@ -255,13 +255,13 @@ class RatingsBuilder:
         """The monthly run for *period* (this month by default); the number of vouchers issued."""
         period = period or self.period()
         admin = self.system_admin
-        return self.run(lambda: voucher_service.issue_monthly(
+        return self.run(lambda: issuance.issue_monthly(
             programme=db.session.get(Programme, programme_id), period=period,
             actor=db.session.get(User, admin.id), now=utcnow())).vouchers
 
     def choose(self, recipient: RecipientRef, programme_id: int, item_code: str, provider: ProviderRef) -> None:
         admin = self.system_admin
-        self.run(lambda: voucher_service.set_choice(
+        self.run(lambda: choice.set_choice(
             recipient=db.session.get(Recipient, recipient.id), programme=db.session.get(Programme, programme_id),
             item_code=item_code, provider_id=provider.id, actor=db.session.get(User, admin.id), now=utcnow()))
 
@@ -273,11 +273,11 @@ class RatingsBuilder:
 
         def scan():
             at = now or utcnow()
-            token = voucher_service.create_presence_code(recipient_id=recipient.id, now=at)["token"]
-            redemption = voucher_service.redeem(actor=db.session.get(User, provider.user.id), now=at,
+            token = redemption.create_presence_code(recipient_id=recipient.id, now=at)["token"]
+            redeemed = redemption.redeem(actor=db.session.get(User, provider.user.id), now=at,
                                                 presence_token=token, item_code=item_code, delivered_at=delivered_at,
                                                 duration_minutes=45)
-            return _redemption_ref(redemption)
+            return _redemption_ref(redeemed)
 
         return self.run(scan)
 
@@ -290,7 +290,7 @@ class RatingsBuilder:
 
     def reverse(self, redemption: RedemptionRef) -> None:
         admin = self.system_admin
-        self.run(lambda: voucher_service.reverse_redemption(
+        self.run(lambda: reversal.reverse_redemption(
             redemption=db.session.get(Redemption, redemption.id), reason="scanned by mistake",
             actor=db.session.get(User, admin.id), now=utcnow()))
 
@@ -303,8 +303,7 @@ class RatingsBuilder:
         source = source or ("phone_followup" if actor.role == "admin" else "recipient")
 
         def rate():
-            rating = voucher_service.rate_redemption(
-                redemption=db.session.get(Redemption, redemption.id), score=score, comment=comment, source=source,
+            rating = feedback.rate_redemption(redemption_id=redemption.id, score=score, comment=comment, source=source,
                 actor=db.session.get(User, actor.id), now=now or utcnow())
             return rating.id
 
@@ -314,8 +313,8 @@ class RatingsBuilder:
                        item_code: str, scores: list[int]) -> list[RedemptionRef]:
         """One delivered, redeemed and (by phone follow-up) rated service per score."""
         redemptions = self.serve(provider, recipients, programme_id, item_code, len(scores))
-        for redemption, score in zip(redemptions, scores, strict=True):
-            self.rate(redemption, score)
+        for served, score in zip(redemptions, scores, strict=True):
+            self.rate(served, score)
         return redemptions
 
     # --- reading back -----------------------------------------------------------------------------

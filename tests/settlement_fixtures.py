@@ -43,12 +43,11 @@ from marketplace.programmes.models import Programme
 from marketplace.recipients import service as recipient_service
 from marketplace.recipients.idnumber import check_character
 from marketplace.recipients.models import Recipient
-from providers import service as provider_service
-from providers.models import Complaint, Provider
+from providers.models import Provider
+from providers.service import complaints, enrolment, qualification, registry
 from tests.conftest import PASSWORD
-from vouchers import service as voucher_service
-from vouchers import settlement as settlement_service
 from vouchers.models import Redemption, Settlement, Voucher
+from vouchers.service import choice, feedback, issuance, redemption, reversal, revocation, settlement
 
 _serial = itertools.count(1)
 
@@ -237,16 +236,16 @@ class SettlementBuilder:
         def create():
             now = utcnow()
             actor = db.session.get(User, admin.id)
-            provider = provider_service.register_provider(
+            provider = registry.register_provider(
                 name=name, kind=kind, credit_code=demo_credit_code(prefix, f"MT{number:06d}"),
                 legal_representative=legal_representative, phone=phone, address="四川省成都市蒲江县鹤山街道",
                 region_codes=list(regions), item_codes=list(item_codes), capacity=2000, account=None, actor=actor,
-                now=now)
+                now=now).provider
             if status != "pending":
-                provider_service.change_status(provider=provider, action="approve", reason="资质审核通过",
+                qualification.change_status(provider_id=provider.id, action="approve", reason="资质审核通过",
                                                actor=actor, now=now)
                 for programme_id in enrol_in:
-                    provider_service.enrol(programme=db.session.get(Programme, programme_id), provider=provider,
+                    enrolment.enrol(programme=db.session.get(Programme, programme_id), provider_id=provider.id,
                                            actor=actor, now=now)
             return provider.id
 
@@ -281,12 +280,12 @@ class SettlementBuilder:
 
     def issue(self, programme_id: int, period: str) -> int:
         """The monthly run for *period*; the number of vouchers issued."""
-        return self.run(lambda: voucher_service.issue_monthly(
+        return self.run(lambda: issuance.issue_monthly(
             programme=db.session.get(Programme, programme_id), period=period, actor=None, now=utcnow())).vouchers
 
     def choose(self, recipient: RecipientRef, programme_id: int, item_code: str, provider: ProviderRef) -> None:
         admin = self.system_admin
-        self.run(lambda: voucher_service.set_choice(
+        self.run(lambda: choice.set_choice(
             recipient=db.session.get(Recipient, recipient.id), programme=db.session.get(Programme, programme_id),
             item_code=item_code, provider_id=provider.id, actor=db.session.get(User, admin.id), now=utcnow()))
 
@@ -298,13 +297,13 @@ class SettlementBuilder:
         def scan():
             at = delivered_at or utcnow()
             now = min(at + SCAN_DELAY, utcnow())
-            token = voucher_service.create_presence_code(recipient_id=recipient.id, now=now)["token"]
-            redemption = voucher_service.redeem(actor=db.session.get(User, provider.user.id), now=now,
+            token = redemption.create_presence_code(recipient_id=recipient.id, now=now)["token"]
+            redeemed = redemption.redeem(actor=db.session.get(User, provider.user.id), now=now,
                                                 presence_token=token, item_code=item_code, delivered_at=at,
                                                 duration_minutes=45)
-            return RedemptionRef(id=redemption.id, voucher_id=redemption.voucher_id,
-                                 provider_id=redemption.provider_id, item_code=redemption.item_code,
-                                 face_value_fen=redemption.face_value_fen, delivered_at=redemption.delivered_at,
+            return RedemptionRef(id=redeemed.id, voucher_id=redeemed.voucher_id,
+                                 provider_id=redeemed.provider_id, item_code=redeemed.item_code,
+                                 face_value_fen=redeemed.face_value_fen, delivered_at=redeemed.delivered_at,
                                  scanned_at=now)
 
         return self.run(scan)
@@ -318,16 +317,16 @@ class SettlementBuilder:
     def reverse(self, redemption: RedemptionRef) -> None:
         """An admin undoes the redemption an hour after the scan (inside the reversal window)."""
         admin = self.system_admin
-        self.run(lambda: voucher_service.reverse_redemption(
+        self.run(lambda: reversal.reverse_redemption(
             redemption=db.session.get(Redemption, redemption.id), reason="扫错了", actor=db.session.get(User, admin.id),
             now=min(redemption.scanned_at + timedelta(hours=1), utcnow())))
 
     def revoke(self, voucher_id: int) -> None:
-        self.run(lambda: voucher_service.revoke_voucher(voucher=db.session.get(Voucher, voucher_id), reason="核查作废",
+        self.run(lambda: revocation.revoke_voucher(voucher=db.session.get(Voucher, voucher_id), reason="核查作废",
                                                         actor=None, now=utcnow()))
 
     def expire(self, programme_id: int) -> dict:
-        return self.run(lambda: voucher_service.expire_vouchers(programme=db.session.get(Programme, programme_id),
+        return self.run(lambda: revocation.expire_vouchers(programme=db.session.get(Programme, programme_id),
                                                                 actor=None, now=utcnow()))
 
     # --- ratings and complaints -------------------------------------------------------------------
@@ -335,8 +334,8 @@ class SettlementBuilder:
     def rate(self, redemption: RedemptionRef, score: int) -> None:
         """A phone follow-up (回访) by the bureau an hour after delivery."""
         admin = self.system_admin
-        self.run(lambda: voucher_service.rate_redemption(
-            redemption=db.session.get(Redemption, redemption.id), score=score, comment=None, source="phone_followup",
+        self.run(lambda: feedback.rate_redemption(
+            redemption_id=redemption.id, score=score, comment=None, source="phone_followup",
             actor=db.session.get(User, admin.id), now=redemption.delivered_at + timedelta(hours=1)))
 
     def complain(self, provider: ProviderRef, *, redemption: RedemptionRef | None = None,
@@ -344,14 +343,14 @@ class SettlementBuilder:
         """An admin files a complaint against *provider* (about *redemption*, when given) at *at*; its id."""
         admin = self.system_admin
         when = at or (redemption.delivered_at + timedelta(hours=1) if redemption else utcnow())
-        return self.run(lambda: voucher_service.complain(
+        return self.run(lambda: feedback.complain(
             provider_id=provider.id, text="服务不到位", redemption_id=redemption.id if redemption else None,
             recipient_id=None, actor=db.session.get(User, admin.id), now=when).id)
 
     def resolve(self, complaint_id: int, *, upheld: bool) -> None:
         admin = self.system_admin
-        self.run(lambda: provider_service.resolve_complaint(
-            complaint=db.session.get(Complaint, complaint_id), upheld=upheld,
+        self.run(lambda: complaints.resolve_complaint(
+            complaint_id=complaint_id, upheld=upheld,
             resolution="属实" if upheld else "不属实", actor=db.session.get(User, admin.id), now=utcnow()))
 
     # --- settlement -------------------------------------------------------------------------------
@@ -360,16 +359,16 @@ class SettlementBuilder:
                by: User | None = None) -> list[int]:
         """Draft *period*'s settlements through the service (as *by*, default the system admin); their ids."""
         actor = by or self.system_admin
-        return self.run(lambda: [s.id for s in settlement_service.create_settlements(
+        return self.run(lambda: [s.id for s in settlement.create_settlements(
             programme=db.session.get(Programme, programme_id), period=period, evaluations=evaluations or {},
             actor=db.session.get(User, actor.id), now=utcnow())])
 
     def approve(self, settlement_id: int, *, by: User) -> None:
-        self.run(lambda: settlement_service.approve(settlement=db.session.get(Settlement, settlement_id),
+        self.run(lambda: settlement.approve(settlement=db.session.get(Settlement, settlement_id),
                                                     actor=db.session.get(User, by.id), now=utcnow()))
 
     def pay(self, settlement_id: int, *, by: User, reference: str = "国库集中支付-0001") -> None:
-        self.run(lambda: settlement_service.pay(settlement=db.session.get(Settlement, settlement_id),
+        self.run(lambda: settlement.pay(settlement=db.session.get(Settlement, settlement_id),
                                                 payment_reference=reference, actor=db.session.get(User, by.id),
                                                 now=utcnow()))
 
@@ -448,9 +447,9 @@ class SettlementBuilder:
             "r1_bath": [self.redeem(p1, r1, bath, delivered_at=day(6, 15))],
             "r2_meal": [self.redeem(p3, r2, meal, delivered_at=day(n, 18)) for n in (7, 12)],
         }
-        for redemption, score in ((served["r0_meal"][0], 5), (served["r0_meal"][1], 4), (served["r0_bath"][0], 2),
-                                  (served["r1_bath"][0], 5), (served["r2_meal"][0], 3)):
-            self.rate(redemption, score)
+        for rated, score in ((served["r0_meal"][0], 5), (served["r0_meal"][1], 4), (served["r0_bath"][0], 2),
+                             (served["r1_bath"][0], 5), (served["r2_meal"][0], 3)):
+            self.rate(rated, score)
         self.reverse(served["r1_meal"][1])  # last month's voucher is issued again, then expires
         unsettled = self.redeem(p1, r0, meal)  # this month: completed, in no settlement
         undone = self.redeem(p3, r2, meal)

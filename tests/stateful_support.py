@@ -27,8 +27,8 @@ from marketplace.programmes.models import BudgetAmendment, JournalEntry, Journal
 from marketplace.recipients import service as recipient_service
 from marketplace.recipients.idnumber import check_character
 from marketplace.recipients.models import Recipient
-from providers import service as provider_service
 from providers.models import Complaint, Rating, RatingAggregate
+from providers.service import enrolment, qualification, ratings, registry
 from tests.conftest import PASSWORD
 from vouchers.models import ChoiceEvent, Issuance, Redemption, Settlement, UsedPresenceCode, Voucher
 
@@ -132,15 +132,15 @@ def build_world(app, now: datetime) -> World:
 
         providers = []
         for number in (1, 2, 3):
-            provider = provider_service.register_provider(
+            provider = registry.register_provider(
                 name=f"蒲江县第{number}社区养老服务中心", kind="social_organisation",
                 credit_code=demo_credit_code("52", f"MA{number:06d}"), legal_representative="张建华",
                 phone="028-88550001", address="四川省成都市蒲江县鹤山街道", region_codes=["510131"],
-                item_codes=list(ITEMS), capacity=2000, account=None, actor=admin, now=now)
-            provider_service.change_status(provider=provider, action="approve", reason="资质审核通过", actor=admin,
+                item_codes=list(ITEMS), capacity=2000, account=None, actor=admin, now=now).provider
+            qualification.change_status(provider_id=provider.id, action="approve", reason="资质审核通过", actor=admin,
                                            now=now)
             if number < 3:
-                provider_service.enrol(programme=programme, provider=provider, actor=admin, now=now)
+                enrolment.enrol(programme=programme, provider_id=provider.id, actor=admin, now=now)
             providers.append(provider.id)
 
         recipients = []
@@ -275,7 +275,7 @@ def rating_aggregates() -> dict[tuple, tuple[int, int, int]]:
 def recomputed_rating_aggregates() -> dict[tuple, tuple[int, int, int]]:
     rows = db.session.execute(
         select(Rating.provider_id, Rating.programme_id, Rating.item_code, func.count(), func.sum(Rating.score),
-               func.count().filter(Rating.score >= provider_service.SATISFIED_SCORE))
+               func.count().filter(Rating.score >= ratings.SATISFIED_SCORE))
         .group_by(Rating.provider_id, Rating.programme_id, Rating.item_code)).all()
     return {(provider_id, programme_id, item_code): (int(count), int(total), int(satisfied))
             for provider_id, programme_id, item_code, count, total, satisfied in rows}

@@ -1,4 +1,4 @@
-"""Bearer tokens, login throttling, /me and user creation (API.md: Auth and users)."""
+"""Bearer tokens, login throttling, /me and user creation (roles: docs/domain.md#roles-and-four-eyes)."""
 
 import hashlib
 import os

@@ -1,4 +1,4 @@
-"""Rules 2 and 3: the guidance catalogue and the negative list."""
+"""Rules 2 and 3 (docs/domain.md): the guidance catalogue and the negative list."""
 
 import pytest
 

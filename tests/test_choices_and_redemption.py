@@ -1,6 +1,6 @@
 """Free choice of provider, presence codes and voucher cards, redemption (核销) and its reversal.
 
-API.md: Vouchers, choice, redemption; DESIGN.md: "Redemption, the heart of it". A voucher is redeemed
+docs/domain.md, rule 4 and #redemption. A voucher is redeemed
 only by the provider the recipient chose, once, while valid, with a fresh presence code or the
 voucher's own card; every refusal has its status and code, and money moves committed → redeemed
 (and back on reversal) in the same transaction. Every test runs on SQLite and PostgreSQL.
@@ -21,9 +21,8 @@ from marketplace.db import db, utcnow
 from marketplace.programmes.models import Programme
 from tests.conftest import error_code
 from tests.vouchers_fixtures import BATH_QUOTA, MEAL_QUOTA, Builder, period_days
-from vouchers import service as voucher_service
-from vouchers import settlement
 from vouchers.models import ChoiceEvent, Redemption, UsedPresenceCode, Voucher
+from vouchers.service import reversal, settlement
 
 API = "/api/v1"
 # Alice is low_income (5 %): what her vouchers are worth to the provider.
@@ -807,14 +806,14 @@ def test_the_reversal_window_is_open_to_its_last_instant_and_closed_after(build,
 
     def reverse_at(redemption, now):
         def work():
-            return voucher_service.reverse_redemption(redemption=db.session.get(Redemption, redemption.id),
+            return reversal.reverse_redemption(redemption=db.session.get(Redemption, redemption.id),
                                                       reason="误扫", actor=db.session.get(User, world.p1.user.id),
                                                       now=now)
 
         return build.run(work)
 
     assert reverse_at(on_time, on_time.created_at + timedelta(hours=48)).status == "reversed"
-    with pytest.raises(voucher_service.ReversalWindowClosed):
+    with pytest.raises(reversal.ReversalWindowClosed):
         reverse_at(too_late, too_late.created_at + timedelta(hours=48, microseconds=1))
     assert build.voucher(vouchers[1].id).status == "redeemed"
 

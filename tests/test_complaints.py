@@ -1,4 +1,4 @@
-"""Complaints over HTTP (API.md: POST /complaints, POST /complaints/{id}/resolve; GET /complaints and
+"""Complaints over HTTP (POST /complaints, POST /complaints/{id}/resolve; GET /complaints and
 GET /complaints/{id}; `complaints_count` in GET /rankings). Complaints about a redemption are about
 real redemptions. Every test runs on SQLite and PostgreSQL."""
 

@@ -1,4 +1,5 @@
-"""Every error uses the envelope of API.md; a 500 reveals nothing but a request id, which is logged."""
+"""Every error uses the envelope of docs/domain.md#api-conventions; a 500 reveals nothing but a request id, which is
+logged."""
 
 import logging
 import re

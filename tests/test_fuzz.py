@@ -21,7 +21,7 @@ from marketplace.auth.models import User
 from marketplace.db import db, transaction, utcnow
 from marketplace.demo import demo_credit_code, demo_recipient
 from marketplace.recipients import service as recipient_service
-from providers import service as provider_service
+from providers.service import registry
 from tests.conftest import PASSWORD
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "3"))
@@ -39,11 +39,11 @@ def fuzz_users(app, make_user, make_item, make_programme):
                                                        now=utcnow())
         recipient_user = recipient_service.create_account(recipient=recipient, username="fuzz-recipient",
                                                           password=PASSWORD, actor=None, now=utcnow())
-        provider = provider_service.register_provider(
+        provider = registry.register_provider(
             name="模糊测试服务中心", kind="enterprise", credit_code=demo_credit_code("91", "MA5F7K2Q"),
             legal_representative="赵六", phone="13700000000", address="蒲江县", region_codes=["510131"],
             item_codes=[item.code], capacity=5, account={"username": "fuzz-staff", "password": PASSWORD},
-            actor=None, now=utcnow())
+            actor=None, now=utcnow()).provider
     return {"admin": admin.id, "auditor": make_user(role="auditor").id, "recipient": recipient_user.id,
             "provider": db_user_id(app, provider.id)}
 

@@ -1,4 +1,5 @@
-"""Programmes and budgets: creation rules, activation (rule 1), closing, amendments, ledger, reconciliation."""
+"""Programmes and budgets: creation rules, activation (docs/domain.md, rule 1), closing, amendments, ledger,
+reconciliation."""
 
 import pytest
 from sqlalchemy import text

@@ -1,5 +1,5 @@
-"""Providers over HTTP (API.md: Providers; POST /programmes/{id}/providers): registration, qualification
-decisions, who sees which provider, and programme enrolment. Every test runs on SQLite and PostgreSQL."""
+"""Providers over HTTP (docs/domain.md#life-cycles and rule 5; POST /programmes/{id}/providers): registration,
+qualification decisions, who sees which provider, and programme enrolment. Every test runs on SQLite and PostgreSQL."""
 
 from itertools import count
 
@@ -17,7 +17,8 @@ ACTIONS = ("approve", "suspend", "reinstate", "revoke")
 STATUSES = ("pending", "approved", "suspended", "revoked")
 # How a freshly registered (pending) provider reaches each status.
 PATH_TO = {"pending": (), "approved": ("approve",), "suspended": ("approve", "suspend"), "revoked": ("revoke",)}
-# The qualification workflow of DESIGN.md: (status, action) → new status; every other pair is impossible.
+# The qualification workflow of docs/domain.md#life-cycles: (status, action) → new status; every other pair is
+# impossible.
 ALLOWED = {("pending", "approve"): "approved", ("approved", "suspend"): "suspended",
            ("suspended", "reinstate"): "approved", ("pending", "revoke"): "revoked",
            ("approved", "revoke"): "revoked", ("suspended", "revoke"): "revoked"}

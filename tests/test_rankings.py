@@ -1,4 +1,5 @@
-"""Provider ranking (API.md: GET /rankings; issue 6): every number against a hand computation.
+"""Provider ranking (GET /rankings; docs/domain.md#project-rules-beyond-the-policy, P10): every number against a hand
+computation.
 
     bayesian_score = (C·m + Σ scores) / (C + n)
 
@@ -21,11 +22,10 @@ from marketplace.auth.models import User
 from marketplace.db import db, transaction, utcnow
 from marketplace.errors import InvalidTransition
 from providers.models import Rating, RatingAggregate
-from providers.service import AlreadyRated, RatingWindowClosed
+from providers.service.ratings import AlreadyRated, RatingWindowClosed
 from tests.conftest import app_config, error_code
 from tests.ratings_fixtures import RatingsBuilder
-from vouchers import service as voucher_service
-from vouchers.models import Redemption
+from vouchers.service import feedback
 
 URL = "/api/v1/rankings"
 C = 10
@@ -397,8 +397,7 @@ def test_the_totals_always_equal_a_recomputation_from_the_ratings(app, build):
                 refused = None
                 try:
                     with app.app_context(), transaction():
-                        voucher_service.rate_redemption(
-                            redemption=db.session.get(Redemption, redemption.id), score=score, comment=None,
+                        feedback.rate_redemption(redemption_id=redemption.id, score=score, comment=None,
                             source="recipient" if by_recipient else "phone_followup",
                             actor=db.session.get(User, actor.id), now=now)
                 except (InvalidTransition, RatingWindowClosed, AlreadyRated) as refusal:

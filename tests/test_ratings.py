@@ -1,4 +1,4 @@
-"""Satisfaction ratings over HTTP (API.md: POST /redemptions/{id}/rating; the `rating` summary of
+"""Satisfaction ratings over HTTP (POST /redemptions/{id}/rating; the `rating` summary of
 GET /providers and GET /providers/{id}). Every rating is about a real redemption made by a provider
 scanning the recipient's presence code. Every test runs on SQLite and PostgreSQL."""
 
@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from providers.service import RatingWindowClosed
+from providers.service.ratings import RatingWindowClosed
 from tests.conftest import error_code
 from tests.ratings_fixtures import ProviderRef, RatingsBuilder, RecipientRef
 

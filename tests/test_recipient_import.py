@@ -1,4 +1,5 @@
-"""CSV import of recipients (API.md: POST /api/v1/recipients/import, and `flask import-recipients FILE`).
+"""CSV import of recipients (POST /api/v1/recipients/import, format in docs/domain.md#api-conventions; and `flask
+import-recipients FILE`).
 
 Row numbers are those a spreadsheet shows: the header is row 1, so the first data row is row 2, and a
 quoted cell spanning several lines is still one row. Every test runs on SQLite and PostgreSQL.

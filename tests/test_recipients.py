@@ -1,4 +1,4 @@
-"""Recipients over HTTP (API.md: Recipients): enrolment, privacy of the ID number, region scope,
+"""Recipients over HTTP (docs/domain.md#privacy and #region-scope): enrolment, privacy of the ID number, region scope,
 recipient logins, status changes and the departure signal. Every test runs on SQLite and PostgreSQL."""
 
 import hashlib

@@ -1,4 +1,4 @@
-"""Reconciliation after a whole month of the scheme, and what it catches (DESIGN.md: Invariants).
+"""Reconciliation after a whole month of the scheme, and what it catches (docs/domain.md#invariants).
 
 A full scenario — issue, redeem, reverse, expire, revoke, settle, approve, pay — reconciles on both
 databases; then ONE row is corrupted directly with SQL, behind the services' back, and exactly the

@@ -1,4 +1,4 @@
-"""The bureau's dashboard and public disclosure (DESIGN.md rules 5 and 7; API.md: Audit and disclosure).
+"""The bureau's dashboard and public disclosure (docs/domain.md, rules 5 and 7, and #privacy).
 
 Dashboard numbers against values computed by hand from the services delivered; who may see it; the
 public endpoints (programmes, settlements, providers) disclosing what the policy requires and hiding

@@ -1,7 +1,8 @@
-"""Every route in the URL map, called as every role: each gets exactly what API.md grants, no more.
+"""Every route in the URL map, called as every role: each gets exactly what docs/domain.md#roles-and-four-eyes grants,
+no more.
 
-The table below is written from API.md (not read back from the code): a role outside a route's set
-must be turned away (401 anonymous, 403 otherwise) before anything else happens; a role inside it
+The table below is written from docs/domain.md#roles-and-four-eyes (not read back from the code): a role outside a
+route's set must be turned away (401 anonymous, 403 otherwise) before anything else happens; a role inside it
 must never be (any other status — 404 for the made-up ids, 422 for the empty bodies — is fine).
 """
 
@@ -13,7 +14,7 @@ import pytest
 from marketplace.db import transaction, utcnow
 from marketplace.demo import demo_credit_code, demo_recipient
 from marketplace.recipients import service as recipient_service
-from providers import service as provider_service
+from providers.service import qualification, registry
 from tests.conftest import PASSWORD
 
 ANYONE = frozenset({"anonymous", "recipient", "provider", "auditor", "admin"})
@@ -127,15 +128,15 @@ def role_headers(app, make_user, make_item, token_for):
                                                        now=utcnow())
         recipient_user = recipient_service.create_account(recipient=recipient, username="matrix-recipient",
                                                           password=PASSWORD, actor=None, now=utcnow())
-        provider = provider_service.register_provider(
+        provider = registry.register_provider(
             name="矩阵服务中心", kind="enterprise", credit_code=demo_credit_code("91", "MA1B2C3D"),
             legal_representative="王五", phone="13800000000", address="蒲江县", region_codes=["510131"],
             item_codes=[item.code], capacity=5, account={"username": "matrix-staff", "password": PASSWORD},
-            actor=None, now=utcnow())
+            actor=None, now=utcnow()).provider
     users = {"admin": make_user(role="admin")}
     with app.app_context(), transaction():
         # Approved, so that a refusal of its scan can only come from the role gate, not its status.
-        provider_service.change_status(provider=provider_service.get_provider(provider.id, actor=users["admin"]),
+        qualification.change_status(provider_id=provider.id,
                                        action="approve", reason="matrix", actor=users["admin"], now=utcnow())
     users |= {"recipient": recipient_user, "auditor": make_user(role="auditor"),
               "provider": SimpleNamespace(username="matrix-staff")}

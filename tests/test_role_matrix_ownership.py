@@ -9,10 +9,11 @@ import pytest
 
 from marketplace.db import db, utcnow
 from marketplace.programmes.models import Programme
-from providers import service as provider_service
+from providers.models import Provider
+from providers.service import complaints
 from tests.vouchers_fixtures import Builder
-from vouchers import settlement as settlement_service
 from vouchers.models import Voucher
+from vouchers.service import settlement
 
 REFUSED = (403, 404)
 
@@ -28,11 +29,11 @@ def owned(app):
     second = build.vouchers(Voucher.recipient_id == world.alice.id, Voucher.item_code == world.meal,
                             Voucher.status == "issued")[0]
     admin = world.admin
-    drafts = build.run(lambda: settlement_service.create_settlements(
+    drafts = build.run(lambda: settlement.create_settlements(
         programme=db.session.get(Programme, world.programme.id), period=build.period(), evaluations={},
         actor=admin, now=utcnow()))
-    complaint = build.run(lambda: provider_service.file_complaint(
-        provider=provider_service.get_provider(world.p1.id, actor=admin), text="来晚了",
+    complaint = build.run(lambda: complaints.file_complaint(
+        provider=db.session.get(Provider, world.p1.id), text="来晚了",
         recipient_id=world.alice.id, redemption_id=None, actor=admin, now=utcnow()))
     ids = {"programme_id": world.programme.id, "recipient_id": world.alice.id, "voucher_id": second.id,
            "redemption_id": redemption.id, "settlement_id": drafts[0].id, "complaint_id": complaint.id,

@@ -1,4 +1,4 @@
-"""Monthly settlement (结算) with pay by performance (DESIGN.md rule 6; API.md: Settlement).
+"""Monthly settlement (结算) with pay by performance (docs/domain.md, rule 6 and P8–P9).
 
 One draft per provider with its completed, unreversed, unsettled redemptions delivered up to the end
 of the month (local time) and not on hold; the performance score exactly as the README formula; the

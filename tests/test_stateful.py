@@ -12,7 +12,7 @@ and down, and closing the programme.
 
 Every rule first predicts, from the state before it, whether the operation must succeed or which domain
 error must refuse it; a refusal must leave every table as it was. After every step the invariants of
-DESIGN.md are checked: available ≥ 0, every journal entry balanced, reconciliation ok (the failing
+docs/domain.md#invariants are checked: available ≥ 0, every journal entry balanced, reconciliation ok (the failing
 checks are shown), each voucher redeemed at most once, each redemption in at most one settlement (and an
 approved or paid settlement never changes), the rating aggregates equal a recomputation from the
 ratings, and the audit chain verifies.
@@ -46,9 +46,9 @@ from marketplace.programmes import service as programme_service
 from marketplace.programmes.models import Programme
 from marketplace.recipients import service as recipient_service
 from marketplace.recipients.models import Recipient
-from providers import service as provider_service
 from providers.models import Complaint, Rating
-from providers.service import AlreadyRated, RatingWindowClosed
+from providers.service import complaints as complaint_service
+from providers.service.ratings import AlreadyRated, RatingWindowClosed
 from tests.conftest import empty_database
 from tests.stateful_support import (
     CLOCK_END,
@@ -81,22 +81,21 @@ from tests.stateful_support import (
     voucher_status_disagreements,
     vouchers_redeemed_more_than_once,
 )
-from vouchers import service as voucher_service
-from vouchers import settlement as settlement_service
 from vouchers import tokens
 from vouchers.models import Choice, ChoiceEvent, Issuance, Redemption, Settlement, Voucher
-from vouchers.service import (
-    BudgetExceeded,
+from vouchers.service import choice, feedback, issuance, redemption, reversal, revocation
+from vouchers.service import settlement as settlement_service
+from vouchers.service.choice import ProviderNotEligible
+from vouchers.service.issuance import BudgetExceeded, ProgrammeNotActive
+from vouchers.service.redemption import (
     NoValidVoucher,
-    ProgrammeNotActive,
     ProviderNotChosen,
-    ProviderNotEligible,
-    ReversalWindowClosed,
     TokenAlreadyUsed,
     VoucherAlreadyRedeemed,
     VoucherExpired,
 )
-from vouchers.settlement import FourEyesRequired, NotApproved
+from vouchers.service.reversal import ReversalWindowClosed
+from vouchers.service.settlement import FourEyesRequired, NotApproved
 
 SETTINGS = settings(max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, print_blob=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -274,11 +273,11 @@ class MarketplaceMachine(RuleBasedStateMachine):
             expected = None
 
         def work():
-            result = voucher_service.issue_monthly(programme=self.programme(), period=period,
+            result = issuance.issue_monthly(programme=self.programme(), period=period,
                                                    actor=self.user(self.world.admin_id), now=self.now)
-            issuance = db.session.scalar(select(Issuance.id).where(Issuance.programme_id == self.programme_id,
-                                                                   Issuance.monthly_period == period))
-            ids = db.session.scalars(select(Voucher.id).where(Voucher.issuance_id == issuance)).all()
+            issuance_id = db.session.scalar(select(Issuance.id).where(Issuance.programme_id == self.programme_id,
+                                                                      Issuance.monthly_period == period))
+            ids = db.session.scalars(select(Voucher.id).where(Voucher.issuance_id == issuance_id)).all()
             return result, ids
 
         outcome = self.act("issue_monthly", expected, work, writes=not already)
@@ -317,7 +316,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
             expected = None
 
         def work():
-            vouchers = voucher_service.issue_supplementary(
+            vouchers = issuance.issue_supplementary(
                 programme=self.programme(), recipient=db.session.get(Recipient, info.id), item_code=item, count=count,
                 actor=self.user(self.world.admin_id), now=self.now)
             return [voucher.id for voucher in vouchers]
@@ -341,7 +340,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
 
         def work():
             actor = self.user(self.world.admin_id if by_admin else info.user_id)
-            voucher_service.set_choice(recipient=db.session.get(Recipient, info.id), programme=self.programme(),
+            choice.set_choice(recipient=db.session.get(Recipient, info.id), programme=self.programme(),
                                        item_code=item, provider_id=provider_id, actor=actor, now=self.now)
 
         if isinstance(self.act("choose", expected, work), Refused):
@@ -362,8 +361,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
 
     def predict_presence(self, provider_id: int, recipient_id: int, item: str, delivered_at, stale: bool):
         """(error class or None, the voucher that must be redeemed) for a presence-code scan."""
-        if delivered_at > self.now + voucher_service.CLOCK_SKEW or (
-                delivered_at < self.now - voucher_service.MAX_BACKDATING):
+        if delivered_at > self.now + redemption.CLOCK_SKEW or (
+                delivered_at < self.now - redemption.MAX_BACKDATING):
             return ValidationFailed, None
         if stale:
             return tokens.TokenExpired, None
@@ -384,8 +383,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
         return (VoucherExpired if self.read(past_validity) else NoValidVoucher), None
 
     def predict_card(self, provider_id: int, voucher_id: int, delivered_at):
-        if delivered_at > self.now + voucher_service.CLOCK_SKEW or (
-                delivered_at < self.now - voucher_service.MAX_BACKDATING):
+        if delivered_at > self.now + redemption.CLOCK_SKEW or (
+                delivered_at < self.now - redemption.MAX_BACKDATING):
             return ValidationFailed
         day = local_day(delivered_at)
         voucher = self.read(lambda: db.session.get(Voucher, voucher_id))
@@ -425,7 +424,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         token, expires_at = self.read(lambda: tokens.presence_token(recipient_id=recipient_id, now=issued_at))
 
         def work():
-            return voucher_service.redeem(actor=self.user(info.user_id), now=self.now, presence_token=token,
+            return redemption.redeem(actor=self.user(info.user_id), now=self.now, presence_token=token,
                                           item_code=item, delivered_at=delivered_at).id
 
         outcome = self.act("redeem_by_presence_code", expected, work)
@@ -444,7 +443,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         token, provider, expires_at = self.used_code
         info = self.provider(provider)
         expected = tokens.TokenExpired if self.now >= expires_at else TokenAlreadyUsed
-        self.act("rescan_a_used_presence_code", expected, lambda: voucher_service.redeem(
+        self.act("rescan_a_used_presence_code", expected, lambda: redemption.redeem(
             actor=self.user(info.user_id), now=self.now, presence_token=token, item_code=next(iter(ITEMS))))
 
     @rule(target=redemptions, scan=SCANNERS, voucher=vouchers, delivered=st.sampled_from(DELIVERIES),
@@ -456,7 +455,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         expected = self.predict_card(info.id, voucher, delivered_at)
 
         def work():
-            return voucher_service.redeem(actor=self.user(info.user_id), now=self.now,
+            return redemption.redeem(actor=self.user(info.user_id), now=self.now,
                                           voucher_token=tokens.voucher_token(voucher), delivered_at=delivered_at).id
 
         outcome = self.act("redeem_by_card", expected, work)
@@ -536,7 +535,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         if before.status != "completed":
             expected = InvalidTransition
         elif before.settlement_id is not None:
-            expected = voucher_service.AlreadySettled
+            expected = reversal.AlreadySettled
         elif self.now > before.created_at + timedelta(hours=REVERSAL_WINDOW_HOURS):
             expected = ReversalWindowClosed
         else:
@@ -545,7 +544,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         available = self.available()
 
         def work():
-            voucher_service.reverse_redemption(
+            reversal.reverse_redemption(
                 redemption=db.session.get(Redemption, redemption), reason="扫错了",
                 actor=self.user(self.world.admin_id if by_admin else provider.user_id), now=self.now)
 
@@ -568,14 +567,14 @@ class MarketplaceMachine(RuleBasedStateMachine):
                                       .where(Voucher.status == "issued", Voucher.valid_until < today)).one()
 
         count, value = self.read(due)
-        result = self.act("expire", None, lambda: voucher_service.expire_vouchers(
+        result = self.act("expire", None, lambda: revocation.expire_vouchers(
             programme=self.programme(), actor=self.user(self.world.admin_id), now=self.now), writes=bool(count))
         assert (result["expired"], result["released_fen"]) == (count, value)
 
     @rule(voucher=vouchers)
     def revoke(self, voucher):
         status = self.read(lambda: db.session.get(Voucher, voucher).status)
-        self.act("revoke", None if status == "issued" else InvalidTransition, lambda: voucher_service.revoke_voucher(
+        self.act("revoke", None if status == "issued" else InvalidTransition, lambda: revocation.revoke_voucher(
             voucher=db.session.get(Voucher, voucher), reason="重复发放", actor=self.user(self.world.admin_id),
             now=self.now))
 
@@ -615,7 +614,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
 
         def work():
             actor = self.user(recipient.user_id if by_recipient else self.world.admin_id)
-            voucher_service.rate_redemption(redemption=db.session.get(Redemption, redemption), score=score,
+            feedback.rate_redemption(redemption_id=redemption, score=score,
                                             comment=None, source="recipient" if by_recipient else "phone_followup",
                                             actor=actor, now=self.now)
 
@@ -628,7 +627,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
 
         def work():
             actor = self.user(recipient.user_id if by_recipient else self.world.admin_id)
-            return voucher_service.complain(provider_id=before.provider_id, text="服务人员迟到",
+            return feedback.complain(provider_id=before.provider_id, text="服务人员迟到",
                                             redemption_id=redemption, recipient_id=None, actor=actor,
                                             now=self.now).id
 
@@ -639,7 +638,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
 
     @rule(target=complaints, provider=PROVIDERS, then=RESOLUTIONS)
     def complain_about_a_provider(self, provider, then):
-        complaint = self.act("complain_about_a_provider", None, lambda: voucher_service.complain(
+        complaint = self.act("complain_about_a_provider", None, lambda: feedback.complain(
             provider_id=self.provider(provider).id, text="电话无人接听", redemption_id=None, recipient_id=None,
             actor=self.user(self.world.admin_id), now=self.now).id)
         if then is not None:
@@ -650,8 +649,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
     def resolve_complaint(self, complaint, upheld):
         status = self.read(lambda: db.session.get(Complaint, complaint).status)
         self.act("resolve_complaint", None if status == "open" else InvalidTransition,
-                 lambda: provider_service.resolve_complaint(
-                     complaint=db.session.get(Complaint, complaint), upheld=upheld, resolution="已核实",
+                 lambda: complaint_service.resolve_complaint(
+                     complaint_id=complaint, upheld=upheld, resolution="已核实",
                      actor=self.user(self.world.second_admin_id), now=self.now))
 
     # --- settlement -------------------------------------------------------------------------------

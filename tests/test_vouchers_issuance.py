@@ -1,4 +1,4 @@
-"""Voucher issuance, revocation, expiry and who sees which voucher (API.md: Vouchers, choice, redemption).
+"""Voucher issuance, revocation, expiry and who sees which voucher (docs/domain.md, rule 1 and #money).
 
 Monthly issuance gives every eligible recipient the quota of every item, all or nothing, once per
 period; supplementary issues follow the same budget rule; revocation, expiry, closing a programme and
@@ -28,7 +28,7 @@ from tests.vouchers_fixtures import (
 )
 from vouchers.models import Issuance, Voucher
 from vouchers.serials import voucher_id_for
-from vouchers.service import copay_fen
+from vouchers.service.issuance import copay_fen
 
 API = "/api/v1"
 

@@ -34,12 +34,11 @@ from marketplace.programmes.models import JournalEntry, Programme
 from marketplace.recipients import service as recipient_service
 from marketplace.recipients.idnumber import check_character
 from marketplace.recipients.models import Recipient
-from providers import service as provider_service
-from providers.models import Provider
+from providers.service import enrolment, qualification, registry
 from tests.conftest import PASSWORD
-from vouchers import service as voucher_service
 from vouchers import tokens
 from vouchers.models import Issuance, Redemption, Voucher
+from vouchers.service import choice, issuance, redemption
 
 _serial = itertools.count(1)
 
@@ -232,21 +231,22 @@ class Builder:
 
         def create():
             now = utcnow()
-            provider = provider_service.register_provider(
+            provider = registry.register_provider(
                 name=name, kind=kind, credit_code=demo_credit_code("52", f"MA{number:06d}"),
                 legal_representative="张建华", phone="028-88550001", address="四川省成都市蒲江县鹤山街道",
-                region_codes=list(regions), item_codes=items, capacity=2000, account=None, actor=admin, now=now)
+                region_codes=list(regions), item_codes=items, capacity=2000, account=None, actor=admin,
+                now=now).provider
             if status != "pending":
-                provider_service.change_status(provider=provider, action="approve", reason="资质审核通过",
+                qualification.change_status(provider_id=provider.id, action="approve", reason="资质审核通过",
                                                actor=admin, now=now)
             for programme in enrol:
-                provider_service.enrol(programme=db.session.get(Programme, programme.id), provider=provider,
+                enrolment.enrol(programme=db.session.get(Programme, programme.id), provider_id=provider.id,
                                        actor=admin, now=now)
             if status == "suspended":
-                provider_service.change_status(provider=provider, action="suspend", reason="投诉核查", actor=admin,
+                qualification.change_status(provider_id=provider.id, action="suspend", reason="投诉核查", actor=admin,
                                                now=now)
             if status == "revoked":
-                provider_service.change_status(provider=provider, action="revoke", reason="资质撤销", actor=admin,
+                qualification.change_status(provider_id=provider.id, action="revoke", reason="资质撤销", actor=admin,
                                                now=now)
             return provider.id
 
@@ -256,7 +256,7 @@ class Builder:
 
     def set_provider_status(self, provider_id: int, action: str) -> None:
         admin = self.system_admin
-        self.run(lambda: provider_service.change_status(provider=db.session.get(Provider, provider_id), action=action,
+        self.run(lambda: qualification.change_status(provider_id=provider_id, action=action,
                                                         reason="状态变更", actor=admin, now=utcnow()))
 
     def recipient(self, *, birth: date = date(1950, 5, 5), region_code: str = "510131", tags: tuple[str, ...] = (),
@@ -301,14 +301,14 @@ class Builder:
 
     def issue(self, programme: Programme | int, period: str, *, now: datetime | None = None):
         programme_id = getattr(programme, "id", programme)
-        return self.run(lambda: voucher_service.issue_monthly(programme=db.session.get(Programme, programme_id),
+        return self.run(lambda: issuance.issue_monthly(programme=db.session.get(Programme, programme_id),
                                                               period=period, actor=None, now=now or utcnow()))
 
     def supplementary(self, programme: Programme | int, recipient_id: int, item_code: str, count: int = 1) -> list[int]:
         programme_id = getattr(programme, "id", programme)
 
         def issue():
-            vouchers = voucher_service.issue_supplementary(
+            vouchers = issuance.issue_supplementary(
                 programme=db.session.get(Programme, programme_id), recipient=db.session.get(Recipient, recipient_id),
                 item_code=item_code, count=count, actor=None, now=utcnow())
             return [voucher.id for voucher in vouchers]
@@ -318,7 +318,7 @@ class Builder:
     def choose(self, recipient_id: int, programme: Programme | int, item_code: str, provider_id: int) -> None:
         programme_id = getattr(programme, "id", programme)
         admin = self.system_admin
-        self.run(lambda: voucher_service.set_choice(
+        self.run(lambda: choice.set_choice(
             recipient=db.session.get(Recipient, recipient_id), programme=db.session.get(Programme, programme_id),
             item_code=item_code, provider_id=provider_id, actor=admin, now=utcnow()))
 
@@ -334,10 +334,10 @@ class Builder:
         return self.read(lambda: tokens.presence_token(recipient_id=recipient_id, now=now or utcnow())[0])
 
     def redeem(self, provider: ProviderRef, *, now: datetime | None = None, **kwargs) -> Redemption:
-        """Redeem through the service as *provider*'s login (kwargs as for vouchers.service.redeem)."""
+        """Redeem through the service as *provider*'s login (kwargs as for vouchers.redemption.redeem)."""
         def work():
             actor = db.session.get(User, provider.user.id)
-            return voucher_service.redeem(actor=actor, now=now or utcnow(), **kwargs)
+            return redemption.redeem(actor=actor, now=now or utcnow(), **kwargs)
 
         return self.run(work)
 

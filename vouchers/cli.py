@@ -5,7 +5,7 @@ from marketplace import idempotency
 from marketplace.db import db, transaction, utcnow
 from marketplace.errors import DomainError
 from marketplace.programmes.models import Programme
-from vouchers import service, settlement
+from vouchers.service import issuance, redemption, revocation, settlement
 
 cli = Blueprint("vouchers_cli", __name__, cli_group=None)
 
@@ -27,7 +27,7 @@ def issue_vouchers_command(programme_id: int, period: str):
             with transaction():
                 programme = _programme(programme_id)
                 bar.update(1)
-                result = service.issue_monthly(programme=programme, period=period, actor=None, now=utcnow())
+                result = issuance.issue_monthly(programme=programme, period=period, actor=None, now=utcnow())
                 bar.update(1)
             bar.update(1)
         except DomainError as error:
@@ -47,7 +47,7 @@ def expire_vouchers_command(programme_id: int | None):
         programmes = [_programme(programme_id)] if programme_id else db.session.scalars(
             db.select(Programme).order_by(Programme.id)).all()
         for programme in programmes:
-            result = service.expire_vouchers(programme=programme, actor=None, now=utcnow())
+            result = revocation.expire_vouchers(programme=programme, actor=None, now=utcnow())
             click.echo(f"programme {programme.id}: expired {result['expired']}, released {result['released_fen']} fen")
 
 
@@ -57,7 +57,7 @@ def purge_expired_command():
     now = utcnow()
     with transaction():
         keys = idempotency.purge(now=now)
-        codes = service.purge_used_presence_codes(now=now)
+        codes = redemption.purge_used_presence_codes(now=now)
     click.echo(f"purged {keys} idempotency keys and {codes} used presence codes")
 
 

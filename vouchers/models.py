@@ -78,7 +78,7 @@ class Voucher(db.Model):
 
 
 class Choice(db.Model):
-    """The provider a recipient currently chose for one item of one programme (rule 4)."""
+    """The provider a recipient currently chose for one item of one programme (docs/domain.md, rule 4)."""
 
     __tablename__ = "choice"
 

@@ -6,18 +6,18 @@ from sqlalchemy import and_, func, select
 from marketplace.db import db
 from marketplace.programmes import ledger
 from marketplace.signals import programme_closed, recipient_departed, reconciliation_checks
-from vouchers import service
 from vouchers.models import Redemption, Settlement, Voucher
+from vouchers.service.revocation import revoke_open_vouchers
 
 
 @programme_closed.connect
 def revoke_vouchers_of_closed_programme(programme, *, actor, now, **_extra):
-    service.revoke_open_vouchers(programme_id=programme.id, reason="programme closed", actor=actor, now=now)
+    revoke_open_vouchers(programme_id=programme.id, reason="programme closed", actor=actor, now=now)
 
 
 @recipient_departed.connect
 def revoke_vouchers_of_departed_recipient(recipient, *, actor, now, status, **_extra):
-    service.revoke_open_vouchers(recipient_id=recipient.id, reason=f"recipient {status}", actor=actor, now=now)
+    revoke_open_vouchers(recipient_id=recipient.id, reason=f"recipient {status}", actor=actor, now=now)
 
 
 @reconciliation_checks.connect

@@ -2,17 +2,13 @@ from flask import Response, send_file, stream_with_context
 from flask_smorest import Blueprint
 
 from marketplace.auth.access import require_actor, role_required
-from marketplace.catalogue.service import get_item
-from marketplace.db import db, transaction, utcnow
-from marketplace.errors import NotFound
+from marketplace.db import transaction, utcnow, whole_page
 from marketplace.idempotency import idempotent
-from marketplace.programmes.models import Programme
 from marketplace.programmes.service import get_programme
 from marketplace.recipients.service import get_recipient
-from marketplace.schemas import ReasonSchema, page_of
+from marketplace.schemas import ReasonSchema, list_of, page_of
 from providers.schemas import ComplaintInputSchema, ComplaintSchema, RatingInputSchema, RatingSchema
-from vouchers import cards, service, settlement, statements, tokens
-from vouchers.models import Redemption
+from vouchers import cards, statements
 from vouchers.schemas import (
     ChoiceInputSchema,
     ChoiceSchema,
@@ -28,12 +24,21 @@ from vouchers.schemas import (
     RedemptionSchema,
     SettlementDetailSchema,
     SettlementInputSchema,
-    SettlementListSchema,
     SettlementQuerySchema,
     SettlementSchema,
     SupplementaryIssueSchema,
     VoucherQuerySchema,
     VoucherSchema,
+)
+from vouchers.service import (
+    choice,
+    feedback,
+    issuance,
+    lookup,
+    redemption,
+    reversal,
+    revocation,
+    settlement,
 )
 
 blp = Blueprint("vouchers", __name__, url_prefix="/api/v1",
@@ -53,7 +58,7 @@ def issue_monthly(data, programme_id):
     actor = require_actor()
     with transaction():
         programme = get_programme(programme_id, actor=actor)
-        return service.issue_monthly(programme=programme, period=data["period"], actor=actor, now=utcnow())
+        return issuance.issue_monthly(programme=programme, period=data["period"], actor=actor, now=utcnow())
 
 
 @blp.post("/vouchers")
@@ -67,9 +72,9 @@ def issue_supplementary(data):
     with transaction():
         programme = get_programme(data["programme_id"], actor=actor)
         recipient = get_recipient(data["recipient_id"], actor=actor)
-        vouchers = service.issue_supplementary(programme=programme, recipient=recipient, item_code=data["item_code"],
-                                               count=data["count"], actor=actor, now=utcnow())
-    return {"items": vouchers, "page": 1, "per_page": len(vouchers), "total": len(vouchers)}
+        vouchers = issuance.issue_supplementary(programme=programme, recipient=recipient, item_code=data["item_code"],
+                                                count=data["count"], actor=actor, now=utcnow())
+    return whole_page(vouchers)
 
 
 @blp.get("/vouchers")
@@ -78,7 +83,7 @@ def issue_supplementary(data):
 @role_required("admin", "recipient")
 def list_vouchers(query):
     """Vouchers: a recipient sees their own, a region-scoped admin those of programmes in the region."""
-    return service.list_vouchers(actor=require_actor(), **query)
+    return lookup.list_vouchers(actor=require_actor(), **query)
 
 
 @blp.get("/vouchers/<int:voucher_id>")
@@ -86,18 +91,7 @@ def list_vouchers(query):
 @role_required("admin", "recipient")
 def get_voucher(voucher_id):
     """One voucher (admins in scope, or its recipient)."""
-    return service.get_voucher(voucher_id, actor=require_actor())
-
-
-def _card(voucher_id):
-    voucher = service.get_voucher(voucher_id, actor=require_actor())
-    item = get_item(voucher.item_code)
-    programme = db.session.get(Programme, voucher.programme_id)
-    lines = cards.card_lines(serial=voucher.serial, item_code=item.code, item_name=item.name, unit=item.unit,
-                             face_value_fen=voucher.face_value_fen, copay_fen=voucher.copay_fen,
-                             valid_from=voucher.valid_from, valid_until=voucher.valid_until,
-                             programme_id=programme.id, programme_name=programme.name)
-    return tokens.voucher_token(voucher.id), lines
+    return lookup.get_voucher(voucher_id, actor=require_actor())
 
 
 @blp.get("/vouchers/<int:voucher_id>/card.png")
@@ -105,7 +99,7 @@ def _card(voucher_id):
 @role_required("admin", "recipient")
 def voucher_card_png(voucher_id):
     """A printable A6 card (300 dpi): QR of the signed voucher token, serial, item, value, validity."""
-    token, lines = _card(voucher_id)
+    token, lines = lookup.voucher_card(voucher_id, actor=require_actor())
     return Response(cards.card_png(token, lines), mimetype="image/png")
 
 
@@ -114,7 +108,7 @@ def voucher_card_png(voucher_id):
 @role_required("admin", "recipient")
 def voucher_card_svg(voucher_id):
     """The same card as SVG (A6, vector)."""
-    token, lines = _card(voucher_id)
+    token, lines = lookup.voucher_card(voucher_id, actor=require_actor())
     return Response(cards.card_svg(token, lines), mimetype="image/svg+xml")
 
 
@@ -127,8 +121,8 @@ def revoke_voucher(data, voucher_id):
     """Revoke an issued voucher; its value returns to the available budget."""
     actor = require_actor()
     with transaction():
-        voucher = service.get_voucher(voucher_id, actor=actor)
-        return service.revoke_voucher(voucher=voucher, reason=data["reason"], actor=actor, now=utcnow())
+        voucher = lookup.get_voucher(voucher_id, actor=actor)
+        return revocation.revoke_voucher(voucher=voucher, reason=data["reason"], actor=actor, now=utcnow())
 
 
 @blp.post("/programmes/<int:programme_id>/expire")
@@ -139,7 +133,8 @@ def expire_vouchers(programme_id):
     """Expire issued vouchers whose validity has passed and release their value."""
     actor = require_actor()
     with transaction():
-        return service.expire_vouchers(programme=get_programme(programme_id, actor=actor), actor=actor, now=utcnow())
+        return revocation.expire_vouchers(programme=get_programme(programme_id, actor=actor), actor=actor,
+                                          now=utcnow())
 
 
 @blp.put("/recipients/<int:recipient_id>/choices")
@@ -151,9 +146,9 @@ def set_choice(data, recipient_id):
     actor = require_actor()
     with transaction():
         recipient = get_recipient(recipient_id, actor=actor)
-        programme = get_programme(data["programme_id"], actor=actor if actor.role == "admin" else None)
-        return service.set_choice(recipient=recipient, programme=programme, item_code=data["item_code"],
-                                  provider_id=data["provider_id"], actor=actor, now=utcnow())
+        programme = get_programme(data["programme_id"], actor=actor)
+        return choice.set_choice(recipient=recipient, programme=programme, item_code=data["item_code"],
+                                 provider_id=data["provider_id"], actor=actor, now=utcnow())
 
 
 @blp.get("/recipients/<int:recipient_id>/choices")
@@ -161,7 +156,7 @@ def set_choice(data, recipient_id):
 @role_required("recipient", "admin")
 def get_choices(recipient_id):
     """Current choices and every switch."""
-    return service.choices_of(get_recipient(recipient_id, actor=require_actor()))
+    return choice.choices_of(get_recipient(recipient_id, actor=require_actor()))
 
 
 @blp.post("/me/presence-code")
@@ -169,7 +164,7 @@ def get_choices(recipient_id):
 @role_required("recipient")
 def create_presence_code():
     """A presence code to show the provider: valid about two minutes, works once."""
-    return service.create_presence_code(recipient_id=require_actor().recipient_id, now=utcnow())
+    return redemption.create_presence_code(recipient_id=require_actor().recipient_id, now=utcnow())
 
 
 @blp.get("/me/presence-code.png")
@@ -178,10 +173,8 @@ def create_presence_code():
 @role_required("recipient")
 def presence_code_png(query):
     """The presence code as a QR image (only the recipient's own, unexpired code)."""
-    claims = tokens.read_presence_token(query["token"], now=utcnow())
-    if claims.recipient_id != require_actor().recipient_id:
-        raise NotFound("No such presence code.")
-    return Response(cards.qr_png(query["token"]), mimetype="image/png")
+    token = redemption.own_presence_token(query["token"], actor=require_actor(), now=utcnow())
+    return Response(cards.qr_png(token), mimetype="image/png")
 
 
 @blp.post("/redemptions")
@@ -192,7 +185,7 @@ def presence_code_png(query):
 def redeem(data):
     """Redeem (核销) a delivered service: scan the presence code and name the item, or scan a voucher card."""
     with transaction():
-        return service.redeem(actor=require_actor(), now=utcnow(), **data)
+        return redemption.redeem(actor=require_actor(), now=utcnow(), **data)
 
 
 @blp.post("/redemptions/<int:redemption_id>/reverse")
@@ -204,8 +197,8 @@ def reverse_redemption(data, redemption_id):
     """Undo a redemption within the reversal window; 409 `already_settled` / `reversal_window_closed`."""
     actor = require_actor()
     with transaction():
-        redemption = service.get_redemption(redemption_id, actor=actor)
-        return service.reverse_redemption(redemption=redemption, reason=data["reason"], actor=actor, now=utcnow())
+        found = lookup.get_redemption(redemption_id, actor=actor)
+        return reversal.reverse_redemption(redemption=found, reason=data["reason"], actor=actor, now=utcnow())
 
 
 @blp.get("/redemptions")
@@ -214,7 +207,7 @@ def reverse_redemption(data, redemption_id):
 @role_required("admin", "auditor", "provider")
 def list_redemptions(query):
     """Redemptions (a provider sees its own), filtered by provider, programme and delivery time [from, to)."""
-    return service.list_redemptions(actor=require_actor(), **query)
+    return lookup.list_redemptions(actor=require_actor(), **query)
 
 
 @blp.get("/redemptions/<int:redemption_id>")
@@ -222,7 +215,7 @@ def list_redemptions(query):
 @role_required("admin", "auditor", "provider")
 def get_redemption(redemption_id):
     """One redemption."""
-    return service.get_redemption(redemption_id, actor=require_actor())
+    return lookup.get_redemption(redemption_id, actor=require_actor())
 
 
 @blp.post("/redemptions/<int:redemption_id>/rating")
@@ -234,14 +227,8 @@ def rate_redemption(data, redemption_id):
 
     409 `already_rated`, 410 `rating_window_closed`, 403 when it is not yours.
     """
-    actor = require_actor()
     with transaction():
-        redemption = db.session.get(Redemption, redemption_id)
-        if redemption is None:
-            raise NotFound("No such redemption.")
-        if actor.role == "admin":
-            service.get_redemption(redemption_id, actor=actor)  # region scope
-        return service.rate_redemption(redemption=redemption, **data, actor=actor, now=utcnow())
+        return feedback.rate_redemption(redemption_id=redemption_id, **data, actor=require_actor(), now=utcnow())
 
 
 @blp.post("/complaints")
@@ -251,13 +238,13 @@ def rate_redemption(data, redemption_id):
 def file_complaint(data):
     """Complain about a provider, optionally about one of your redemptions (held from settlement until resolved)."""
     with transaction():
-        return service.complain(**data, actor=require_actor(), now=utcnow())
+        return feedback.complain(**data, actor=require_actor(), now=utcnow())
 
 
 @blp.post("/programmes/<int:programme_id>/settlements")
 @idempotent
 @blp.arguments(SettlementInputSchema())
-@blp.response(201, SettlementListSchema)
+@blp.response(201, list_of(SettlementSchema))
 @role_required("admin")
 def create_settlements(data, programme_id):
     """Draft one settlement per provider with unsettled redemptions delivered up to the end of the period.
@@ -268,8 +255,8 @@ def create_settlements(data, programme_id):
     evaluations = {evaluation["provider_id"]: evaluation["score"] for evaluation in data["evaluations"]}
     with transaction():
         programme = get_programme(programme_id, actor=actor)
-        return {"items": settlement.create_settlements(programme=programme, period=data["period"],
-                                                       evaluations=evaluations, actor=actor, now=utcnow())}
+        return settlement.create_settlements(programme=programme, period=data["period"], evaluations=evaluations,
+                                             actor=actor, now=utcnow())
 
 
 @blp.get("/settlements")
@@ -286,9 +273,7 @@ def list_settlements(query):
 @role_required("admin", "auditor", "provider")
 def get_settlement(settlement_id):
     """One settlement with its lines (the redemptions it pays)."""
-    found = settlement.get_settlement(settlement_id, actor=require_actor())
-    found.lines = db.session.scalars(settlement.lines_of(found)).all()
-    return found
+    return settlement.settlement_detail(settlement_id, actor=require_actor())
 
 
 @blp.get("/settlements/<int:settlement_id>/statement.csv")

@@ -172,11 +172,12 @@ class SettlementLineSchema(Schema):
 
 
 class SettlementDetailSchema(SettlementSchema):
+    """A SettlementDetail: the settlement's own fields and its lines."""
+
     lines = fields.List(fields.Nested(SettlementLineSchema), required=True)
 
-
-class SettlementListSchema(Schema):
-    items = fields.List(fields.Nested(SettlementSchema), required=True)
+    def get_attribute(self, obj, attr, default):
+        return super().get_attribute(obj if attr == "lines" else obj.settlement, attr, default)
 
 
 class SettlementQuerySchema(PageArgs):

@@ -13,7 +13,7 @@ from openpyxl import Workbook
 from marketplace.db import db
 from vouchers.models import Settlement
 from vouchers.serials import serial_for
-from vouchers.settlement import lines_of
+from vouchers.service.settlement import lines_of
 
 HEADERS = ["核销编号", "凭单编号", "服务项目", "服务时间", "面值（元）", "自付（元）", "服务时长（分钟）"]
 BATCH = 2000

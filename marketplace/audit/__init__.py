@@ -1,4 +1,4 @@
-"""Append-only, hash-chained audit trail (rule 8 of DESIGN.md).
+"""Append-only, hash-chained audit trail (docs/domain.md, rule 8).
 
 Services call `audit.record(...)` for every change of money, status or qualification; the event is
 appended to the chain when their transaction commits.

@@ -10,7 +10,6 @@ from marketplace.auth.schemas import (
     CredentialsSchema,
     SessionSchema,
     TokenSchema,
-    UserCreateSchema,
     UserSchema,
 )
 from marketplace.db import transaction, utcnow
@@ -83,13 +82,3 @@ def logout():
 def me():
     """Who am I: role and the provider, recipient or region I belong to."""
     return require_actor()
-
-
-@blp.post("/users")
-@blp.arguments(UserCreateSchema())
-@blp.response(201, UserSchema)
-@role_required("admin")
-def create_user(data):
-    """Create a login. Region-scoped admins may only create admins inside their region."""
-    with transaction():
-        return service.create_user(**data, actor=require_actor(), now=utcnow())

@@ -19,12 +19,11 @@ from sqlalchemy import bindparam, column, select, table, update
 from sqlalchemy.exc import IntegrityError
 
 from marketplace import audit
+from marketplace.auth import scope
 from marketplace.auth.models import ROLES, AuthToken, User
 from marketplace.db import UTCDateTime, db
-from marketplace.errors import DomainError, Forbidden, ValidationFailed
+from marketplace.errors import DomainError, ValidationFailed
 from marketplace.extensions import rate_limiter
-from marketplace.recipients.models import Recipient
-from marketplace.regions import covers
 
 PASSWORD_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16,
                                  type=Type.ID)
@@ -67,7 +66,7 @@ def check_password_policy(*, username: str, password: str) -> None:
 
 
 def _row_exists(table_name: str, row_id: int) -> bool:
-    # By table name, not by model: the kernel must not import the providers domain.
+    # By table name, not by model: auth sits below the recipients and providers that logins belong to.
     if table_name not in db.metadata.tables:
         return False
     target = table(table_name, column("id"))
@@ -83,8 +82,9 @@ def create_user(*, username: str, password: str, role: str, region_code: str | N
     :raises Forbidden: a region-scoped admin creating a login outside or above their scope.
     :raises DuplicateUsername: the username is taken (case-insensitively).
 
-    *scope_checked*: the caller (a domain service) has already checked the actor's region scope for
-    the thing the login belongs to, e.g. provider registration by a region-scoped admin.
+    *scope_checked*: the caller has already checked the actor's region scope for the thing the login
+    belongs to (marketplace.accounts for POST /users, a recipient's or provider's own service); without
+    it a region-scoped admin is refused.
     """
     username = normalise_username(username)
     if not USERNAME_RE.match(username):
@@ -94,7 +94,7 @@ def create_user(*, username: str, password: str, role: str, region_code: str | N
     check_password_policy(username=username, password=password)
     _check_links(role=role, region_code=region_code, provider_id=provider_id, recipient_id=recipient_id)
     if not scope_checked:
-        _check_actor_scope(actor=actor, role=role, region_code=region_code, recipient_id=recipient_id)
+        scope.require_unlimited(actor, "A region-scoped admin creates logins only for what lies inside their region.")
 
     user = User(username=username, password_hash=hash_password(password), role=role, region_code=region_code,
                 provider_id=provider_id, recipient_id=recipient_id, active=True, created_at=now)
@@ -107,19 +107,6 @@ def create_user(*, username: str, password: str, role: str, region_code: str | N
                  data={"username": username, "role": role, "region_code": region_code,
                        "provider_id": provider_id, "recipient_id": recipient_id})
     return user
-
-
-def _check_actor_scope(*, actor: User | None, role: str, region_code: str | None, recipient_id: int | None) -> None:
-    """A region-scoped admin creates only admins inside their region and logins of recipients in it."""
-    if actor is None or actor.region_code is None:
-        return
-    if role == "admin" and region_code is not None and covers(actor.region_code, region_code):
-        return
-    if role == "recipient":
-        recipient = db.session.get(Recipient, recipient_id)
-        if recipient is not None and covers(actor.region_code, recipient.region_code):
-            return
-    raise Forbidden("A region-scoped admin may only create admins and recipient logins inside their own region.")
 
 
 def _check_links(*, role: str, region_code: str | None, provider_id: int | None, recipient_id: int | None) -> None:
@@ -136,7 +123,7 @@ def _check_links(*, role: str, region_code: str | None, provider_id: int | None,
     if role == "recipient":
         if recipient_id is None:
             problems["recipient_id"] = "A recipient login names its recipient."
-        elif db.session.get(Recipient, recipient_id) is None:
+        elif not _row_exists("recipient", recipient_id):
             problems["recipient_id"] = "No such recipient."
     elif recipient_id is not None:
         problems["recipient_id"] = "Only recipient logins name a recipient."

@@ -1,4 +1,4 @@
-"""Rules 2 and 3 of DESIGN.md: only catalogue services are bought; the negative list is refused."""
+"""Rules 2 and 3 of docs/domain.md: only catalogue services are bought; the negative list is refused."""
 
 from datetime import datetime
 
@@ -6,9 +6,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from marketplace import audit
+from marketplace.auth import scope
 from marketplace.catalogue.models import NegativeListRule, ServiceCategory, ServiceItem
 from marketplace.db import db
-from marketplace.errors import DomainError, Forbidden, NotFound, ValidationFailed
+from marketplace.errors import DomainError, NotFound, ValidationFailed
 
 
 class NegativeList(DomainError):
@@ -59,8 +60,8 @@ def create_item(*, code: str, name: str, category_code: str, unit: str, standard
     :raises DuplicateItem: the code is taken.
     :raises Forbidden: a region-scoped admin (the catalogue is shared by every region).
     """
-    if actor is not None and actor.region_code is not None:
-        raise Forbidden("The catalogue is shared by every region: only an admin without a region scope may change it.")
+    scope.require_unlimited(
+        actor, "The catalogue is shared by every region: only an admin without a region scope may change it.")
     if nature != "service":
         rule = db.session.get(NegativeListRule, nature)
         raise NegativeList(

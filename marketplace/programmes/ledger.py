@@ -120,7 +120,7 @@ def commit_budget(*, programme_id: int, amount_fen: int, now: datetime, actor_id
                   memo: str | None = None) -> int:
     """Move *amount_fen* from available to committed, or raise and move nothing.
 
-    This is the one function through which vouchers claim budget (rule 1: no budget, no vouchers).
+    This is the one function through which vouchers claim budget (docs/domain.md, rule 1: no budget, no vouchers).
 
     :raises InsufficientBudget: available is less than *amount_fen* at this instant.
     """

@@ -19,7 +19,7 @@ from marketplace.db import UTCDateTime, db
 
 PROGRAMME_STATUSES = ("draft", "active", "closed")
 # Ledger accounts. `funding` is the bureau's appropriation (its balance is minus what was allocated);
-# the other balances are what API.md reports. An entry's lines always sum to zero.
+# the other balances are those of docs/domain.md#accounts. An entry's lines always sum to zero.
 ACCOUNTS = ("funding", "available", "committed", "redeemed", "settled")
 BIGINT = BigInteger().with_variant(Integer, "sqlite")
 

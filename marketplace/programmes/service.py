@@ -2,16 +2,17 @@
 
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 
 from marketplace import audit
+from marketplace.auth import scope
 from marketplace.catalogue import service as catalogue
 from marketplace.db import db, paginate
-from marketplace.errors import DomainError, Forbidden, InvalidTransition, NotFound, ValidationFailed
+from marketplace.errors import DomainError, InvalidTransition, NotFound, ValidationFailed
 from marketplace.programmes import ledger
 from marketplace.programmes.models import BudgetAmendment, Programme, ProgrammeItem
 from marketplace.recipients.models import TAGS
-from marketplace.regions import covers, is_region_code, region_prefix
+from marketplace.regions import is_region_code
 from marketplace.signals import programme_closed
 
 MAX_PERIOD_DAYS = 5 * 366
@@ -31,29 +32,38 @@ class ProgrammeClosed(DomainError):
     status, code, message = 409, "programme_closed", "The programme is closed."
 
 
-def check_scope(actor, region_code: str) -> None:
-    """:raises Forbidden: a region-scoped admin acting outside their region."""
-    if actor is not None and actor.role == "admin" and not covers(actor.region_code, region_code):
-        raise Forbidden("This is outside your region.")
-
-
 def get_programme(programme_id: int, *, actor) -> Programme:
     """:raises NotFound: no such programme. :raises Forbidden: outside the admin's region."""
     programme = db.session.get(Programme, programme_id)
     if programme is None:
         raise NotFound("No such programme.")
-    check_scope(actor, programme.region_code)
+    scope.require(actor, programme.region_code, "This programme")
     return programme
 
 
+def require_programme_in_scope(actor, programme_id: int, what: str) -> None:
+    """For things of a programme (vouchers, redemptions, settlements): the programme must be in scope.
+
+    :raises Forbidden: the programme lies outside a region-limited admin's region.
+    """
+    if scope.is_limited(actor):
+        region_code = db.session.scalar(select(Programme.region_code).where(Programme.id == programme_id))
+        scope.require(actor, region_code, what)
+
+
+def of_programmes_in_scope(actor, programme_id_column):
+    """SQL condition on a thing of a programme: its programme lies inside the actor's region."""
+    if not scope.is_limited(actor):
+        return true()
+    return programme_id_column.in_(select(Programme.id).where(scope.within(actor, Programme.region_code)))
+
+
 def list_programmes(*, actor, page: int, per_page: int, status: str | None = None) -> dict:
-    statement = select(Programme).order_by(Programme.id)
+    """Programmes, those inside the admin's region for a region-limited admin (a city-wide programme,
+    510100, is not inside a county admin's 510131)."""
+    statement = select(Programme).where(scope.within(actor, Programme.region_code)).order_by(Programme.id)
     if status is not None:
         statement = statement.where(Programme.status == status)
-    if actor is not None and actor.role == "admin" and actor.region_code is not None:
-        # Programmes inside the admin's region: their code starts with the admin's prefix. A
-        # city-wide programme (510100) is not inside a county admin's scope (510131).
-        statement = statement.where(Programme.region_code.startswith(region_prefix(actor.region_code)))
     return paginate(statement, page=page, per_page=per_page)
 
 
@@ -92,7 +102,7 @@ def create_programme(*, name: str, authority: str, region_code: str, starts_on: 
         problems["settlement_rules"] = rules_problem
     if problems:
         raise ValidationFailed(problems)
-    check_scope(actor, region_code)
+    scope.require(actor, region_code, "This region")
 
     programme = Programme(
         name=name, authority=authority, region_code=region_code, starts_on=starts_on, ends_on=ends_on, status="draft",
@@ -155,7 +165,7 @@ def amend_budget(*, programme: Programme, amount_fen: int, reason: str, actor, n
 
 
 def activate(*, programme: Programme, actor, now: datetime) -> Programme:
-    """Open a draft programme for issuance (rule 1: only with an allocated budget).
+    """Open a draft programme for issuance (docs/domain.md, rule 1: only with an allocated budget).
 
     :raises InvalidTransition: not a draft. :raises NoBudget: nothing allocated.
     """

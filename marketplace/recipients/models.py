@@ -5,7 +5,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from marketplace.db import UTCDateTime, db
 
-# Fixed list (DESIGN.md): 失能, 低保, 特困, 高龄, 独居.
+# Fixed list (docs/domain.md#recipient-tags): 失能, 低保, 特困, 高龄, 独居.
 TAGS = ("disabled", "low_income", "extreme_poverty", "advanced_age", "living_alone")
 RECIPIENT_STATUSES = ("active", "moved", "deceased")
 

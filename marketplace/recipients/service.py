@@ -18,12 +18,13 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from marketplace import audit
+from marketplace.auth import scope
 from marketplace.auth import service as auth_service
 from marketplace.db import db, insert_ignoring_conflicts, paginate
 from marketplace.errors import DomainError, Forbidden, InvalidTransition, NotFound, ValidationFailed
 from marketplace.recipients.idnumber import IdNumber, InvalidIdNumberError, parse_id_number
 from marketplace.recipients.models import TAGS, Recipient, RecipientTag
-from marketplace.regions import covers, is_region_code, region_prefix
+from marketplace.regions import inside, is_region_code
 from marketplace.signals import recipient_departed
 
 CSV_HEADER = ("name", "id_number", "phone", "region_code", "address", "tags")
@@ -99,7 +100,7 @@ def check_fields(*, name: str, id_number: str, phone: str | None, region_code: s
     region_code = (region_code or "").strip()
     if not is_region_code(region_code):
         problems["region_code"] = "Not a GB/T 2260 region code (6 digits)."
-    elif not covers(getattr(actor, "region_code", None), region_code):
+    elif not scope.may_act_on(actor, region_code):
         problems["region_code"] = "Outside your region."
     phone, problems["phone"] = _clean_phone(phone)
     address, problems["address"] = _clean_address(address)
@@ -161,20 +162,19 @@ def get_recipient(recipient_id: int, *, actor) -> Recipient:
         return recipient
     if recipient is None:
         raise NotFound("No such recipient.")
-    if actor.role != "admin" or not covers(actor.region_code, recipient.region_code):
-        raise Forbidden("This recipient is outside your region.")
+    if actor.role != "admin":
+        raise Forbidden()
+    scope.require(actor, recipient.region_code, "This recipient")
     return recipient
 
 
 def list_recipients(*, actor, page: int, per_page: int, region_code: str | None = None, status: str | None = None,
                     tag: str | None = None) -> dict:
-    statement = select(Recipient).order_by(Recipient.id)
+    statement = select(Recipient).where(scope.within(actor, Recipient.region_code)).order_by(Recipient.id)
     if actor.role == "recipient":
         statement = statement.where(Recipient.id == actor.recipient_id)
-    elif actor.region_code is not None:
-        statement = statement.where(Recipient.region_code.startswith(region_prefix(actor.region_code)))
     if region_code is not None:
-        statement = statement.where(Recipient.region_code.startswith(region_prefix(region_code)))
+        statement = statement.where(inside(region_code, Recipient.region_code))
     if status is not None:
         statement = statement.where(Recipient.status == status)
     if tag is not None:
@@ -235,9 +235,13 @@ def update_recipient(*, recipient: Recipient, actor, now: datetime, status: str 
 
 
 def create_account(*, recipient: Recipient, username: str, password: str, actor, now: datetime):
-    """Give a recipient a login of their own (role `recipient`)."""
+    """Give a recipient a login of their own (role `recipient`).
+
+    :raises Forbidden: the recipient lives outside a region-limited admin's region.
+    """
+    scope.require(actor, recipient.region_code, "This recipient")
     return auth_service.create_user(username=username, password=password, role="recipient",
-                                    recipient_id=recipient.id, actor=actor, now=now)
+                                    recipient_id=recipient.id, actor=actor, now=now, scope_checked=True)
 
 
 # --- CSV import -----------------------------------------------------------------------------------
@@ -253,7 +257,8 @@ class ImportResult:
 
 def import_recipients(*, text: Iterable[str], actor, now: datetime,
                       on_batch: Callable[[int], None] | None = None) -> ImportResult:
-    """Import recipients from CSV text (header as in API.md), streaming, in the caller's transaction.
+    """Import recipients from CSV text (header as in docs/domain.md#api-conventions), streaming, in the caller's
+    transaction.
 
     Bad rows are reported as {row, field, message} with spreadsheet row numbers (the header is row 1)
     and skipped; rows whose ID number is already enrolled, or repeated in the file, are counted as

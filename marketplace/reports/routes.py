@@ -6,14 +6,13 @@ from marketplace.programmes.service import get_programme
 from marketplace.reports import service
 from marketplace.reports.schemas import (
     DashboardSchema,
-    PublicProgrammeListSchema,
     PublicProgrammeSchema,
     PublicProviderSchema,
-    PublicSettlementListSchema,
     PublicSettlementQuerySchema,
+    PublicSettlementSchema,
 )
-from marketplace.schemas import PageArgs, page_of
-from providers import service as provider_service
+from marketplace.schemas import PageArgs, list_of, page_of
+from providers.service import registry
 
 blp = Blueprint("reports", __name__, url_prefix="/api/v1",
                 description="Dashboards and public disclosure (信息公开); public answers carry no personal data")
@@ -28,10 +27,10 @@ def dashboard(programme_id):
 
 
 @blp.get("/public/programmes")
-@blp.response(200, PublicProgrammeListSchema)
+@blp.response(200, list_of(PublicProgrammeSchema))
 def public_programmes():
     """Active and closed programmes: services and standards, budget allocated and spent, vouchers."""
-    return {"items": service.public_programmes()}
+    return service.public_programmes()
 
 
 @blp.get("/public/programmes/<int:programme_id>")
@@ -43,10 +42,10 @@ def public_programme(programme_id):
 
 @blp.get("/public/settlements")
 @blp.arguments(PublicSettlementQuerySchema(), location="query")
-@blp.response(200, PublicSettlementListSchema)
+@blp.response(200, list_of(PublicSettlementSchema))
 def public_settlements(query):
     """Per provider and month: net paid and performance score (approved and paid settlements)."""
-    return {"items": service.public_settlements(**query)}
+    return service.public_settlements(**query)
 
 
 @blp.get("/public/providers")
@@ -54,4 +53,4 @@ def public_settlements(query):
 @blp.response(200, page_of(PublicProviderSchema))
 def public_providers(query):
     """Approved providers with their rating summary."""
-    return provider_service.list_providers(actor=None, **query)
+    return registry.list_providers(actor=None, **query)

@@ -70,8 +70,6 @@ class PublicProgrammeSchema(Schema):
     vouchers_redeemed = fields.Integer(required=True)
 
 
-class PublicProgrammeListSchema(Schema):
-    items = fields.List(fields.Nested(PublicProgrammeSchema), required=True)
 
 
 class PublicSettlementQuerySchema(InputSchema):
@@ -94,8 +92,6 @@ class PublicSettlementSchema(Schema):
     flagged_for_termination = fields.Boolean(required=True)
 
 
-class PublicSettlementListSchema(Schema):
-    items = fields.List(fields.Nested(PublicSettlementSchema), required=True)
 
 
 class PublicProviderSchema(Schema):
@@ -108,4 +104,7 @@ class PublicProviderSchema(Schema):
     address = fields.String(required=True)
     region_codes = fields.List(fields.String(), required=True)
     item_codes = fields.List(fields.String(), required=True)
-    rating = fields.Nested(RatingSummarySchema, attribute="rating_summary", required=True)
+    rating = fields.Nested(RatingSummarySchema, required=True)
+
+    def get_attribute(self, obj, attr, default):
+        return obj.rating if attr == "rating" else super().get_attribute(obj.provider, attr, default)

@@ -1,4 +1,4 @@
-"""Dashboards for the bureau and disclosure for the public (rule 7). Read-only.
+"""Dashboards for the bureau and disclosure for the public (docs/domain.md, rule 7). Read-only.
 
 Public answers never carry personal data: no recipient names, ID numbers or phones, and no
 provider contact persons or phones.

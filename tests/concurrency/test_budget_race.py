@@ -1,4 +1,4 @@
-"""Rule 1 under concurrency: racing commitments never overspend, on PostgreSQL and SQLite.
+"""Rule 1 (docs/domain.md) under concurrency: racing commitments never overspend, on PostgreSQL and SQLite.
 
 Each racer is a real thread with its own app context, session and database connection, committing
 for real. A barrier releases them together.

@@ -13,8 +13,8 @@ from marketplace.programmes.models import Programme
 from marketplace.recipients.models import Recipient
 from tests.concurrency.test_redemption_races import race
 from tests.vouchers_fixtures import Builder
-from vouchers import service as voucher_service
 from vouchers.models import Choice, ChoiceEvent
+from vouchers.service import choice
 
 RACERS = 16
 
@@ -37,7 +37,7 @@ def run_race(app, build, world):
     admin_id = build.system_admin.id
 
     def choose(index):
-        voucher_service.set_choice(recipient=db.session.get(Recipient, world.alice.id),
+        choice.set_choice(recipient=db.session.get(Recipient, world.alice.id),
                                    programme=db.session.get(Programme, world.programme.id), item_code=world.meal,
                                    provider_id=providers[index % 2], actor=db.session.get(User, admin_id),
                                    now=utcnow())

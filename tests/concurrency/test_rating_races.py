@@ -11,11 +11,10 @@ import threading
 from marketplace.auth.models import User
 from marketplace.db import db, transaction, utcnow
 from marketplace.errors import DomainError
-from providers import service as provider_service
 from providers.models import Complaint
+from providers.service import complaints
 from tests.ratings_fixtures import RatingsBuilder
-from vouchers import service as voucher_service
-from vouchers.models import Redemption
+from vouchers.service import feedback
 
 RACERS = 8
 
@@ -65,7 +64,7 @@ def test_first_ratings_racing_for_the_same_totals_row_all_count(app):
     admin = build.system_admin
 
     def rate(index):
-        voucher_service.rate_redemption(redemption=db.session.get(Redemption, redemptions[index].id),
+        feedback.rate_redemption(redemption_id=redemptions[index].id,
                                         score=index % 5 + 1, comment=None, source="phone_followup",
                                         actor=db.session.get(User, admin.id), now=utcnow())
 
@@ -84,7 +83,7 @@ def test_racing_ratings_of_one_redemption_give_one_rating(app):
     admin = build.system_admin
 
     def rate(index):
-        voucher_service.rate_redemption(redemption=db.session.get(Redemption, redemption.id), score=index % 5 + 1,
+        feedback.rate_redemption(redemption_id=redemption.id, score=index % 5 + 1,
                                         comment=None, source="phone_followup", actor=db.session.get(User, admin.id),
                                         now=utcnow())
 
@@ -100,15 +99,14 @@ def test_racing_ratings_of_one_redemption_give_one_rating(app):
 def test_racing_resolutions_of_one_complaint_give_one_resolution(app):
     build, [redemption] = _served(app, 1)
     admins = [build.admin() for _ in range(RACERS)]
-    complaint_id = build.run(lambda: voucher_service.complain(
+    complaint_id = build.run(lambda: feedback.complain(
         provider_id=redemption.provider_id, text="服务人员迟到", redemption_id=redemption.id, recipient_id=None,
         actor=db.session.get(User, admins[0].id), now=utcnow()).id)
 
     def resolve(index):
         actor = db.session.get(User, admins[index].id)
-        complaint = provider_service.get_complaint(complaint_id, actor=actor)
-        provider_service.resolve_complaint(complaint=complaint, upheld=index % 2 == 0, resolution=f"处理意见 {index}",
-                                           actor=actor, now=utcnow())
+        complaints.resolve_complaint(complaint_id=complaint_id, upheld=index % 2 == 0, resolution=f"处理意见 {index}",
+                                     actor=actor, now=utcnow())
 
     outcomes = race(app, resolve)
 

@@ -18,8 +18,8 @@ from marketplace.programmes import ledger
 from marketplace.programmes.models import Programme
 from marketplace.recipients.models import Recipient
 from tests.vouchers_fixtures import Builder
-from vouchers import service as voucher_service
 from vouchers.models import Issuance, Redemption, Voucher
+from vouchers.service import issuance, redemption, revocation
 
 RACERS = 32
 
@@ -75,7 +75,7 @@ def test_32_scans_of_one_voucher_card_redeem_it_exactly_once(app):
     scanner_id = world.p1.user.id
 
     def scan(_index):
-        voucher_service.redeem(actor=db.session.get(User, scanner_id), now=utcnow(), voucher_token=token)
+        redemption.redeem(actor=db.session.get(User, scanner_id), now=utcnow(), voucher_token=token)
 
     outcomes = race(app, scan)
 
@@ -99,7 +99,7 @@ def test_32_presence_codes_racing_for_three_vouchers_redeem_exactly_three(app):
     scanner_id = world.p1.user.id
 
     def scan(index):
-        voucher_service.redeem(actor=db.session.get(User, scanner_id), now=utcnow(), presence_token=codes[index],
+        redemption.redeem(actor=db.session.get(User, scanner_id), now=utcnow(), presence_token=codes[index],
                                item_code=world.meal)
 
     outcomes = race(app, scan)
@@ -126,7 +126,7 @@ def test_scans_of_two_recipients_racing_do_not_take_each_others_vouchers(app):
     scanner_id = world.p1.user.id
 
     def scan(index):
-        voucher_service.redeem(actor=db.session.get(User, scanner_id), now=utcnow(), presence_token=codes[index],
+        redemption.redeem(actor=db.session.get(User, scanner_id), now=utcnow(), presence_token=codes[index],
                                item_code=world.meal)
 
     outcomes = race(app, scan)
@@ -147,7 +147,7 @@ def test_one_presence_code_scanned_by_32_at_once_is_used_once(app):
     scanner_id = world.p1.user.id
 
     def scan(_index):
-        voucher_service.redeem(actor=db.session.get(User, scanner_id), now=utcnow(), presence_token=code,
+        redemption.redeem(actor=db.session.get(User, scanner_id), now=utcnow(), presence_token=code,
                                item_code=world.meal)
 
     outcomes = race(app, scan)
@@ -172,10 +172,10 @@ def test_supplementary_issues_racing_a_monthly_run_at_the_budget_edge_never_over
         current = db.session.get(Programme, programme.id)
         try:
             if index == 0:
-                voucher_service.issue_monthly(programme=current, period=period, actor=None, now=utcnow())
+                issuance.issue_monthly(programme=current, period=period, actor=None, now=utcnow())
             else:
                 recipient = db.session.get(Recipient, recipients[index % len(recipients)].id)
-                voucher_service.issue_supplementary(programme=current, recipient=recipient, item_code=meal, count=1,
+                issuance.issue_supplementary(programme=current, recipient=recipient, item_code=meal, count=1,
                                                     actor=None, now=utcnow())
         finally:
             low_water.append(ledger.guarded_available(programme.id))
@@ -205,7 +205,7 @@ def test_two_monthly_runs_of_one_period_racing_issue_it_once(app):
     results = []
 
     def run(_index):
-        results.append(voucher_service.issue_monthly(programme=db.session.get(Programme, world.programme.id),
+        results.append(issuance.issue_monthly(programme=db.session.get(Programme, world.programme.id),
                                                      period=period, actor=None, now=utcnow()))
 
     outcomes = race(app, run, racers=8)
@@ -229,10 +229,10 @@ def test_redemptions_racing_revocations_leave_every_voucher_in_one_state(app):
     def act(index):
         voucher_id = vouchers[index // 2]
         if index % 2:
-            voucher_service.redeem(actor=db.session.get(User, scanner_id), now=utcnow(),
+            redemption.redeem(actor=db.session.get(User, scanner_id), now=utcnow(),
                                    voucher_token=tokens[index // 2])
         else:
-            voucher_service.revoke_voucher(voucher=db.session.get(Voucher, voucher_id), reason="核查",
+            revocation.revoke_voucher(voucher=db.session.get(Voucher, voucher_id), reason="核查",
                                            actor=db.session.get(User, admin_id), now=utcnow())
 
     outcomes = race(app, act)
@@ -263,7 +263,7 @@ def test_scans_crowding_more_vouchers_than_a_scan_looks_at_never_overspend_and_l
     scanner_id = world.p1.user.id
 
     def scan(index):
-        voucher_service.redeem(actor=db.session.get(User, scanner_id), now=utcnow(), presence_token=codes[index],
+        redemption.redeem(actor=db.session.get(User, scanner_id), now=utcnow(), presence_token=codes[index],
                                item_code=world.meal)
 
     outcomes = race(app, scan)
@@ -274,7 +274,7 @@ def test_scans_crowding_more_vouchers_than_a_scan_looks_at_never_overspend_and_l
     retried = []
     for code in codes:
         try:
-            build.run(lambda code=code: voucher_service.redeem(actor=db.session.get(User, scanner_id), now=utcnow(),
+            build.run(lambda code=code: redemption.redeem(actor=db.session.get(User, scanner_id), now=utcnow(),
                                                                presence_token=code, item_code=world.meal))
             retried.append("ok")
         except DomainError as refusal:

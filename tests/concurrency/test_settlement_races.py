@@ -13,15 +13,15 @@ from marketplace.db import db, utcnow
 from marketplace.programmes.models import Programme
 from tests.concurrency.test_redemption_races import race
 from tests.settlement_fixtures import SettlementBuilder
-from vouchers import settlement as settlement_service
 from vouchers.models import Redemption, Settlement
+from vouchers.service import settlement
 
 RUNS = 8
 
 
 def settle(programme_id: int, period: str) -> None:
     """One run, inside the racer's own transaction."""
-    settlement_service.create_settlements(programme=db.session.get(Programme, programme_id), period=period,
+    settlement.create_settlements(programme=db.session.get(Programme, programme_id), period=period,
                                           evaluations={}, actor=None, now=utcnow())
 
 
@@ -44,13 +44,13 @@ def drafts_match_their_redemptions(build) -> list[tuple[int, int, int]]:
 
     def check():
         rows = []
-        for settlement in db.session.scalars(select(Settlement).order_by(Settlement.id)):
+        for drafted in db.session.scalars(select(Settlement).order_by(Settlement.id)):
             count, gross = db.session.execute(
                 select(func.count(), func.coalesce(func.sum(Redemption.face_value_fen), 0))
-                .where(Redemption.settlement_id == settlement.id)).one()
-            assert (settlement.redemptions_count, settlement.gross_fen) == (count, gross)
+                .where(Redemption.settlement_id == drafted.id)).one()
+            assert (drafted.redemptions_count, drafted.gross_fen) == (count, gross)
             assert count > 0, "an empty draft was left behind"
-            rows.append((settlement.id, count, gross))
+            rows.append((drafted.id, count, gross))
         return rows
 
     return build.read(check)

@@ -12,8 +12,8 @@ What happens:
    18100–18199; one programme with thousands of vouchers, prepared through the service layer;
 2. load: client threads scan voucher cards (`POST /redemptions`), each voucher with its own
    Idempotency-Key, as a scanner app would; an answer that never came (connection reset, timeout)
-   or a 5xx is "unknown" and the client retries with the same key, as API.md tells clients to; every
-   eighth voucher's first scan hangs up before the answer (a scanner losing its signal), so there are
+   or a 5xx is "unknown" and the client retries with the same key, as docs/domain.md#api-conventions tells clients to;
+   every eighth voucher's first scan hangs up before the answer (a scanner losing its signal), so there are
    always redemptions that were committed but never acknowledged, to be recovered by replay;
 3. mid-load, `kill -9` one gunicorn worker (gunicorn replaces it); a few seconds later, PostgreSQL
    `stop -m immediate`, a pause, `start`; the load goes on across both and for a while afterwards.

@@ -1,4 +1,4 @@
-"""Monthly settlement (结算) with pay by performance (rule 6: 根据考核结果支付资金).
+"""Monthly settlement (结算) with pay by performance (docs/domain.md, rule 6: 根据考核结果支付资金).
 
 For each provider with completed, unsettled redemptions delivered up to the end of the month (and
 not on hold behind an open complaint), one draft settlement claims those redemptions with a guarded
@@ -21,6 +21,7 @@ deduction (gross − net) to available, in one transaction. Approved and paid se
 """
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from fractions import Fraction
 from zoneinfo import ZoneInfo
@@ -29,15 +30,15 @@ from flask import current_app
 from sqlalchemy import Integer, and_, bindparam, delete, exists, func, literal, select, update
 
 from marketplace import audit
-from marketplace.db import UTCDateTime, db, insert_ignoring_conflicts, paginate
-from marketplace.errors import DomainError, Forbidden, InvalidTransition, NotFound
+from marketplace.db import UTCDateTime, db, insert_from_select, insert_ignoring_conflicts, paginate
+from marketplace.errors import DomainError, InvalidTransition, NotFound
 from marketplace.programmes import ledger
 from marketplace.programmes.models import Programme
-from marketplace.regions import covers, region_prefix
-from providers import service as provider_service
+from marketplace.programmes.service import of_programmes_in_scope, require_programme_in_scope
 from providers.models import Complaint, Rating
+from providers.service.ratings import programme_bayesian_scores
 from vouchers.models import Redemption, Settlement
-from vouchers.service import period_bounds
+from vouchers.service.issuance import period_bounds
 
 NO_EVIDENCE_SATISFACTION = 75  # a mean rating of 4 ("satisfied") when nobody has rated anything yet
 COMPLAINT_PENALTY = 10  # points per upheld complaint per 100 services
@@ -84,15 +85,18 @@ def create_settlements(*, programme: Programme, period: str, evaluations: dict[i
     settleable = _settleable(programme.id, end)
     settled_already = exists().where(Settlement.programme_id == programme.id, Settlement.period == period,
                                      Settlement.provider_id == Redemption.provider_id)
-    drafts = (select(literal(programme.id), Redemption.provider_id, literal(period), literal("draft"),
-                     literal(0), literal(0), literal(0), literal(0), literal(0), literal(0), literal(0), literal(0),
-                     literal(False), literal(now, UTCDateTime()), literal(getattr(actor, "id", None), Integer()))
+    zero = literal(0)
+    drafts = (select(literal(programme.id).label("programme_id"), Redemption.provider_id.label("provider_id"),
+                     literal(period).label("period"), literal("draft").label("status"),
+                     zero.label("redemptions_count"), zero.label("gross_fen"), zero.label("satisfaction_score"),
+                     zero.label("complaint_score"), zero.label("upheld_complaints"), zero.label("performance_score"),
+                     zero.label("pay_percent"), zero.label("net_fen"),
+                     literal(False).label("flagged_for_termination"),
+                     literal(now, UTCDateTime()).label("created_at"),
+                     literal(getattr(actor, "id", None), Integer()).label("created_by"))
               .where(settleable, ~settled_already).group_by(Redemption.provider_id))
-    inserted = db.session.execute(
-        insert_ignoring_conflicts(Settlement.__table__, Settlement.id, Settlement.provider_id).from_select(
-            ["programme_id", "provider_id", "period", "status", "redemptions_count", "gross_fen",
-             "satisfaction_score", "complaint_score", "upheld_complaints", "performance_score", "pay_percent",
-             "net_fen", "flagged_for_termination", "created_at", "created_by"], drafts)).all()
+    inserted = db.session.execute(insert_from_select(
+        insert_ignoring_conflicts(Settlement.__table__, Settlement.id, Settlement.provider_id), drafts)).all()
     provider_of = dict(inserted)  # settlement id → provider id
     if not provider_of:
         return []
@@ -155,7 +159,7 @@ def _scores(programme: Programme, period: str, end: datetime, provider_of: dict[
             Complaint.created_at < end, Complaint.provider_id.in_(list(provider_of.values())))
         .group_by(Complaint.provider_id)).all())
     unrated = [provider_of[sid] for sid in ids if sid not in ratings]
-    bayesian = provider_service.programme_bayesian_scores(programme_id=programme.id, provider_ids=unrated)
+    bayesian = programme_bayesian_scores(programme_id=programme.id, provider_ids=unrated)
     rules = sorted(programme.settlement_rules, key=lambda rule: rule["min_score"])
     scores = {}
     for settlement_id, provider_id in provider_of.items():
@@ -197,21 +201,31 @@ def get_settlement(settlement_id: int, *, actor) -> Settlement:
     settlement = db.session.get(Settlement, settlement_id)
     if settlement is None or (actor.role == "provider" and settlement.provider_id != actor.provider_id):
         raise NotFound("No such settlement.")
-    if actor.role == "admin" and actor.region_code is not None:
-        programme = db.session.get(Programme, settlement.programme_id)
-        if not covers(actor.region_code, programme.region_code):
-            raise Forbidden("This settlement is outside your region.")
+    require_programme_in_scope(actor, settlement.programme_id, "This settlement")
     return settlement
+
+
+@dataclass(frozen=True)
+class SettlementDetail:
+    """A settlement with its lines (the redemptions it pays), as one reader may see it."""
+
+    settlement: Settlement
+    lines: list[Redemption]
+
+
+def settlement_detail(settlement_id: int, *, actor) -> SettlementDetail:
+    """The settlement with its lines in delivery order. :raises NotFound, Forbidden: as get_settlement."""
+    settlement = get_settlement(settlement_id, actor=actor)
+    return SettlementDetail(settlement=settlement, lines=db.session.scalars(lines_of(settlement)).all())
 
 
 def list_settlements(*, actor, page: int, per_page: int, programme_id: int | None = None, period: str | None = None,
                      status: str | None = None, provider_id: int | None = None) -> dict:
-    statement = select(Settlement).order_by(Settlement.id)
+    """Settlements (a provider's own, or those of programmes in the admin's region), filtered."""
+    statement = (select(Settlement).where(of_programmes_in_scope(actor, Settlement.programme_id))
+                 .order_by(Settlement.id))
     if actor.role == "provider":
         statement = statement.where(Settlement.provider_id == actor.provider_id)
-    elif actor.role == "admin" and actor.region_code is not None:
-        statement = statement.join(Programme, Programme.id == Settlement.programme_id).where(
-            Programme.region_code.startswith(region_prefix(actor.region_code)))
     for column, value in ((Settlement.programme_id, programme_id), (Settlement.period, period),
                           (Settlement.status, status), (Settlement.provider_id, provider_id)):
         if value is not None:

@@ -1,0 +1,110 @@
+"""Complaints against providers: filed by a recipient or by an admin for them, optionally about one
+redemption (which then waits outside settlement until the complaint is resolved), and resolved as
+upheld or not by an admin. Upheld complaints lower the provider's performance score.
+
+Region scope (marketplace.auth.scope): a complaint lies where its recipient lives or, when it names
+no recipient, wherever its provider serves.
+"""
+
+from datetime import datetime
+
+from sqlalchemy import and_, exists, or_, select, true, update
+
+from marketplace import audit
+from marketplace.auth import scope
+from marketplace.db import db, paginate
+from marketplace.errors import Forbidden, InvalidTransition, NotFound
+from marketplace.recipients.models import Recipient
+from providers.models import Complaint, Provider, ProviderRegion
+
+
+def file_complaint(*, provider: Provider, text: str, recipient_id: int | None, redemption_id: int | None, actor,
+                   now: datetime) -> Complaint:
+    """Record a complaint. About a redemption, it puts that redemption on hold until resolved.
+
+    The caller has checked that a recipient complains only about their own redemption.
+
+    :raises Forbidden: a region-scoped admin filing for a recipient outside their region, or (naming no
+        recipient) about a provider serving no part of it.
+    """
+    _require_in_scope(actor, provider=provider, recipient_id=recipient_id)
+    complaint = Complaint(provider_id=provider.id, recipient_id=recipient_id, redemption_id=redemption_id, text=text,
+                          status="open", created_at=now, created_by=actor.id)
+    db.session.add(complaint)
+    db.session.flush()
+    audit.record(action="complaint.filed", entity="provider", entity_id=provider.id, actor=actor, now=now,
+                 data={"complaint_id": complaint.id, "redemption_id": redemption_id})
+    return complaint
+
+
+def _require_in_scope(actor, *, provider: Provider, recipient_id: int | None) -> None:
+    """:raises Forbidden: the complaint lies outside a region-limited admin's region."""
+    if not scope.is_limited(actor):
+        return
+    if recipient_id is not None:
+        recipient = db.session.get(Recipient, recipient_id)
+        if recipient is None or not scope.may_act_on(actor, recipient.region_code):
+            raise Forbidden("This complaint is outside your region.")
+    elif not scope.may_act_on_any(actor, provider.region_codes):
+        raise Forbidden("This complaint is outside your region.")
+
+
+def _in_scope(actor):
+    """SQL condition on Complaint: what _require_in_scope lets through."""
+    if not scope.is_limited(actor):
+        return true()
+    recipient_inside = exists().where(Recipient.id == Complaint.recipient_id,
+                                      scope.within(actor, Recipient.region_code))
+    provider_overlaps = exists().where(ProviderRegion.provider_id == Complaint.provider_id,
+                                       scope.overlaps_within(actor, ProviderRegion.prefix))
+    return or_(recipient_inside, and_(Complaint.recipient_id.is_(None), provider_overlaps))
+
+
+def get_complaint(complaint_id: int, *, actor) -> Complaint:
+    """:raises NotFound: no such complaint, or not about the asking provider or by the asking recipient.
+    :raises Forbidden: outside a region-scoped admin's region.
+    """
+    complaint = db.session.get(Complaint, complaint_id)
+    if complaint is None or (actor.role == "provider" and complaint.provider_id != actor.provider_id) or (
+            actor.role == "recipient" and complaint.recipient_id != actor.recipient_id):
+        raise NotFound("No such complaint.")
+    _require_in_scope(actor, provider=db.session.get(Provider, complaint.provider_id),
+                      recipient_id=complaint.recipient_id)
+    return complaint
+
+
+def list_complaints(*, actor, page: int, per_page: int, provider_id: int | None = None,
+                    status: str | None = None) -> dict:
+    """Complaints, newest first: admins in scope and auditors see all, a provider those against it, a
+    recipient their own."""
+    statement = select(Complaint).where(_in_scope(actor)).order_by(Complaint.id.desc())
+    if actor.role == "provider":
+        statement = statement.where(Complaint.provider_id == actor.provider_id)
+    elif actor.role == "recipient":
+        statement = statement.where(Complaint.recipient_id == actor.recipient_id)
+    if provider_id is not None:
+        statement = statement.where(Complaint.provider_id == provider_id)
+    if status is not None:
+        statement = statement.where(Complaint.status == status)
+    return paginate(statement, page=page, per_page=per_page)
+
+
+def resolve_complaint(*, complaint_id: int, upheld: bool, resolution: str, actor, now: datetime) -> Complaint:
+    """Close a complaint as upheld or not; a redemption it held is released for settlement.
+
+    :raises NotFound, Forbidden: as get_complaint.
+    :raises InvalidTransition: it is resolved already (also by a racing resolution).
+    """
+    complaint = get_complaint(complaint_id, actor=actor)
+    # A guarded UPDATE: of two admins resolving at once, exactly one wins (READ COMMITTED re-checks the
+    # status once the first commits), so no resolution silently overwrites another.
+    resolved = db.session.execute(
+        update(Complaint).where(Complaint.id == complaint.id, Complaint.status == "open")
+        .values(status="resolved", upheld=upheld, resolution=resolution, resolved_at=now, resolved_by=actor.id)
+        .execution_options(synchronize_session=False)).rowcount
+    if resolved != 1:
+        raise InvalidTransition("The complaint is already resolved.")
+    db.session.refresh(complaint)
+    audit.record(action="complaint.resolved", entity="provider", entity_id=complaint.provider_id, actor=actor,
+                 now=now, data={"complaint_id": complaint.id, "upheld": upheld})
+    return complaint

@@ -1,0 +1,73 @@
+"""Reversal: undoing a redemption within the programme's reversal window.
+
+The voucher is issued again and its value moves from redeemed back to committed, in one transaction.
+A voucher given back in a closed programme, or to a recipient who died or moved, could never be used:
+it is revoked at once and its value released instead.
+"""
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+
+from marketplace import audit
+from marketplace.db import db
+from marketplace.errors import DomainError, InvalidTransition
+from marketplace.programmes import ledger
+from marketplace.programmes.models import Programme
+from marketplace.recipients.models import Recipient
+from vouchers.models import Redemption, Voucher
+from vouchers.service.revocation import end_open_vouchers
+
+
+class AlreadySettled(DomainError):
+    status, code, message = 409, "already_settled", "The redemption belongs to a settlement and cannot be reversed."
+
+
+class ReversalWindowClosed(DomainError):
+    status, code, message = 409, "reversal_window_closed", "The reversal window of this redemption has closed."
+
+
+def reverse_redemption(*, redemption: Redemption, reason: str, actor, now: datetime) -> Redemption:
+    """Undo a redemption within the programme's reversal window: the voucher is issued again (or, in a
+    closed programme or for a recipient who died or moved, revoked and its value released).
+
+    :raises AlreadySettled: it is part of a settlement.
+    :raises ReversalWindowClosed: the window has passed.
+    :raises InvalidTransition: it was reversed already.
+    """
+    if redemption.status != "completed":
+        raise InvalidTransition("This redemption was already reversed.")
+    if redemption.settlement_id is not None:
+        raise AlreadySettled()
+    programme = db.session.get(Programme, redemption.programme_id)
+    if now > redemption.created_at + timedelta(hours=programme.reversal_window_hours):
+        raise ReversalWindowClosed(window_hours=programme.reversal_window_hours)
+    reversed_rows = db.session.execute(
+        update(Redemption).where(Redemption.id == redemption.id, Redemption.status == "completed",
+                                 Redemption.settlement_id.is_(None))
+        .values(status="reversed", reversed_at=now, reversed_by=actor.id, reversal_reason=reason)
+        .execution_options(synchronize_session=False)).rowcount
+    if reversed_rows != 1:
+        raise InvalidTransition("The redemption changed meanwhile; reload it.")
+    db.session.execute(update(Voucher).where(Voucher.id == redemption.voucher_id, Voucher.status == "redeemed")
+                       .values(status="issued", status_changed_at=now, status_reason=f"reversed: {reason}")
+                       .execution_options(synchronize_session=False))
+    ledger.post_entry(programme_id=redemption.programme_id, kind="reversal",
+                      lines={"redeemed": -redemption.face_value_fen, "committed": redemption.face_value_fen},
+                      now=now, actor_id=actor.id, reference_type="redemption", reference_id=redemption.id)
+    db.session.refresh(redemption)
+    audit.record(action="redemption.reversed", entity="redemption", entity_id=redemption.id, actor=actor, now=now,
+                 data={"voucher_id": redemption.voucher_id, "reason": reason,
+                       "face_value_fen": redemption.face_value_fen})
+    # A closed programme or a recipient who died or moved keeps no open voucher (their receivers revoked
+    # them): the voucher given back here could never be used, so its value is released, not re-committed.
+    recipient = db.session.get(Recipient, redemption.recipient_id)
+    if programme.status != "active" or recipient.status != "active":
+        why = "programme closed" if programme.status != "active" else f"recipient {recipient.status}"
+        revoked, _released = end_open_vouchers(Voucher.id == redemption.voucher_id, status="revoked",
+                                               reason=f"reversed after {why}", actor=actor, now=now)
+        if revoked:
+            audit.record(action="voucher.revoked", entity="voucher", entity_id=redemption.voucher_id, actor=actor,
+                         now=now, data={"reason": f"reversed after {why}",
+                                        "face_value_fen": redemption.face_value_fen})
+    return redemption

@@ -1,0 +1,75 @@
+"""Ending open vouchers: revoking one, revoking all of a programme or a recipient, expiring the old.
+
+Each moves the issued vouchers' face value from committed back to available in the same
+transaction (a set-based guarded UPDATE … RETURNING, then one journal entry per programme).
+"""
+
+from datetime import datetime
+
+from sqlalchemy import and_, update
+
+from marketplace import audit
+from marketplace.db import db, local_date
+from marketplace.errors import InvalidTransition
+from marketplace.programmes import ledger
+from marketplace.programmes.models import Programme
+from vouchers.models import Voucher
+
+
+def end_open_vouchers(condition, *, status: str, reason: str, actor, now: datetime) -> tuple[int, dict[int, int]]:
+    """Move every issued voucher matching *condition* to *status* and release its value.
+
+    Returns how many changed and the face value released per programme.
+    """
+    changed = db.session.execute(
+        update(Voucher).where(Voucher.status == "issued", condition)
+        .values(status=status, status_changed_at=now, status_reason=reason)
+        .returning(Voucher.programme_id, Voucher.face_value_fen)
+        .execution_options(synchronize_session=False)
+    )
+    released: dict[int, int] = {}
+    count = 0
+    for programme_id, face_value in changed:
+        released[programme_id] = released.get(programme_id, 0) + face_value
+        count += 1
+    for programme_id, amount in released.items():
+        ledger.release_commitment(programme_id=programme_id, amount_fen=amount, now=now,
+                                  actor_id=getattr(actor, "id", None), memo=f"{status}: {reason}")
+    return count, released
+
+
+def revoke_voucher(*, voucher: Voucher, reason: str, actor, now: datetime) -> Voucher:
+    """Revoke one issued voucher and release its value. :raises InvalidTransition: it is not issued."""
+    count, _released = end_open_vouchers(Voucher.id == voucher.id, status="revoked", reason=reason, actor=actor,
+                                         now=now)
+    if not count:
+        raise InvalidTransition(f"Only an issued voucher can be revoked; this one is {voucher.status}.")
+    db.session.refresh(voucher)
+    audit.record(action="voucher.revoked", entity="voucher", entity_id=voucher.id, actor=actor, now=now,
+                 data={"reason": reason, "face_value_fen": voucher.face_value_fen})
+    return voucher
+
+
+def revoke_open_vouchers(*, reason: str, actor, now: datetime, programme_id: int | None = None,
+                         recipient_id: int | None = None) -> int:
+    """Revoke every issued voucher of a programme or of a recipient (closing, death, moving away)."""
+    condition = Voucher.programme_id == programme_id if programme_id is not None else (
+        Voucher.recipient_id == recipient_id)
+    count, released = end_open_vouchers(condition, status="revoked", reason=reason, actor=actor, now=now)
+    if count:
+        audit.record(action="vouchers.revoked", entity="programme" if programme_id else "recipient",
+                     entity_id=programme_id or recipient_id, actor=actor, now=now,
+                     data={"reason": reason, "vouchers": count, "released_fen": sum(released.values())})
+    return count
+
+
+def expire_vouchers(*, programme: Programme, actor, now: datetime) -> dict:
+    """Expire the programme's issued vouchers whose validity has passed; release their value."""
+    count, released = end_open_vouchers(
+        and_(Voucher.programme_id == programme.id, Voucher.valid_until < local_date(now)), status="expired",
+        reason="validity ended", actor=actor, now=now)
+    released_fen = sum(released.values())
+    if count:
+        audit.record(action="vouchers.expired", entity="programme", entity_id=programme.id, actor=actor, now=now,
+                     data={"vouchers": count, "released_fen": released_fen})
+    return {"expired": count, "released_fen": released_fen}
