@@ -102,7 +102,9 @@ def _connect():
     if IS_SQLITE:
         connection = sqlite3.connect(DATABASE_URL.removeprefix("sqlite:///"), isolation_level=None,
                                      check_same_thread=False)
-        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=30000", "synchronous=NORMAL"):
+        # The same durability as the app (SQLITE_SYNCHRONOUS, FULL unless a deployment opts out).
+        synchronous = "NORMAL" if os.environ.get("SQLITE_SYNCHRONOUS") == "NORMAL" else "FULL"
+        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=30000", f"synchronous={synchronous}"):
             connection.execute(f"PRAGMA {pragma}")
         return connection
     import psycopg

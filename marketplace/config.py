@@ -61,6 +61,10 @@ class Config:
     # Number of reverse proxies in front of the app whose X-Forwarded-For may be trusted.
     PROXY_FIX_X_FOR: int = 0
     SQLITE_BUSY_TIMEOUT_MS: int = 30_000
+    # FULL: a committed transaction survives power loss and an OS crash (as PostgreSQL's
+    # synchronous_commit=on). NORMAL in WAL mode may lose the last commits on power loss: only opt in
+    # knowing an acknowledged redemption could vanish.
+    SQLITE_SYNCHRONOUS: str = "FULL"
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -85,6 +89,9 @@ def finalise(config: dict, instance_path: str) -> None:
     env = config.get("APP_ENV", "production")
     if env not in ENVIRONMENTS:
         raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}; got {env!r}")
+    if config.get("SQLITE_SYNCHRONOUS", "FULL") not in ("FULL", "NORMAL"):
+        raise ConfigError("SQLITE_SYNCHRONOUS must be FULL (the default) or NORMAL; "
+                          f"got {config['SQLITE_SYNCHRONOUS']!r}")
     if config.get("RANKING_PRIOR_WEIGHT", 10) < 0:
         raise ConfigError("RANKING_PRIOR_WEIGHT (C in the ranking formula) cannot be negative.")
     for key in ("SECRET_KEY", "ID_HASH_KEY", "TOKEN_KEYS"):

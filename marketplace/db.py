@@ -168,8 +168,9 @@ def read_only() -> Iterator[None]:
         _write_intent.reset(token)
 
 
-def configure_engine(engine: Engine, *, busy_timeout_ms: int) -> None:
-    """Give SQLite WAL, foreign keys, a busy timeout, and a write lock taken in turn at the first write."""
+def configure_engine(engine: Engine, *, busy_timeout_ms: int, synchronous: str = "FULL") -> None:
+    """Give SQLite WAL, foreign keys, a busy timeout, durable commits (*synchronous*: FULL or NORMAL)
+    and a write lock taken in turn at the first write."""
     if engine.dialect.name != "sqlite":
         return
 
@@ -181,7 +182,7 @@ def configure_engine(engine: Engine, *, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={'NORMAL' if synchronous == 'NORMAL' else 'FULL'}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -57,7 +57,8 @@ class MarketplaceApi(Api):
 def init_extensions(app: Flask) -> MarketplaceApi:
     db.init_app(app)
     with app.app_context():
-        configure_engine(db.engine, busy_timeout_ms=app.config["SQLITE_BUSY_TIMEOUT_MS"])
+        configure_engine(db.engine, busy_timeout_ms=app.config["SQLITE_BUSY_TIMEOUT_MS"],
+                         synchronous=app.config["SQLITE_SYNCHRONOUS"])
     migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIRECTORY"]), compare_type=True)
     login_manager.init_app(app)
     # The login-failure counters of marketplace.auth.service, in memory or in Redis (RATELIMIT_STORAGE_URI)

@@ -38,6 +38,19 @@ def overlap(first: str, second: str) -> bool:
     return covers(first, second) or covers(second, first)
 
 
+def common_region(codes) -> str | None:
+    """The narrowest region covering every code: 510131 and 510132 → 510100; None when only the whole
+    country covers them (or there are none)."""
+    prefixes = [region_prefix(code) for code in codes]
+    if not prefixes:
+        return None
+    common = prefixes[0]
+    for prefix in prefixes[1:]:
+        while not prefix.startswith(common):
+            common = common[:-2]
+    return common.ljust(6, "0") if len(common) >= 2 else None
+
+
 def inside(region_code: str, region_column) -> ColumnElement[bool]:
     """SQL condition: *region_column* holds a code that *region_code* covers."""
     return region_column.startswith(region_prefix(region_code))

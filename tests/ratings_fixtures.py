@@ -332,17 +332,19 @@ class RatingsBuilder:
         """The rating_aggregate table: (provider, programme, item) → (count, sum, satisfied)."""
         def load():
             return {(a.provider_id, a.programme_id, a.item_code): (a.ratings_count, a.score_sum, a.satisfied_count)
-                    for a in db.session.scalars(select(RatingAggregate))}
+                    for a in db.session.scalars(select(RatingAggregate).where(RatingAggregate.ratings_count > 0))}
 
         return self.read(load)
 
     def recomputed_aggregates(self) -> dict[tuple[int, int, str], tuple[int, int, int]]:
-        """The same totals recomputed from every rating row."""
+        """The same totals recomputed from the ratings of services that stand (not reversed)."""
         def load():
             satisfied = func.sum(case((Rating.score >= 4, 1), else_=0))
             rows = db.session.execute(
                 select(Rating.provider_id, Rating.programme_id, Rating.item_code, func.count(), func.sum(Rating.score),
-                       satisfied).group_by(Rating.provider_id, Rating.programme_id, Rating.item_code))
+                       satisfied).join(Redemption, Redemption.id == Rating.redemption_id)
+                .where(Redemption.status == "completed")
+                .group_by(Rating.provider_id, Rating.programme_id, Rating.item_code))
             return {(provider, programme, item): (int(count), int(total), int(sat))
                     for provider, programme, item, count, total, sat in rows}
 

@@ -269,13 +269,15 @@ def settlement_snapshot(settlement_id: int) -> dict:
 def rating_aggregates() -> dict[tuple, tuple[int, int, int]]:
     return {(row.provider_id, row.programme_id, row.item_code): (row.ratings_count, row.score_sum,
                                                                  row.satisfied_count)
-            for row in db.session.scalars(select(RatingAggregate))}
+            for row in db.session.scalars(select(RatingAggregate).where(RatingAggregate.ratings_count > 0))}
 
 
 def recomputed_rating_aggregates() -> dict[tuple, tuple[int, int, int]]:
+    """The totals recomputed from the ratings of services that stand (a reversed one's rating left)."""
     rows = db.session.execute(
         select(Rating.provider_id, Rating.programme_id, Rating.item_code, func.count(), func.sum(Rating.score),
                func.count().filter(Rating.score >= ratings.SATISFIED_SCORE))
+        .join(Redemption, Redemption.id == Rating.redemption_id).where(Redemption.status == "completed")
         .group_by(Rating.provider_id, Rating.programme_id, Rating.item_code)).all()
     return {(provider_id, programme_id, item_code): (int(count), int(total), int(satisfied))
             for provider_id, programme_id, item_code, count, total, satisfied in rows}

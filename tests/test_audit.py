@@ -19,13 +19,13 @@ from tests.conftest import PASSWORD, error_code
 EVENT_COLUMNS = ("at", "actor_id", "actor", "action", "entity", "entity_id", "data", "prev_hash", "hash")
 
 
-def record_events(app, count, *, entity="thing", first_entity_id=1):
-    """Append *count* events, one transaction each; return their ids."""
+def record_events(app, count, *, entity="thing", first_entity_id=1, region_code=None):
+    """Append *count* events (about *region_code*), one transaction each; return their ids."""
     with app.app_context():
         for offset in range(count):
             with transaction():
-                audit.record(action="thing.changed", entity=entity, entity_id=first_entity_id + offset,
-                             data={"n": offset})
+                audit.record(region_code=region_code, action="thing.changed", entity=entity,
+                             entity_id=first_entity_id + offset, data={"n": offset})
         return db.session.scalars(select(AuditEvent.id).order_by(AuditEvent.id)).all()[-count:]
 
 
@@ -85,7 +85,7 @@ def test_change_and_its_event_are_committed_together(app, make_user):
 def create_then_fail():
     with transaction():
         auth_service.create_user(username="ghost.user", password=PASSWORD, role="auditor", actor=None, now=utcnow())
-        audit.record(action="thing.changed", entity="thing", entity_id=1)
+        audit.record(region_code=None, action="thing.changed", entity="thing", entity_id=1)
         raise RuntimeError("the change fails after it was audited")
 
 
@@ -116,11 +116,11 @@ def test_refused_request_leaves_no_event(app, client, make_user, auth):
 
 def test_event_recorded_before_a_failed_savepoint_is_kept(app):
     with app.app_context(), transaction():
-        audit.record(action="kept", entity="thing", entity_id=1)
+        audit.record(region_code=None, action="kept", entity="thing", entity_id=1)
         with suppress(RuntimeError), db.session.begin_nested():
-            audit.record(action="dropped", entity="thing", entity_id=2)
+            audit.record(region_code=None, action="dropped", entity="thing", entity_id=2)
             raise RuntimeError("undo only the savepoint")
-        audit.record(action="also.kept", entity="thing", entity_id=3)
+        audit.record(region_code=None, action="also.kept", entity="thing", entity_id=3)
     assert [event.action for event in events(app)] == ["kept", "also.kept"]
     with app.app_context():
         assert audit.verify_chain().ok
@@ -138,13 +138,13 @@ def test_user_created_before_a_duplicate_in_the_same_transaction_keeps_its_event
 
 def test_savepoints_that_commit_keep_their_events_in_order(app):
     with app.app_context(), transaction():
-        audit.record(action="one", entity="thing", entity_id=1)
+        audit.record(region_code=None, action="one", entity="thing", entity_id=1)
         with db.session.begin_nested():
-            audit.record(action="two", entity="thing", entity_id=2)
+            audit.record(region_code=None, action="two", entity="thing", entity_id=2)
             with suppress(RuntimeError), db.session.begin_nested():
-                audit.record(action="dropped", entity="thing", entity_id=3)
+                audit.record(region_code=None, action="dropped", entity="thing", entity_id=3)
                 raise RuntimeError("undo the inner savepoint")
-        audit.record(action="three", entity="thing", entity_id=4)
+        audit.record(region_code=None, action="three", entity="thing", entity_id=4)
     assert [event.action for event in events(app)] == ["one", "two", "three"]
     with app.app_context():
         assert audit.verify_chain().ok
@@ -153,7 +153,7 @@ def test_savepoints_that_commit_keep_their_events_in_order(app):
 def record_in_savepoint_then_fail():
     with transaction():
         with db.session.begin_nested():
-            audit.record(action="inside", entity="thing", entity_id=1)
+            audit.record(region_code=None, action="inside", entity="thing", entity_id=1)
         raise RuntimeError("undo everything")
 
 
@@ -190,6 +190,26 @@ def test_anonymous_may_not_read_the_audit_trail(client, path):
     response = client.get(path)
     assert response.status_code == 401
     assert error_code(response) == "unauthenticated"
+
+
+def test_a_region_scoped_admin_reads_only_the_events_of_regions_overlapping_its_own(app, client, make_user,
+                                                                                    auth, auditor_headers):
+    county = record_events(app, 2, region_code="510131")   # 蒲江县
+    city = record_events(app, 1, region_code="510100")     # 成都市, which includes it
+    other = record_events(app, 2, region_code="510129")    # 大邑县
+    everywhere = record_events(app, 1)                      # e.g. the catalogue
+
+    recorded = set(county + city + other + everywhere)
+
+    def seen(headers):
+        """Which of the recorded events the reader gets (its own login's events aside)."""
+        page = client.get("/api/v1/audit?per_page=500", headers=headers).get_json()
+        return {event["id"] for event in page["items"]} & recorded
+
+    assert seen(auth(make_user(role="admin", region_code="510131"))) == set(county + city)
+    assert seen(auth(make_user(role="admin", region_code="510129"))) == set(other + city)
+    assert seen(auditor_headers) == recorded
+    assert seen(auth(make_user(role="admin"))) == recorded
 
 
 def test_audit_list_filters_by_entity_and_entity_id(app, client, auditor_headers):
@@ -244,7 +264,7 @@ def test_edited_event_data_is_named(app, client, runner, chain):
 
 
 @pytest.mark.parametrize(("column", "value"), [("actor", "someone-else"), ("action", "thing.deleted"),
-                                               ("entity_id", "999")])
+                                               ("entity_id", "999"), ("region_code", "510129")])
 def test_edited_event_fields_are_named(app, client, runner, chain, column, value):
     tamper(app, f"UPDATE audit_event SET {column} = :value WHERE id = 5", value=value)
     assert_broken_at(client, runner, chain, 5)
@@ -285,7 +305,7 @@ def test_changed_hash_is_named(app, client, runner, chain, event_id):
 def test_event_appended_behind_the_chain_heads_back_is_named(app, client, runner, chain):
     last = events(app)[-1]
     forged = {"id": 7, "at": last.at, "actor_id": None, "actor": "system", "action": "thing.changed",
-              "entity": "thing", "entity_id": "99", "data": "{}"}
+              "entity": "thing", "entity_id": "99", "data": "{}", "region_code": None}
     digest = event_hash(last.hash, **forged)
     with app.app_context(), transaction():
         db.session.add(AuditEvent(**forged, prev_hash=last.hash, hash=digest))
@@ -299,7 +319,8 @@ def test_rehashed_rewrite_of_the_chain_is_caught_by_the_head(app, client, runner
         for row in rows[3:]:
             data = '{"n":999}' if row.id == 4 else row.data
             digest = event_hash(prev, id=row.id, at=row.at, actor_id=row.actor_id, actor=row.actor,
-                                action=row.action, entity=row.entity, entity_id=row.entity_id, data=data)
+                                action=row.action, entity=row.entity, entity_id=row.entity_id, data=data,
+                                region_code=row.region_code)
             db.session.execute(text("UPDATE audit_event SET data = :data, prev_hash = :prev, hash = :hash "
                                     "WHERE id = :id"), {"data": data, "prev": prev, "hash": digest, "id": row.id})
             prev = digest
@@ -326,7 +347,8 @@ def test_concurrent_appends_keep_one_gapless_chain(app, runner):
                             auth_service.create_user(username=f"writer-{thread_no}", password=PASSWORD,
                                                      role="auditor", actor=None, now=utcnow())
                         else:
-                            audit.record(action="thing.changed", entity=f"thread-{thread_no}", entity_id=n)
+                            audit.record(region_code=None, action="thing.changed", entity=f"thread-{thread_no}",
+                                         entity_id=n)
         except Exception as error:  # reported by the assertion below, not lost in the thread
             failures.append(error)
 
@@ -366,7 +388,7 @@ def test_verification_while_others_append_never_reports_a_broken_chain(app):
                 while not stop.is_set():
                     n += 1
                     with transaction():
-                        audit.record(action="thing.changed", entity="appender", entity_id=n)
+                        audit.record(region_code=None, action="thing.changed", entity="appender", entity_id=n)
         except Exception as error:  # reported by the assertion below
             failures.append(error)
 

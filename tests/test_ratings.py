@@ -404,6 +404,24 @@ def test_a_refused_rating_leaves_the_summary_unchanged(client, cast):
                                                       "satisfaction_rate": 1.0}
 
 
+def test_a_reversed_services_rating_leaves_the_summary_and_the_totals(client, cast):
+    """A reversed service did not happen: its rating stops counting, and the voucher, redeemed again,
+    gets a rating of its own."""
+    build = cast.build
+    headers = build.headers(cast.alice.user)
+    kept, undone = build.redeem(cast.p1, cast.alice, cast.meal), build.redeem(cast.p1, cast.alice, cast.meal)
+    assert rate(client, headers, kept.id, score=5).status_code == 201
+    assert rate(client, headers, undone.id, score=1).status_code == 201
+
+    build.reverse(undone)
+
+    assert _summary(client, cast.p1.id) == {"count": 1, "mean": 5.0, "bayesian": 5.0, "satisfaction_rate": 1.0}
+    assert build.aggregates() == build.recomputed_aggregates()
+    again = build.redeem(cast.p1, cast.alice, cast.meal)
+    assert rate(client, headers, again.id, score=4).status_code == 201
+    assert _summary(client, cast.p1.id)["count"] == 2
+
+
 def test_ratings_by_phone_followup_count_like_the_recipients_own(cast):
     build = cast.build
     own = build.redeem(cast.p1, cast.alice, cast.meal)

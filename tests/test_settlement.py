@@ -483,6 +483,30 @@ def test_the_creator_may_not_approve_its_own_settlement(build, client, scene, dr
     assert build.settlement(draft["id"]).status == "draft"
 
 
+def test_a_login_the_drafter_created_may_not_approve_either(build, client, scene, draft):
+    """Four eyes that one person cannot fake: a second admin account of the drafter's making is still
+    the drafter."""
+    second_self = {"username": "second-self", "password": "Correct-Horse-Battery-42", "role": "admin"}
+    assert client.post(f"{API}/users", json=second_self, headers=build.headers(scene.creator)).status_code == 201
+    token = client.post(f"{API}/auth/token", json={"username": "second-self",
+                                                    "password": second_self["password"]}).get_json()["token"]
+
+    response = client.post(f"{API}/settlements/{draft['id']}/approve", headers={"Authorization": f"Bearer {token}"})
+
+    assert response.status_code == 403
+    assert error_code(response) == "four_eyes_required"
+    assert build.settlement(draft["id"]).status == "draft"
+
+
+def test_a_deleted_drafts_id_is_never_given_to_another_settlement(build, client, scene, draft):
+    """Audit events and statements name settlements by id: a new draft never takes a deleted one's."""
+    assert delete(client, build, draft["id"], by=scene.creator).status_code == 204
+
+    again = drafted(client, build, scene.programme, build.period(-1), by=scene.creator)[scene.p1.id]
+
+    assert again["id"] > draft["id"]
+
+
 def test_another_admin_approves(build, client, scene, draft):
     response = approve(client, build, draft["id"], by=scene.checker)
 

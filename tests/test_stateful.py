@@ -44,6 +44,7 @@ from marketplace.errors import DomainError, InvalidTransition, ValidationFailed
 from marketplace.programmes import ledger
 from marketplace.programmes import service as programme_service
 from marketplace.programmes.models import Programme
+from marketplace.programmes.service import ProgrammeNotActive
 from marketplace.recipients import service as recipient_service
 from marketplace.recipients.models import Recipient
 from providers.models import Complaint, Rating
@@ -86,7 +87,7 @@ from vouchers.models import Choice, ChoiceEvent, Issuance, Redemption, Settlemen
 from vouchers.service import choice, feedback, issuance, redemption, reversal, revocation
 from vouchers.service import settlement as settlement_service
 from vouchers.service.choice import ProviderNotEligible
-from vouchers.service.issuance import BudgetExceeded, ProgrammeNotActive
+from vouchers.service.issuance import BudgetExceeded
 from vouchers.service.redemption import (
     NoValidVoucher,
     ProviderNotChosen,
@@ -583,7 +584,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
         """A recipient dies, moves away or comes back (the service call behind PATCH /recipients/{id})."""
         info = self.recipient(recipient)
         current = self.recipient_status[info.id]
-        allowed = status == current or status in recipient_service.TRANSITIONS[current]
+        # Death is final: a deceased recipient's record accepts no status, not even "deceased" again.
+        allowed = current != "deceased" and (status == current or current in recipient_service.ALLOWED_FROM[status])
         expected = None if allowed else InvalidTransition
         self.act("recipient_status_changes", expected, lambda: recipient_service.update_recipient(
             recipient=db.session.get(Recipient, info.id), status=status, actor=self.user(self.world.admin_id),

@@ -167,6 +167,8 @@ class Settlement(db.Model):
         CheckConstraint("status IN ('draft', 'approved', 'paid')", name="status_known"),
         CheckConstraint("net_fen <= gross_fen AND net_fen >= 0", name="net_within_gross"),
         CheckConstraint("pay_percent BETWEEN 0 AND 100", name="pay_percent_range"),
+        # On SQLite, never hand a deleted draft's id to another settlement (audit events name ids).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

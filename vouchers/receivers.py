@@ -12,12 +12,14 @@ from vouchers.service.revocation import revoke_open_vouchers
 
 @programme_closed.connect
 def revoke_vouchers_of_closed_programme(programme, *, actor, now, **_extra):
-    revoke_open_vouchers(programme_id=programme.id, reason="programme closed", actor=actor, now=now)
+    revoke_open_vouchers(programme_id=programme.id, reason="programme closed", region_code=programme.region_code,
+                         actor=actor, now=now)
 
 
 @recipient_departed.connect
 def revoke_vouchers_of_departed_recipient(recipient, *, actor, now, status, **_extra):
-    revoke_open_vouchers(recipient_id=recipient.id, reason=f"recipient {status}", actor=actor, now=now)
+    revoke_open_vouchers(recipient_id=recipient.id, reason=f"recipient {status}",
+                         region_code=recipient.region_code, actor=actor, now=now)
 
 
 @reconciliation_checks.connect

@@ -26,6 +26,12 @@ class AuditEvent(db.Model):
     entity_id: Mapped[str] = mapped_column(String(64))
     # Canonical JSON text, stored exactly as hashed.
     data: Mapped[str] = mapped_column(Text)
+    # The region the event concerns (a programme's, a recipient's, the common region of a provider's),
+    # hashed with the event; None for what concerns every region (the catalogue). region_prefix is its
+    # prefix (marketplace.regions), for the scope filter: a region-limited admin sees the events whose
+    # region overlaps theirs.
+    region_code: Mapped[str | None] = mapped_column(String(6))
+    region_prefix: Mapped[str | None] = mapped_column(String(6), index=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 

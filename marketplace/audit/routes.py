@@ -2,7 +2,7 @@ from flask_smorest import Blueprint
 
 from marketplace.audit import service
 from marketplace.audit.schemas import AuditEventSchema, AuditQuerySchema, VerificationSchema
-from marketplace.auth.access import role_required
+from marketplace.auth.access import require_actor, role_required
 from marketplace.schemas import page_of
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit", description="The tamper-evident audit trail")
@@ -13,8 +13,8 @@ blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit", description="The 
 @blp.response(200, page_of(AuditEventSchema))
 @role_required("admin", "auditor")
 def list_events(query):
-    """List audit events, newest first, optionally for one entity."""
-    return service.list_events(**query)
+    """List audit events, newest first, optionally for one entity (a region-scoped admin: its region's)."""
+    return service.list_events(actor=require_actor(), **query)
 
 
 @blp.get("/verify")

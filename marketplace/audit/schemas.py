@@ -20,6 +20,8 @@ class AuditEventSchema(Schema):
     entity_id = fields.String(required=True)
     data = fields.Function(lambda event: json.loads(event.data), required=True,
                            metadata={"type": "object"})
+    region_code = fields.String(allow_none=True, metadata={
+        "description": "The region the event concerns; null for every region (e.g. the catalogue)"})
     prev_hash = fields.String(required=True)
     hash = fields.String(required=True)
 

@@ -18,8 +18,10 @@ from typing import Any
 from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.orm import Session
 
+from marketplace import scope
 from marketplace.audit.models import GENESIS_HASH, AuditEvent, AuditHead
 from marketplace.db import db, paginate, utcnow
+from marketplace.regions import region_prefix
 
 _PENDING = "audit_pending"
 SYSTEM_ACTOR = "system"
@@ -29,12 +31,14 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def record(*, action: str, entity: str, entity_id: int | str, data: dict | None = None,
+def record(*, action: str, entity: str, entity_id: int | str, region_code: str | None, data: dict | None = None,
            actor=None, now: datetime | None = None) -> None:
     """Queue an audit event for the current transaction.
 
     *actor* is the acting user (anything with `id` and `username`) or None for the system (CLI,
-    scheduled jobs). *data* must never hold personal data in clear: masked forms only.
+    scheduled jobs). *region_code* is the region the event concerns (None: every region); a
+    region-limited admin reads only the events of regions overlapping theirs. *data* must never hold
+    personal data in clear: masked forms only.
     """
     session = db.session()
     # Remember the savepoint the event belongs to: rolling that savepoint back drops the event, rolling
@@ -47,12 +51,13 @@ def record(*, action: str, entity: str, entity_id: int | str, data: dict | None 
         "entity": entity,
         "entity_id": str(entity_id),
         "data": canonical_json(data or {}),
+        "region_code": region_code,
     }))
 
 
 def event_hash(prev_hash: str, *, id: int, at: datetime, actor_id: int | None, actor: str, action: str,
-               entity: str, entity_id: str, data: str) -> str:
-    body = canonical_json({
+               entity: str, entity_id: str, data: str, region_code: str | None) -> str:
+    fields = {
         "id": id,
         "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
         "actor_id": actor_id,
@@ -61,7 +66,10 @@ def event_hash(prev_hash: str, *, id: int, at: datetime, actor_id: int | None, a
         "entity": entity,
         "entity_id": entity_id,
         "data": data,
-    })
+    }
+    if region_code is not None:  # events from before regions were recorded hash as they always did
+        fields["region_code"] = region_code
+    body = canonical_json(fields)
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
 
@@ -78,7 +86,8 @@ def _append_pending(session: Session) -> None:
     for offset, item in enumerate(pending):
         event_id = last_id - len(pending) + 1 + offset
         digest = event_hash(prev_hash, id=event_id, **item)
-        rows.append({"id": event_id, **item, "prev_hash": prev_hash, "hash": digest})
+        rows.append({"id": event_id, **item, "prev_hash": prev_hash, "hash": digest,
+                     "region_prefix": None if item["region_code"] is None else region_prefix(item["region_code"])})
         prev_hash = digest
     connection.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
     connection.execute(_SET_HEAD_HASH, {"head_hash": prev_hash})
@@ -132,7 +141,8 @@ def verify_chain() -> Verification:
         return Verification(False, 0, None, "the chain head is missing")
     expected_id, expected_prev, count, anchor_hash = 1, GENESIS_HASH, 0, GENESIS_HASH
     columns = [AuditEvent.id, AuditEvent.at, AuditEvent.actor_id, AuditEvent.actor, AuditEvent.action,
-               AuditEvent.entity, AuditEvent.entity_id, AuditEvent.data, AuditEvent.prev_hash, AuditEvent.hash]
+               AuditEvent.entity, AuditEvent.entity_id, AuditEvent.data, AuditEvent.region_code, AuditEvent.prev_hash,
+               AuditEvent.hash]
     # A server-side cursor on PostgreSQL: close it even when the walk stops at a broken event.
     with db.session.execute(select(*columns).order_by(AuditEvent.id).execution_options(yield_per=2000)) as rows:
         for row in rows:
@@ -141,7 +151,8 @@ def verify_chain() -> Verification:
             if row.prev_hash != expected_prev:
                 return Verification(False, count, row.id, f"event {row.id} does not follow event {row.id - 1}")
             recomputed = event_hash(expected_prev, id=row.id, at=row.at, actor_id=row.actor_id, actor=row.actor,
-                                    action=row.action, entity=row.entity, entity_id=row.entity_id, data=row.data)
+                                    action=row.action, entity=row.entity, entity_id=row.entity_id, data=row.data,
+                                    region_code=row.region_code)
             if recomputed != row.hash:
                 return Verification(False, count, row.id, f"event {row.id} was altered")
             if row.id == before.last_id:
@@ -164,9 +175,11 @@ def _head():
     return db.session.execute(select(AuditHead.last_id, AuditHead.last_hash).where(AuditHead.id == 1)).one_or_none()
 
 
-def list_events(*, page: int, per_page: int, entity: str | None = None, entity_id: str | None = None) -> dict:
-    """One page of events, newest first, optionally for one entity."""
-    statement = select(AuditEvent).order_by(AuditEvent.id.desc())
+def list_events(*, actor, page: int, per_page: int, entity: str | None = None, entity_id: str | None = None) -> dict:
+    """One page of events, newest first, optionally for one entity: for a region-limited admin only
+    those whose region overlaps theirs (not those of every region); auditors and unscoped admins see all."""
+    statement = select(AuditEvent).where(scope.overlaps_within(actor, AuditEvent.region_prefix))
+    statement = statement.order_by(AuditEvent.id.desc())
     if entity is not None:
         statement = statement.where(AuditEvent.entity == entity)
     if entity_id is not None:

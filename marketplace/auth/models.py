@@ -30,6 +30,9 @@ class User(db.Model):
     recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipient.id"), index=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Who created this login (None: the CLI or self-registration). Four eyes: an admin never approves
+    # a settlement drafted by the admin who created their account (vouchers.service.settlement).
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
 
     # Flask-Login: set on the instance that a session or bearer token loaded.
     is_authenticated = True

@@ -18,8 +18,7 @@ from limits import RateLimitItemPerSecond
 from sqlalchemy import bindparam, column, select, table, update
 from sqlalchemy.exc import IntegrityError
 
-from marketplace import audit
-from marketplace.auth import scope
+from marketplace import audit, scope
 from marketplace.auth.models import ROLES, AuthToken, User
 from marketplace.db import UTCDateTime, db
 from marketplace.errors import DomainError, ValidationFailed
@@ -75,7 +74,7 @@ def _row_exists(table_name: str, row_id: int) -> bool:
 
 def create_user(*, username: str, password: str, role: str, region_code: str | None = None,
                 provider_id: int | None = None, recipient_id: int | None = None, actor: User | None,
-                now: datetime, scope_checked: bool = False) -> User:
+                now: datetime, scope_checked: bool = False, home_region: str | None = None) -> User:
     """Create a login with one role; the links must fit the role and the actor's region scope.
 
     :raises ValidationFailed: a malformed username, a weak password, links that do not fit the role.
@@ -84,7 +83,8 @@ def create_user(*, username: str, password: str, role: str, region_code: str | N
 
     *scope_checked*: the caller has already checked the actor's region scope for the thing the login
     belongs to (marketplace.accounts for POST /users, a recipient's or provider's own service); without
-    it a region-scoped admin is refused.
+    it a region-scoped admin is refused. *home_region*: where the recipient or provider the login
+    belongs to lives (for the audit event's region; an admin's is their scope).
     """
     username = normalise_username(username)
     if not USERNAME_RE.match(username):
@@ -97,13 +97,15 @@ def create_user(*, username: str, password: str, role: str, region_code: str | N
         scope.require_unlimited(actor, "A region-scoped admin creates logins only for what lies inside their region.")
 
     user = User(username=username, password_hash=hash_password(password), role=role, region_code=region_code,
-                provider_id=provider_id, recipient_id=recipient_id, active=True, created_at=now)
+                provider_id=provider_id, recipient_id=recipient_id, active=True, created_at=now,
+                created_by=getattr(actor, "id", None))
     try:
         with db.session.begin_nested():
             db.session.add(user)
     except IntegrityError as exc:
         raise DuplicateUsername() from exc
     audit.record(action="user.created", entity="user", entity_id=user.id, actor=actor, now=now,
+                 region_code=region_code or home_region,
                  data={"username": username, "role": role, "region_code": region_code,
                        "provider_id": provider_id, "recipient_id": recipient_id})
     return user
@@ -197,6 +199,7 @@ def issue_token(*, user: User, kind: str, now: datetime) -> tuple[str, AuthToken
     db.session.add(row)
     db.session.flush()
     audit.record(action="auth.login", entity="user", entity_id=user.id, actor=user, now=now,
+                 region_code=user.region_code,
                  data={"kind": kind, "token_id": row.id})
     return raw, row
 
@@ -225,5 +228,6 @@ def revoke_token(*, raw: str, actor: User, now: datetime) -> bool:
         .values(revoked_at=now)
     ).rowcount
     if revoked:
-        audit.record(action="auth.logout", entity="user", entity_id=actor.id, actor=actor, now=now)
+        audit.record(action="auth.logout", entity="user", entity_id=actor.id, actor=actor, now=now,
+                     region_code=actor.region_code)
     return bool(revoked)

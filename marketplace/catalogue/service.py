@@ -5,8 +5,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from marketplace import audit
-from marketplace.auth import scope
+from marketplace import audit, scope
 from marketplace.catalogue.models import NegativeListRule, ServiceCategory, ServiceItem
 from marketplace.db import db
 from marketplace.errors import DomainError, NotFound, ValidationFailed
@@ -78,6 +77,7 @@ def create_item(*, code: str, name: str, category_code: str, unit: str, standard
     except IntegrityError as error:
         raise DuplicateItem() from error
     audit.record(action="catalogue.item_created", entity="service_item", entity_id=item.id, actor=actor, now=now,
+                 region_code=None,
                  data={"code": code, "name": name, "category_code": category_code, "unit": unit,
                        "standard_price_fen": standard_price_fen})
     return item

@@ -4,8 +4,7 @@ from datetime import date, datetime
 
 from sqlalchemy import select, true
 
-from marketplace import audit
-from marketplace.auth import scope
+from marketplace import audit, scope, transitions
 from marketplace.catalogue import service as catalogue
 from marketplace.db import db, paginate
 from marketplace.errors import DomainError, InvalidTransition, NotFound, ValidationFailed
@@ -26,6 +25,10 @@ class NoBudget(DomainError):
 class BudgetBelowCommitted(DomainError):
     status, code = 409, "budget_below_committed"
     message = "The reduction would take the budget below what is already committed, redeemed and settled."
+
+
+class ProgrammeNotActive(DomainError):
+    status, code, message = 409, "programme_not_active", "The programme is not active."
 
 
 class ProgrammeClosed(DomainError):
@@ -49,6 +52,11 @@ def require_programme_in_scope(actor, programme_id: int, what: str) -> None:
     if scope.is_limited(actor):
         region_code = db.session.scalar(select(Programme.region_code).where(Programme.id == programme_id))
         scope.require(actor, region_code, what)
+
+
+def programme_region(programme_id: int) -> str:
+    """The programme's region code (for the audit events of things of a programme)."""
+    return db.session.scalar(select(Programme.region_code).where(Programme.id == programme_id))
 
 
 def of_programmes_in_scope(actor, programme_id_column):
@@ -117,6 +125,7 @@ def create_programme(*, name: str, authority: str, region_code: str, starts_on: 
     db.session.flush()
     ledger.open_budget(programme_id=programme.id)
     audit.record(action="programme.created", entity="programme", entity_id=programme.id, actor=actor, now=now,
+                 region_code=region_code,
                  data={"name": name, "region_code": region_code, "items": items,
                        "period": [starts_on.isoformat(), ends_on.isoformat()]})
     return programme
@@ -160,6 +169,7 @@ def amend_budget(*, programme: Programme, amount_fen: int, reason: str, actor, n
     db.session.add(amendment)
     db.session.flush()
     audit.record(action="programme.budget_amended", entity="programme", entity_id=programme.id, actor=actor, now=now,
+                 region_code=programme.region_code,
                  data={"amount_fen": amount_fen, "reason": reason, "amendment_id": amendment.id})
     return ledger.balances(programme.id)
 
@@ -169,24 +179,38 @@ def activate(*, programme: Programme, actor, now: datetime) -> Programme:
 
     :raises InvalidTransition: not a draft. :raises NoBudget: nothing allocated.
     """
-    if programme.status != "draft":
-        raise InvalidTransition(f"A {programme.status} programme cannot be activated.")
-    if ledger.balances(programme.id).allocated_fen <= 0:
+    if programme.status == "draft" and ledger.balances(programme.id).allocated_fen <= 0:
         raise NoBudget()
-    programme.status, programme.activated_at = "active", now
-    audit.record(action="programme.activated", entity="programme", entity_id=programme.id, actor=actor, now=now)
+    transitions.move(programme, to="active", allowed_from={"draft"}, what="The programme",
+                     values={"activated_at": now})
+    audit.record(action="programme.activated", entity="programme", entity_id=programme.id, actor=actor, now=now,
+                 region_code=programme.region_code)
     return programme
+
+
+def hold_active(programme: Programme) -> None:
+    """Keep the programme active until the transaction ends (issuing vouchers into it does).
+
+    The row's lock (the write lock on SQLite) is held: a close racing the issue waits for it and then
+    revokes what it issued, or, if the close came first, this sees it closed.
+
+    :raises ProgrammeNotActive: it is a draft or closed.
+    """
+    try:
+        transitions.hold(programme, status="active", what="The programme")
+    except InvalidTransition as refused:
+        db.session.refresh(programme, ["status"])
+        raise ProgrammeNotActive(status=programme.status) from refused
 
 
 def close(*, programme: Programme, actor, now: datetime) -> Programme:
     """Close a programme for good; its open vouchers are revoked (by the vouchers domain's receiver).
 
-    :raises InvalidTransition: already closed.
+    :raises InvalidTransition: already closed (or closed by a racing request).
     """
-    if programme.status == "closed":
-        raise InvalidTransition("The programme is already closed.")
-    programme.status, programme.closed_at = "closed", now
-    db.session.flush()
+    transitions.move(programme, to="closed", allowed_from={"draft", "active"}, what="The programme",
+                     values={"closed_at": now})
     programme_closed.send(programme, actor=actor, now=now)
-    audit.record(action="programme.closed", entity="programme", entity_id=programme.id, actor=actor, now=now)
+    audit.record(action="programme.closed", entity="programme", entity_id=programme.id, actor=actor, now=now,
+                 region_code=programme.region_code)
     return programme

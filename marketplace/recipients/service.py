@@ -17,11 +17,10 @@ from flask import current_app
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from marketplace import audit
-from marketplace.auth import scope
+from marketplace import audit, scope, transitions
 from marketplace.auth import service as auth_service
 from marketplace.db import db, insert_ignoring_conflicts, paginate
-from marketplace.errors import DomainError, Forbidden, InvalidTransition, NotFound, ValidationFailed
+from marketplace.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from marketplace.recipients.idnumber import IdNumber, InvalidIdNumberError, parse_id_number
 from marketplace.recipients.models import TAGS, Recipient, RecipientTag
 from marketplace.regions import inside, is_region_code
@@ -33,8 +32,8 @@ IMPORT_BATCH = 1000
 MAX_REPORTED_ERRORS = 1000
 # CSV cells do not pass the request schemas, which refuse NUL; PostgreSQL cannot store it in text.
 NUL_MESSAGE = "Text may not contain NUL characters."
-# Allowed status changes: a person may move back; death is final.
-TRANSITIONS = {"active": {"moved", "deceased"}, "moved": {"active", "deceased"}, "deceased": set()}
+# The statuses each status may be reached from: a person may move back; death is final.
+ALLOWED_FROM = {"active": {"moved"}, "moved": {"active"}, "deceased": {"active", "moved"}}
 
 
 class InvalidIdNumber(DomainError):
@@ -144,6 +143,7 @@ def create_recipient(*, name: str, id_number: str, phone: str | None, region_cod
     except IntegrityError as error:
         raise DuplicateRecipient() from error
     audit.record(action="recipient.created", entity="recipient", entity_id=recipient.id, actor=actor, now=now,
+                 region_code=recipient.region_code,
                  data={"id_number_masked": recipient.id_number_masked, "region_code": recipient.region_code,
                        "tags": values["tags"]})
     return recipient
@@ -186,7 +186,11 @@ def update_recipient(*, recipient: Recipient, actor, now: datetime, status: str 
                      tags: list[str] | None = None, phone: str | None = None, address: str | None = None) -> Recipient:
     """Change status, tags, phone or address; moving away or dying revokes open vouchers.
 
-    :raises InvalidTransition: e.g. any change of a deceased recipient's status.
+    The status moves by a guarded UPDATE (marketplace.transitions), before anything else is written:
+    of two racing changes (deceased ∥ moved) one wins and the other is refused.
+
+    :raises InvalidTransition: a change the status cannot make (death is final: a deceased recipient's
+        record accepts no status at all), or a racing change won.
     :raises ValidationFailed: a bad phone, address or tag.
     """
     problems: dict[str, str] = {}
@@ -206,6 +210,12 @@ def update_recipient(*, recipient: Recipient, actor, now: datetime, status: str 
     problems = {key: message for key, message in problems.items() if message}
     if problems:
         raise ValidationFailed(problems)
+    departed = False
+    if status is not None and (status != recipient.status or recipient.status == "deceased"):
+        previous = transitions.move(recipient, to=status, allowed_from=ALLOWED_FROM[status], what="The recipient",
+                                    values={"updated_at": now})
+        changes["status"] = {"from": previous, "to": status}
+        departed = status in ("moved", "deceased")
     if "phone" in changes:
         recipient.phone = phone
     if "address" in changes:
@@ -216,13 +226,6 @@ def update_recipient(*, recipient: Recipient, actor, now: datetime, status: str 
         current = set(recipient.tags)
         recipient.tag_rows = [row for row in recipient.tag_rows if row.tag in tags] + [
             RecipientTag(tag=tag) for tag in tags if tag not in current]
-    departed = False
-    if status is not None and status != recipient.status:
-        if status not in TRANSITIONS[recipient.status]:
-            raise InvalidTransition(f"A {recipient.status} recipient cannot become {status}.")
-        changes["status"] = {"from": recipient.status, "to": status}
-        recipient.status = status
-        departed = status in ("moved", "deceased")
     if not changes:
         return recipient
     recipient.updated_at = now
@@ -230,6 +233,7 @@ def update_recipient(*, recipient: Recipient, actor, now: datetime, status: str 
     if departed:
         recipient_departed.send(recipient, actor=actor, now=now, status=status)
     audit.record(action="recipient.updated", entity="recipient", entity_id=recipient.id, actor=actor, now=now,
+                 region_code=recipient.region_code,
                  data=changes)
     return recipient
 
@@ -310,6 +314,7 @@ def import_recipients(*, text: Iterable[str], actor, now: datetime,
     if on_batch:
         on_batch(result.rows)
     audit.record(action="recipients.imported", entity="recipient", entity_id="import", actor=actor, now=now,
+                 region_code=scope.limit_of(actor),
                  data={"rows": result.rows, "created": result.created, "duplicates": result.duplicates,
                        "error_rows": result.error_rows})
     return result

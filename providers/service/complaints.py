@@ -2,19 +2,19 @@
 redemption (which then waits outside settlement until the complaint is resolved), and resolved as
 upheld or not by an admin. Upheld complaints lower the provider's performance score.
 
-Region scope (marketplace.auth.scope): a complaint lies where its recipient lives or, when it names
+Region scope (marketplace.scope): a complaint lies where its recipient lives or, when it names
 no recipient, wherever its provider serves.
 """
 
 from datetime import datetime
 
-from sqlalchemy import and_, exists, or_, select, true, update
+from sqlalchemy import and_, exists, or_, select, true
 
-from marketplace import audit
-from marketplace.auth import scope
+from marketplace import audit, scope, transitions
 from marketplace.db import db, paginate
-from marketplace.errors import Forbidden, InvalidTransition, NotFound
+from marketplace.errors import Forbidden, NotFound
 from marketplace.recipients.models import Recipient
+from marketplace.regions import common_region
 from providers.models import Complaint, Provider, ProviderRegion
 
 
@@ -33,8 +33,16 @@ def file_complaint(*, provider: Provider, text: str, recipient_id: int | None, r
     db.session.add(complaint)
     db.session.flush()
     audit.record(action="complaint.filed", entity="provider", entity_id=provider.id, actor=actor, now=now,
+                 region_code=_region_of(provider, recipient_id),
                  data={"complaint_id": complaint.id, "redemption_id": redemption_id})
     return complaint
+
+
+def _region_of(provider: Provider, recipient_id: int | None) -> str | None:
+    """The region a complaint concerns: its recipient's, else the region common to its provider's."""
+    if recipient_id is not None:
+        return db.session.scalar(select(Recipient.region_code).where(Recipient.id == recipient_id))
+    return common_region(provider.region_codes)
 
 
 def _require_in_scope(actor, *, provider: Provider, recipient_id: int | None) -> None:
@@ -96,15 +104,10 @@ def resolve_complaint(*, complaint_id: int, upheld: bool, resolution: str, actor
     :raises InvalidTransition: it is resolved already (also by a racing resolution).
     """
     complaint = get_complaint(complaint_id, actor=actor)
-    # A guarded UPDATE: of two admins resolving at once, exactly one wins (READ COMMITTED re-checks the
-    # status once the first commits), so no resolution silently overwrites another.
-    resolved = db.session.execute(
-        update(Complaint).where(Complaint.id == complaint.id, Complaint.status == "open")
-        .values(status="resolved", upheld=upheld, resolution=resolution, resolved_at=now, resolved_by=actor.id)
-        .execution_options(synchronize_session=False)).rowcount
-    if resolved != 1:
-        raise InvalidTransition("The complaint is already resolved.")
-    db.session.refresh(complaint)
+    # Of two admins resolving at once exactly one wins: no resolution silently overwrites another.
+    transitions.move(complaint, to="resolved", allowed_from={"open"}, what="The complaint",
+                     values={"upheld": upheld, "resolution": resolution, "resolved_at": now, "resolved_by": actor.id})
     audit.record(action="complaint.resolved", entity="provider", entity_id=complaint.provider_id, actor=actor,
+                 region_code=_region_of(db.session.get(Provider, complaint.provider_id), complaint.recipient_id),
                  now=now, data={"complaint_id": complaint.id, "upheld": upheld})
     return complaint

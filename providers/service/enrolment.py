@@ -62,6 +62,7 @@ def enrol(*, programme: Programme, provider_id: int, actor, now: datetime) -> En
     except IntegrityError as error:
         raise AlreadyEnrolled() from error
     audit.record(action="programme.provider_enrolled", entity="programme", entity_id=programme.id, actor=actor,
+                 region_code=programme.region_code,
                  now=now, data={"provider_id": provider.id, "enrolment_id": enrolment.id})
     return enrolment
 

@@ -26,10 +26,11 @@ class RatingWindowClosed(DomainError):
 
 def record_rating(*, redemption_id: int, provider_id: int, programme_id: int, item_code: str, recipient_id: int,
                   delivered_at: datetime, rating_window_days: int, score: int, comment: str | None, source: str,
-                  actor, now: datetime) -> Rating:
+                  region_code: str, actor, now: datetime) -> Rating:
     """Record the one rating of a delivered service and update the ranking totals in the same transaction.
 
-    The caller (which knows the redemption) has checked that the actor may rate it.
+    The caller (which knows the redemption) has checked that the actor may rate it; *region_code* is
+    the programme's (the audit event's region).
 
     :raises RatingWindowClosed: more than the programme's rating window after delivery.
     :raises AlreadyRated: the redemption has a rating.
@@ -46,6 +47,7 @@ def record_rating(*, redemption_id: int, provider_id: int, programme_id: int, it
         raise AlreadyRated() from error
     _add_to_aggregate(provider_id=provider_id, programme_id=programme_id, item_code=item_code, score=score)
     audit.record(action="rating.recorded", entity="provider", entity_id=provider_id, actor=actor, now=now,
+                 region_code=region_code,
                  data={"rating_id": rating.id, "redemption_id": redemption_id, "score": score, "source": source})
     return rating
 
@@ -67,6 +69,22 @@ def _add_to_aggregate(*, provider_id: int, programme_id: int, item_code: str, sc
                                                     satisfied_count=satisfied))
     except IntegrityError:
         db.session.execute(increment)  # a concurrent first rating created the row meanwhile
+
+
+def withdraw_rating(*, redemption_id: int) -> None:
+    """Take a reversed service's rating out of the ranking totals (a reversed service did not happen).
+
+    The rating row stays as history; the totals, which rankings and provider summaries read, lose it.
+    """
+    rating = db.session.scalar(select(Rating).where(Rating.redemption_id == redemption_id))
+    if rating is None:
+        return
+    table = RatingAggregate.__table__
+    db.session.execute(
+        update(table).where(table.c.provider_id == rating.provider_id, table.c.programme_id == rating.programme_id,
+                            table.c.item_code == rating.item_code)
+        .values(ratings_count=table.c.ratings_count - 1, score_sum=table.c.score_sum - rating.score,
+                satisfied_count=table.c.satisfied_count - (1 if rating.score >= SATISFIED_SCORE else 0)))
 
 
 def bayesian_score(*, prior_mean: float | None, ratings_count: int, score_sum: int) -> float | None:

@@ -11,13 +11,12 @@ from datetime import datetime
 from sqlalchemy import exists, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from marketplace import audit
-from marketplace.auth import scope
+from marketplace import audit, scope
 from marketplace.auth import service as auth_service
 from marketplace.catalogue import service as catalogue
 from marketplace.db import db, paginate
 from marketplace.errors import DomainError, Forbidden, NotFound, ValidationFailed
-from marketplace.regions import covers, is_region_code, region_prefix
+from marketplace.regions import common_region, covers, is_region_code, region_prefix
 from providers.creditcode import InvalidCreditCodeError, parse_credit_code
 from providers.models import Provider, ProviderItem, ProviderRegion, ProviderStatusChange
 from providers.service.ratings import RatingSummary, rating_summaries
@@ -94,8 +93,10 @@ def register_provider(*, name: str, kind: str, credit_code: str, legal_represent
     record_status(provider, None, "pending", "registered", actor, now)
     if account:
         auth_service.create_user(username=account["username"], password=account["password"], role="provider",
-                                 provider_id=provider.id, actor=actor, now=now, scope_checked=True)
+                                 provider_id=provider.id, actor=actor, now=now, scope_checked=True,
+                                 home_region=common_region(region_codes))
     audit.record(action="provider.registered", entity="provider", entity_id=provider.id, actor=actor, now=now,
+                 region_code=common_region(region_codes),
                  data={"name": name, "kind": kind, "credit_code": parsed.code, "region_codes": region_codes,
                        "item_codes": item_codes, "self_registered": actor is None})
     # The registrant has just typed the contacts in: they see them back, logged in or not.

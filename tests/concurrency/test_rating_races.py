@@ -14,7 +14,8 @@ from marketplace.errors import DomainError
 from providers.models import Complaint
 from providers.service import complaints
 from tests.ratings_fixtures import RatingsBuilder
-from vouchers.service import feedback
+from vouchers.models import Redemption
+from vouchers.service import feedback, reversal
 
 RACERS = 8
 
@@ -94,6 +95,28 @@ def test_racing_ratings_of_one_redemption_give_one_rating(app):
     assert build.aggregates() == build.recomputed_aggregates() == {
         (redemption.provider_id, redemption.programme_id, redemption.item_code): (
             1, rating["score"], int(rating["score"] >= 4))}
+
+
+def test_a_rating_racing_the_reversal_of_its_service_never_counts_a_reversed_service(app):
+    pairs = RACERS // 2
+    build, redemptions = _served(app, pairs)
+    admin = build.system_admin
+
+    def work(index):
+        redemption = redemptions[index // 2]
+        actor = db.session.get(User, admin.id)
+        if index % 2:
+            reversal.reverse_redemption(redemption=db.session.get(Redemption, redemption.id), reason="扫错了",
+                                        actor=actor, now=utcnow())
+        else:
+            feedback.rate_redemption(redemption_id=redemption.id, score=5, comment=None, source="phone_followup",
+                                     actor=actor, now=utcnow())
+
+    outcomes = race(app, work)
+
+    assert outcomes.count("ok") >= pairs  # every reversal wins; a rating loses only to its reversal
+    assert set(outcomes) <= {"ok", "InvalidTransition"}
+    assert build.aggregates() == build.recomputed_aggregates()
 
 
 def test_racing_resolutions_of_one_complaint_give_one_resolution(app):

@@ -60,6 +60,7 @@ def set_choice(*, recipient: Recipient, programme: Programme, item_code: str, pr
                                chosen_by=chosen_by, acted_as=actor.role))
     db.session.flush()
     audit.record(action="choice.made", entity="recipient", entity_id=recipient.id, actor=actor, now=now,
+                 region_code=recipient.region_code,
                  data={"programme_id": programme.id, "item_code": item_code, "from_provider_id": previous,
                        "to_provider_id": provider.id, "acted_as": actor.role})
     return choice

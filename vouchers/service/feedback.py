@@ -3,6 +3,7 @@ stored by the providers domain (which ranks and settles on them)."""
 
 from datetime import datetime
 
+from marketplace import transitions
 from marketplace.db import db
 from marketplace.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from marketplace.programmes.models import Programme
@@ -38,12 +39,14 @@ def rate_redemption(*, redemption_id: int, score: int, comment: str | None, sour
         raise Forbidden()
     if redemption.status != "completed":
         raise InvalidTransition("A reversed redemption cannot be rated.")
+    # Held until the rating is recorded: a reversal racing it waits, then takes the rating out again.
+    transitions.hold(redemption, status="completed", what="The redemption")
     programme = db.session.get(Programme, redemption.programme_id)
     return ratings.record_rating(
         redemption_id=redemption.id, provider_id=redemption.provider_id, programme_id=redemption.programme_id,
         item_code=redemption.item_code, recipient_id=redemption.recipient_id, delivered_at=redemption.delivered_at,
-        rating_window_days=programme.rating_window_days, score=score, comment=comment, source=source, actor=actor,
-        now=now)
+        rating_window_days=programme.rating_window_days, score=score, comment=comment, source=source,
+        region_code=programme.region_code, actor=actor, now=now)
 
 
 def complain(*, provider_id: int, text: str, redemption_id: int | None, recipient_id: int | None, actor,

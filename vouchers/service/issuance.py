@@ -19,13 +19,10 @@ from marketplace.db import db, insert_from_select, local_date
 from marketplace.errors import DomainError, ValidationFailed
 from marketplace.programmes import ledger
 from marketplace.programmes.models import Programme, ProgrammeItem
+from marketplace.programmes.service import hold_active
 from marketplace.recipients.models import Recipient, RecipientTag
 from marketplace.regions import covers, inside
 from vouchers.models import Issuance, Voucher
-
-
-class ProgrammeNotActive(DomainError):
-    status, code, message = 409, "programme_not_active", "The programme is not active."
 
 
 class BudgetExceeded(DomainError):
@@ -65,11 +62,6 @@ def voucher_validity(programme: Programme, period: str) -> tuple[date, date]:
         raise ValidationFailed({"period": f"Outside the programme's dates ({programme.starts_on} to "
                                           f"{programme.ends_on})."})
     return max(first, programme.starts_on), min(last, programme.ends_on)
-
-
-def _require_active(programme: Programme) -> None:
-    if programme.status != "active":
-        raise ProgrammeNotActive(status=programme.status)
 
 
 def _commit(programme: Programme, issuance: Issuance, amount_fen: int, actor, now: datetime) -> None:
@@ -127,7 +119,7 @@ def issue_monthly(*, programme: Programme, period: str, actor, now: datetime) ->
     :raises ValidationFailed: the period is not a month inside the programme's dates.
     :raises BudgetExceeded: the budget cannot cover the run (details.shortfall_fen); nothing is written.
     """
-    _require_active(programme)
+    hold_active(programme)
     valid_from, valid_until = voucher_validity(programme, period)
     issuance = Issuance(programme_id=programme.id, kind="monthly", period=period, monthly_period=period,
                         created_at=now, created_by=getattr(actor, "id", None))
@@ -170,6 +162,7 @@ def _finish_issuance(programme: Programme, issuance: Issuance, actor, now: datet
         _commit(programme, issuance, int(total), actor, now)
     db.session.flush()
     audit.record(action=f"vouchers.issued_{issuance.kind}", entity="programme", entity_id=programme.id, actor=actor,
+                 region_code=programme.region_code,
                  now=now, data={"issuance_id": issuance.id, "period": issuance.period, "vouchers": vouchers,
                                 "recipients": recipients, "committed_fen": int(total)})
     return IssuanceResult(period=issuance.period, recipients=recipients, vouchers=vouchers, committed_fen=int(total))
@@ -184,7 +177,7 @@ def issue_supplementary(*, programme: Programme, recipient: Recipient, item_code
 
     :raises ProgrammeNotActive, ValidationFailed, BudgetExceeded: as for monthly issuance.
     """
-    _require_active(programme)
+    hold_active(programme)
     item = next((item for item in programme.items if item.item_code == item_code), None)
     if item is None:
         raise ValidationFailed({"item_code": "The programme does not buy this item."})

@@ -1,7 +1,7 @@
 """Vouchers and redemptions as each actor may see them.
 
 A recipient sees their own, a provider its own redemptions, a region-limited admin those of
-programmes inside the region (marketplace.auth.scope); anything else is 404, or 403 out of region.
+programmes inside the region (marketplace.scope); anything else is 404, or 403 out of region.
 """
 
 from datetime import datetime

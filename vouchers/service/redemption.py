@@ -117,6 +117,7 @@ def redeem(*, actor, now: datetime, presence_token: str | None = None, item_code
                       lines={"committed": -claimed.face_value_fen, "redeemed": claimed.face_value_fen}, now=now,
                       actor_id=actor.id, reference_type="redemption", reference_id=redemption.id)
     audit.record(action="voucher.redeemed", entity="voucher", entity_id=claimed.id, actor=actor, now=now,
+                 region_code=claimed.region_code,
                  data={"redemption_id": redemption.id, "provider_id": provider_id, "presence": presence,
                        "face_value_fen": claimed.face_value_fen})
     return redemption

@@ -21,6 +21,9 @@ MAX_CANDIDATES = 5
 
 _VOUCHER = Voucher.__table__.c
 _REDEMPTION = Redemption.__table__
+# The voucher's programme's region, returned with the claim for the audit event (no second query).
+_PROGRAMME_REGION = (select(Programme.__table__.c.region_code).where(Programme.__table__.c.id == _VOUCHER.programme_id)
+                     .scalar_subquery().label("region_code"))
 
 
 def _redeemable(provider_id, today):
@@ -70,7 +73,7 @@ def _build() -> _Statements:
                .where(_VOUCHER.id == bindparam("voucher_id"), _redeemable(provider_id, today))
                .values(status="redeemed", status_changed_at=bindparam("now", type_=UTCDateTime()))
                .returning(_VOUCHER.id, _VOUCHER.programme_id, _VOUCHER.recipient_id, _VOUCHER.item_code,
-                          _VOUCHER.face_value_fen, _VOUCHER.copay_fen)),
+                          _VOUCHER.face_value_fen, _VOUCHER.copay_fen, _PROGRAMME_REGION)),
         insert_redemption=insert(_REDEMPTION).returning(*_REDEMPTION.c),
     )
 
@@ -93,7 +96,7 @@ def claim_voucher(*, voucher_id: int, provider_id: int, today: date, now: dateti
     """Mark the voucher redeemed if the provider may redeem it today and nobody got there first.
 
     Returns the claimed voucher's (id, programme_id, recipient_id, item_code, face_value_fen,
-    copay_fen), or None when it was not claimable.
+    copay_fen, region_code — its programme's), or None when it was not claimable.
     """
     return db.session.connection().execute(_SQL.claim, {
         "voucher_id": voucher_id, "provider_id": provider_id, "today": today, "now": now,

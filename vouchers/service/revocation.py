@@ -13,6 +13,7 @@ from marketplace.db import db, local_date
 from marketplace.errors import InvalidTransition
 from marketplace.programmes import ledger
 from marketplace.programmes.models import Programme
+from marketplace.programmes.service import programme_region
 from vouchers.models import Voucher
 
 
@@ -46,18 +47,21 @@ def revoke_voucher(*, voucher: Voucher, reason: str, actor, now: datetime) -> Vo
         raise InvalidTransition(f"Only an issued voucher can be revoked; this one is {voucher.status}.")
     db.session.refresh(voucher)
     audit.record(action="voucher.revoked", entity="voucher", entity_id=voucher.id, actor=actor, now=now,
+                 region_code=programme_region(voucher.programme_id),
                  data={"reason": reason, "face_value_fen": voucher.face_value_fen})
     return voucher
 
 
-def revoke_open_vouchers(*, reason: str, actor, now: datetime, programme_id: int | None = None,
+def revoke_open_vouchers(*, reason: str, region_code: str, actor, now: datetime, programme_id: int | None = None,
                          recipient_id: int | None = None) -> int:
-    """Revoke every issued voucher of a programme or of a recipient (closing, death, moving away)."""
+    """Revoke every issued voucher of a programme or of a recipient (closing, death, moving away);
+    *region_code* is the programme's or the recipient's."""
     condition = Voucher.programme_id == programme_id if programme_id is not None else (
         Voucher.recipient_id == recipient_id)
     count, released = end_open_vouchers(condition, status="revoked", reason=reason, actor=actor, now=now)
     if count:
         audit.record(action="vouchers.revoked", entity="programme" if programme_id else "recipient",
+                     region_code=region_code,
                      entity_id=programme_id or recipient_id, actor=actor, now=now,
                      data={"reason": reason, "vouchers": count, "released_fen": sum(released.values())})
     return count
@@ -71,5 +75,6 @@ def expire_vouchers(*, programme: Programme, actor, now: datetime) -> dict:
     released_fen = sum(released.values())
     if count:
         audit.record(action="vouchers.expired", entity="programme", entity_id=programme.id, actor=actor, now=now,
+                     region_code=programme.region_code,
                      data={"vouchers": count, "released_fen": released_fen})
     return {"expired": count, "released_fen": released_fen}

@@ -29,12 +29,12 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import Integer, and_, bindparam, delete, exists, func, literal, select, update
 
-from marketplace import audit
+from marketplace import audit, transitions
 from marketplace.db import UTCDateTime, db, insert_from_select, insert_ignoring_conflicts, paginate
 from marketplace.errors import DomainError, InvalidTransition, NotFound
 from marketplace.programmes import ledger
 from marketplace.programmes.models import Programme
-from marketplace.programmes.service import of_programmes_in_scope, require_programme_in_scope
+from marketplace.programmes.service import of_programmes_in_scope, programme_region, require_programme_in_scope
 from providers.models import Complaint, Rating
 from providers.service.ratings import programme_bayesian_scores
 from vouchers.models import Redemption, Settlement
@@ -46,7 +46,8 @@ BAYESIAN_DENOMINATOR = 10**6  # largest denominator recovered exactly from the f
 
 
 class FourEyesRequired(DomainError):
-    status, code, message = 403, "four_eyes_required", "A settlement is approved by an admin other than its creator."
+    status, code = 403, "four_eyes_required"
+    message = "A settlement is approved by a second admin: neither its drafter nor an account the drafter created."
 
 
 class NotApproved(DomainError):
@@ -119,6 +120,7 @@ def create_settlements(*, programme: Programme, period: str, evaluations: dict[i
     for settlement_id, values in scores.items():
         count, gross = claimed[settlement_id]
         audit.record(action="settlement.drafted", entity="settlement", entity_id=settlement_id, actor=actor, now=now,
+                     region_code=programme.region_code,
                      data={"programme_id": programme.id, "provider_id": provider_of[settlement_id], "period": period,
                            "redemptions": count, "gross_fen": gross, "performance_score": values["performance_score"],
                            "pay_percent": values["pay_percent"], "net_fen": values["net_fen"]})
@@ -242,18 +244,17 @@ def lines_of(settlement: Settlement):
 def approve(*, settlement: Settlement, actor, now: datetime) -> Settlement:
     """Approve a draft (four eyes) and move its money: net to settled, the deduction back to available.
 
-    :raises FourEyesRequired: the approver created it. :raises InvalidTransition: it is not a draft.
+    Four eyes that one person cannot fake: the approver is neither the drafter nor a login the drafter
+    created (a second account of one's own making is still one person).
+
+    :raises FourEyesRequired: the approver drafted it, or the drafter created the approver's login.
+    :raises InvalidTransition: it is not a draft (or a racing approval won).
     """
-    if settlement.created_by is not None and settlement.created_by == actor.id:
+    drafter = settlement.created_by
+    if drafter is not None and drafter in (actor.id, actor.created_by):
         raise FourEyesRequired()
-    if settlement.status != "draft":
-        raise InvalidTransition(f"Only a draft can be approved; this settlement is {settlement.status}.")
-    approved = db.session.execute(
-        update(Settlement).where(Settlement.id == settlement.id, Settlement.status == "draft")
-        .values(status="approved", approved_at=now, approved_by=actor.id)
-        .execution_options(synchronize_session=False)).rowcount
-    if approved != 1:
-        raise InvalidTransition("The settlement changed meanwhile; reload it.")
+    transitions.move(settlement, to="approved", allowed_from={"draft"}, what="The settlement",
+                     values={"approved_at": now, "approved_by": actor.id})
     deduction = settlement.gross_fen - settlement.net_fen
     if settlement.net_fen:
         ledger.post_entry(programme_id=settlement.programme_id, kind="settlement",
@@ -266,20 +267,23 @@ def approve(*, settlement: Settlement, actor, now: datetime) -> Settlement:
                           memo=f"performance score {settlement.performance_score}: paid {settlement.pay_percent}%")
     db.session.refresh(settlement)
     audit.record(action="settlement.approved", entity="settlement", entity_id=settlement.id, actor=actor, now=now,
+                 region_code=programme_region(settlement.programme_id),
                  data={"net_fen": settlement.net_fen, "deducted_fen": deduction})
     return settlement
 
 
 def pay(*, settlement: Settlement, payment_reference: str, actor, now: datetime) -> Settlement:
-    """Record the payment of an approved settlement. :raises NotApproved: it is a draft or already paid."""
-    paid = db.session.execute(
-        update(Settlement).where(Settlement.id == settlement.id, Settlement.status == "approved")
-        .values(status="paid", paid_at=now, paid_by=actor.id, payment_reference=payment_reference)
-        .execution_options(synchronize_session=False)).rowcount
-    if paid != 1:
-        raise NotApproved(status=settlement.status)
-    db.session.refresh(settlement)
+    """Record the payment of an approved settlement.
+
+    :raises NotApproved: it is a draft or already paid (also when a racing payment won).
+    """
+    try:
+        transitions.move(settlement, to="paid", allowed_from={"approved"}, what="The settlement",
+                         values={"paid_at": now, "paid_by": actor.id, "payment_reference": payment_reference})
+    except InvalidTransition as refused:
+        raise NotApproved(status=refused.details["status"]) from refused
     audit.record(action="settlement.paid", entity="settlement", entity_id=settlement.id, actor=actor, now=now,
+                 region_code=programme_region(settlement.programme_id),
                  data={"payment_reference": payment_reference, "net_fen": settlement.net_fen})
     return settlement
 
@@ -294,5 +298,6 @@ def discard(*, settlement: Settlement, actor, now: datetime) -> None:
                           .execution_options(synchronize_session=False)).rowcount != 1:
         raise InvalidTransition("The settlement changed meanwhile; reload it.")
     audit.record(action="settlement.deleted", entity="settlement", entity_id=settlement.id, actor=actor, now=now,
+                 region_code=programme_region(settlement.programme_id),
                  data={"programme_id": settlement.programme_id, "provider_id": settlement.provider_id,
                        "period": settlement.period})
