@@ -58,13 +58,20 @@ class Trimmed(fields.String):
         return super()._deserialize(value, attr, data, **kwargs).strip()
 
 
+class Reason(Trimmed):
+    """Every `reason` a request gives for a decision: at least 2 characters once trimmed (追加 is a
+    reason, blanks are not), at most 500."""
+
+    def __init__(self, **kwargs):
+        super().__init__(validate=validate.Length(min=2, max=500), **kwargs)
+
+
 class ReasonSchema(InputSchema):
     """Every decision that needs a written reason (qualification, revocation, reversal)."""
 
-    reason = Trimmed(required=True, validate=validate.Length(min=3, max=500))
+    reason = Reason(required=True)
 
 
-@cache
 @cache
 def list_of(item_schema: type[ma.Schema]) -> type[ma.Schema]:
     """Return the envelope schema `{items}` of a whole, unpaged list of *item_schema*; the view returns

@@ -2,7 +2,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from marketplace.programmes.models import PROGRAMME_STATUSES
 from marketplace.recipients.models import TAGS
-from marketplace.schemas import REGION_CODE, InputSchema, PageArgs
+from marketplace.schemas import REGION_CODE, InputSchema, PageArgs, Reason
 
 PERCENT = validate.Range(min=0, max=100)
 
@@ -89,7 +89,7 @@ class ProgrammeQuerySchema(PageArgs):
 class BudgetAmendmentSchema(InputSchema):
     amount_fen = fields.Integer(required=True, strict=True, validate=validate.Range(min=-10**12, max=10**12),
                                 metadata={"description": "Positive allocates; negative takes unspent budget back"})
-    reason = fields.String(required=True, validate=validate.Length(min=3, max=500))
+    reason = Reason(required=True)
 
 
 class LedgerSchema(Schema):
