@@ -13,6 +13,7 @@ from werkzeug.routing import IntegerConverter
 
 from marketplace import demo, errors_cli, models, system  # noqa: F401  (models: complete metadata)
 from marketplace.accounts import routes as account_routes
+from marketplace.api import JSONProvider
 from marketplace.audit import cli as audit_cli
 from marketplace.audit import routes as audit_routes
 from marketplace.auth import access
@@ -63,7 +64,7 @@ def create_app(config: dict | None = None) -> Flask:
         MIGRATIONS_DIRECTORY=PROJECT_ROOT / "migrations",
     )
     finalise(app.config, app.instance_path)
-    app.json.ensure_ascii = False  # 助餐, not \u52a9\u9910
+    app.json = JSONProvider(app)  # bodies read with the app's limits; 助餐, not \u52a9\u9910
     app.url_map.converters["int"] = IdConverter
     if app.config["PROXY_FIX_X_FOR"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"])

@@ -2,12 +2,12 @@
 
 from flask import Blueprint as FlaskBlueprint
 from flask import send_from_directory
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from swagger_ui_bundle import swagger_ui_path
 
+from marketplace.api import Blueprint
 from marketplace.db import db
 from marketplace.errors import DomainError
 

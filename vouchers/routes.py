@@ -1,6 +1,6 @@
 from flask import Response, send_file, stream_with_context
-from flask_smorest import Blueprint
 
+from marketplace.api import Blueprint
 from marketplace.auth.access import require_actor, role_required
 from marketplace.db import transaction, utcnow, whole_page
 from marketplace.idempotency import idempotent
