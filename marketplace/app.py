@@ -13,6 +13,7 @@ from werkzeug.routing import IntegerConverter
 
 from marketplace import demo, errors_cli, models, system  # noqa: F401  (models: complete metadata)
 from marketplace.accounts import routes as account_routes
+from marketplace.api import JSONProvider, add_security_headers
 from marketplace.audit import cli as audit_cli
 from marketplace.audit import routes as audit_routes
 from marketplace.auth import access
@@ -58,12 +59,10 @@ def create_app(config: dict | None = None) -> Flask:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL=system.DOCS_ASSETS_URL,
         MIGRATIONS_DIRECTORY=PROJECT_ROOT / "migrations",
     )
     finalise(app.config, app.instance_path)
-    app.json.ensure_ascii = False  # 助餐, not \u52a9\u9910
+    app.json = JSONProvider(app)  # bodies read with the app's limits; 助餐, not \u52a9\u9910
     app.url_map.converters["int"] = IdConverter
     if app.config["PROXY_FIX_X_FOR"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"])
@@ -98,7 +97,7 @@ def register_request_hooks(app: Flask) -> None:
     @app.after_request
     def _tag_response(response):
         response.headers["X-Request-Id"] = g.get("request_id", "")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        add_security_headers(response)
         if request.path.startswith("/api/v1/") and not request.path.startswith("/api/v1/docs"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response

@@ -18,6 +18,8 @@ from flask import Flask, g, jsonify, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, default_exceptions
 
+from marketplace.api import MAX_JSON_DEPTH
+
 log = logging.getLogger(__name__)
 
 
@@ -96,7 +98,9 @@ HTTP_CODES: dict[int, FrameworkError] = {error.status: error for error in (
     _werkzeug(429, "rate_limited", "Too many requests; slow down."),
 )}
 MALFORMED_JSON = FrameworkError(400, "malformed_json", "The request body is not valid JSON.",
-                                "webargs: a JSON body that does not parse")
+                                "marketplace.api.load_json_body: a JSON body that does not parse",
+                                meaning="The request body is not valid JSON: it does not parse, is not UTF-8, or "
+                                        f"nests lists and objects more than {MAX_JSON_DEPTH} levels deep.")
 OTHER_HTTP_ERROR = FrameworkError(
     None, "http_error", "HTTP error.", "werkzeug.exceptions: any other 4xx",
     meaning="Any other client error Flask or werkzeug raises (e.g. 416 for an unsatisfiable Range header on a "

@@ -13,6 +13,7 @@ from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from marshmallow import Schema, fields
 
+from marketplace.api import Blueprint
 from marketplace.db import configure_engine, db
 from marketplace.errors import error_catalogue, error_codes, http_error_response
 from marketplace.schemas import ErrorBodySchema, ErrorSchema
@@ -52,6 +53,13 @@ class MarketplaceApi(Api):
 
     def handle_http_exception(self, error):
         return http_error_response(error)
+
+    def register_blueprint(self, blp, *, parameters=None, **options):
+        # Only marketplace.api.Blueprint reads JSON bodies with the app's limits (no 500 on hostile bodies).
+        if not isinstance(blp, Blueprint):
+            raise TypeError(f"{blp.name}: API routes use marketplace.api.Blueprint, not {type(blp).__module__}."
+                            f"{type(blp).__qualname__}")
+        super().register_blueprint(blp, parameters=parameters, **options)
 
 
 def init_extensions(app: Flask) -> MarketplaceApi:

@@ -1,6 +1,6 @@
 from flask import jsonify
-from flask_smorest import Blueprint
 
+from marketplace.api import Blueprint
 from marketplace.auth.access import current_actor, require_actor, role_required
 from marketplace.db import transaction, utcnow
 from marketplace.programmes.service import get_programme

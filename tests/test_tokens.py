@@ -197,6 +197,49 @@ def test_a_truncated_presence_code_is_invalid(signer, keep):
         read_presence(signer, token[:keep])
 
 
+BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+@given(voucher_id=st.integers(min_value=1, max_value=2**63 - 1))
+@settings(max_examples=20, **SHARED_APP)
+def test_a_voucher_token_has_one_spelling_not_sixteen(signer, voucher_id):
+    """36 base32 characters hold 180 bits for the token's 176: only the spelling with the 4 spare bits zero reads."""
+    token = card(signer, voucher_id)
+    readable = []
+    for character in BASE32:
+        spelling = token[:-1] + character
+        try:
+            readable.append(read_card(signer, spelling))
+        except tokens.InvalidToken:
+            continue
+        assert spelling == token
+    assert readable == [voucher_id]
+
+
+def test_a_presence_code_has_no_spare_bits_and_one_spelling(signer):
+    code, _ = presence(signer)
+    assert len(code) * 5 == len(raw_bytes(code)) * 8  # 48 characters, 240 bits, all used
+    assert [c for c in BASE32 if _reads_as_presence(signer, code[:-1] + c)] == [code[-1]]
+
+
+def _reads_as_presence(app, token) -> bool:
+    try:
+        read_presence(app, token)
+    except tokens.InvalidToken:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("padding", ["=", "====", "========"])
+def test_a_padded_token_is_not_the_printed_spelling(signer, padding):
+    token = card(signer, 1234)
+    code, _ = presence(signer)
+    with pytest.raises(tokens.InvalidToken):
+        read_card(signer, token + padding)
+    with pytest.raises(tokens.InvalidToken):
+        read_presence(signer, code + padding)
+
+
 @pytest.mark.parametrize("garbage", [
     "", "   ", "hello world", "not-base32!", "0000000000000000", "11111111", "AAAAAAAA", "A" * 36, "A" * 48,
     "A" * 81, "助餐助餐", "\x00\x01\x02", "https://example.com/?voucher=1234", "MFRGG===", "====",

@@ -1,6 +1,6 @@
 from flask import Response, send_file, stream_with_context
-from flask_smorest import Blueprint
 
+from marketplace.api import Blueprint
 from marketplace.auth.access import require_actor, role_required
 from marketplace.db import transaction, utcnow, whole_page
 from marketplace.idempotency import idempotent
@@ -98,7 +98,10 @@ def get_voucher(voucher_id):
 @blp.response(200, BINARY, content_type="image/png")
 @role_required("admin", "recipient")
 def voucher_card_png(voucher_id):
-    """A printable A6 card (300 dpi): QR of the signed voucher token, serial, item, value, validity."""
+    """A printable A6 card (300 dpi): QR of the signed voucher token, serial, item, value, validity.
+
+    Only an issued voucher has a card: 409 `voucher_not_issued` once it is redeemed, expired or revoked.
+    """
     token, lines = lookup.voucher_card(voucher_id, actor=require_actor())
     return Response(cards.card_png(token, lines), mimetype="image/png")
 
@@ -107,7 +110,7 @@ def voucher_card_png(voucher_id):
 @blp.response(200, BINARY, content_type="image/svg+xml")
 @role_required("admin", "recipient")
 def voucher_card_svg(voucher_id):
-    """The same card as SVG (A6, vector)."""
+    """The same card as SVG (A6, vector); 409 `voucher_not_issued` as for the PNG."""
     token, lines = lookup.voucher_card(voucher_id, actor=require_actor())
     return Response(cards.card_svg(token, lines), mimetype="image/svg+xml")
 

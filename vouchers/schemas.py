@@ -1,14 +1,12 @@
 from marshmallow import Schema, fields, validate
 
-from marketplace.schemas import ID_RANGE, InputSchema, PageArgs
+from marketplace.schemas import ID_RANGE, InputSchema, Instant, PageArgs, Period
 from vouchers.models import VOUCHER_STATUSES
 from vouchers.serials import serial_for
 
-PERIOD = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="A month as YYYY-MM.")
-
 
 class IssuanceInputSchema(InputSchema):
-    period = fields.String(required=True, validate=PERIOD)
+    period = Period(required=True)
 
 
 class IssuanceResultSchema(Schema):
@@ -96,7 +94,7 @@ class RedemptionInputSchema(InputSchema):
     presence_token = fields.String(validate=validate.Length(min=1, max=80))
     item_code = fields.String(validate=validate.Length(min=1, max=32))
     voucher_token = fields.String(validate=validate.Length(min=1, max=80))
-    delivered_at = fields.AwareDateTime(metadata={"description": "When the service was delivered (default: now)"})
+    delivered_at = Instant(metadata={"description": "When the service was delivered (default: now)"})
     duration_minutes = fields.Integer(strict=True, validate=validate.Range(min=0, max=24 * 60))
     notes = fields.String(validate=validate.Length(max=1000))
 
@@ -124,8 +122,8 @@ class RedemptionSchema(Schema):
 class RedemptionQuerySchema(PageArgs):
     provider_id = fields.Integer(validate=ID_RANGE)
     programme_id = fields.Integer(validate=ID_RANGE)
-    from_ = fields.AwareDateTime(data_key="from")
-    to = fields.AwareDateTime()
+    from_ = Instant(data_key="from")
+    to = Instant()
 
 
 class EvaluationSchema(InputSchema):
@@ -134,7 +132,7 @@ class EvaluationSchema(InputSchema):
 
 
 class SettlementInputSchema(InputSchema):
-    period = fields.String(required=True, validate=PERIOD)
+    period = Period(required=True)
     evaluations = fields.List(fields.Nested(EvaluationSchema), load_default=list, metadata={
         "description": "Third-party performance evaluations (第三方绩效评价), 0–100 per provider"})
 
@@ -182,7 +180,7 @@ class SettlementDetailSchema(SettlementSchema):
 
 class SettlementQuerySchema(PageArgs):
     programme_id = fields.Integer(validate=ID_RANGE)
-    period = fields.String(validate=PERIOD)
+    period = Period()
     status = fields.String(validate=validate.OneOf(["draft", "approved", "paid"]))
     provider_id = fields.Integer(validate=ID_RANGE)
 

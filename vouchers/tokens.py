@@ -9,6 +9,11 @@ error correction M) and carries no personal data:
 The mac is HMAC-SHA256 truncated to 96 bits under the key named by the key id (TOKEN_KEYS: the first
 key signs, every listed key verifies, so keys rotate without invalidating printed cards). A presence
 code lives PRESENCE_CODE_TTL_SECONDS and works once: its nonce is recorded when it is used.
+
+A token has one spelling (read in any case, around any whitespace): base32 without padding, the
+unused low bits of its last character zero. A voucher token's 22 bytes take 36 characters, 4 bits
+more than they need, so 16 different last characters would otherwise decode to the same card; a
+presence code's 30 bytes fill its 48 characters exactly. Any other spelling is `InvalidToken`.
 """
 
 import base64
@@ -57,11 +62,15 @@ def _signing_key() -> tuple[int, bytes]:
     return int(kid), secret.encode("utf-8")
 
 
+def _encode(raw: bytes) -> str:
+    return base64.b32encode(raw).decode("ascii").rstrip("=")
+
+
 def _seal(kind: int, payload: bytes) -> str:
     kid, key = _signing_key()
     body = struct.pack(">BB", kind, kid) + payload
     mac = hmac.new(key, body, hashlib.sha256).digest()[:MAC_BYTES]
-    return base64.b32encode(body + mac).decode("ascii").rstrip("=")
+    return _encode(body + mac)
 
 
 def _open(token: str, kind: int) -> bytes:
@@ -72,6 +81,8 @@ def _open(token: str, kind: int) -> bytes:
         raw = base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
     except (binascii.Error, ValueError) as error:
         raise InvalidToken() from error
+    if _encode(raw) != cleaned:
+        raise InvalidToken()  # padded, or unused bits set: not the spelling this service printed
     if len(raw) < 2 + MAC_BYTES or raw[0] != kind:
         raise InvalidToken()
     key = _keys().get(raw[1])

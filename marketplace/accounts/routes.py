@@ -1,6 +1,5 @@
-from flask_smorest import Blueprint
-
 from marketplace.accounts import service
+from marketplace.api import Blueprint
 from marketplace.auth.access import require_actor, role_required
 from marketplace.auth.schemas import UserCreateSchema, UserSchema
 from marketplace.db import transaction, utcnow

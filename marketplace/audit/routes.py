@@ -1,5 +1,4 @@
-from flask_smorest import Blueprint
-
+from marketplace.api import Blueprint
 from marketplace.audit import service
 from marketplace.audit.schemas import AuditEventSchema, AuditQuerySchema, VerificationSchema
 from marketplace.auth.access import require_actor, role_required

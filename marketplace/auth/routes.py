@@ -2,8 +2,8 @@ import secrets
 
 from flask import request, session
 from flask_login import login_user, logout_user
-from flask_smorest import Blueprint
 
+from marketplace.api import Blueprint
 from marketplace.auth import service
 from marketplace.auth.access import current_actor, require_actor, role_required
 from marketplace.auth.schemas import (

@@ -1,5 +1,4 @@
-from flask_smorest import Blueprint
-
+from marketplace.api import Blueprint
 from marketplace.auth.access import require_actor, role_required
 from marketplace.catalogue import service
 from marketplace.catalogue.schemas import (

@@ -1,5 +1,4 @@
-from flask_smorest import Blueprint
-
+from marketplace.api import Blueprint
 from marketplace.auth.access import current_actor, require_actor, role_required
 from marketplace.db import transaction, utcnow
 from marketplace.idempotency import idempotent

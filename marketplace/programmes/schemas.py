@@ -2,7 +2,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from marketplace.programmes.models import PROGRAMME_STATUSES
 from marketplace.recipients.models import TAGS
-from marketplace.schemas import REGION_CODE, InputSchema, PageArgs
+from marketplace.schemas import REGION_CODE, Day, InputSchema, PageArgs, Reason
 
 PERCENT = validate.Range(min=0, max=100)
 
@@ -29,8 +29,8 @@ class ProgrammeCreateSchema(InputSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=120))
     authority = fields.String(required=True, validate=validate.Length(min=1, max=120))
     region_code = fields.String(required=True, validate=REGION_CODE)
-    starts_on = fields.Date(required=True)
-    ends_on = fields.Date(required=True)
+    starts_on = Day(required=True)
+    ends_on = Day(required=True)
     items = fields.List(fields.Nested(ProgrammeItemInput), required=True, validate=validate.Length(min=1, max=50))
     eligibility = fields.Nested(EligibilitySchema, load_default=lambda: {"min_age": None, "tags_any": []})
     copay_percent = fields.Dict(
@@ -89,7 +89,7 @@ class ProgrammeQuerySchema(PageArgs):
 class BudgetAmendmentSchema(InputSchema):
     amount_fen = fields.Integer(required=True, strict=True, validate=validate.Range(min=-10**12, max=10**12),
                                 metadata={"description": "Positive allocates; negative takes unspent budget back"})
-    reason = fields.String(required=True, validate=validate.Length(min=3, max=500))
+    reason = Reason(required=True)
 
 
 class LedgerSchema(Schema):

@@ -1,8 +1,8 @@
 import io
 
 from flask import current_app, request
-from flask_smorest import Blueprint
 
+from marketplace.api import Blueprint
 from marketplace.auth.access import require_actor, role_required
 from marketplace.auth.schemas import UserSchema
 from marketplace.db import transaction, utcnow

@@ -24,14 +24,15 @@ from marketplace.errors import DomainError, Forbidden, NotFound, ValidationFaile
 from marketplace.recipients.idnumber import IdNumber, InvalidIdNumberError, parse_id_number
 from marketplace.recipients.models import TAGS, Recipient, RecipientTag
 from marketplace.regions import inside, is_region_code
+from marketplace.schemas import UNSTORABLE_MESSAGE, unstorable_text
 from marketplace.signals import recipient_departed
 
 CSV_HEADER = ("name", "id_number", "phone", "region_code", "address", "tags")
 PHONE_RE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
 IMPORT_BATCH = 1000
 MAX_REPORTED_ERRORS = 1000
-# CSV cells do not pass the request schemas, which refuse NUL; PostgreSQL cannot store it in text.
-NUL_MESSAGE = "Text may not contain NUL characters."
+# CSV cells do not pass the request schemas, which refuse text no column can store (NUL, lone surrogates):
+# the same rule, applied here. (Decoding a file as UTF-8 never yields a surrogate; the CLI's callers may.)
 # The statuses each status may be reached from: a person may move back; death is final.
 ALLOWED_FROM = {"active": {"moved"}, "moved": {"active"}, "deceased": {"active", "moved"}}
 
@@ -61,8 +62,8 @@ def _clean_address(address: str | None) -> tuple[str | None, str | None]:
     address = (address or "").strip() or None
     if address is not None and len(address) > 200:
         return address, "At most 200 characters."
-    if address is not None and "\x00" in address:
-        return address, NUL_MESSAGE
+    if address is not None and unstorable_text(address):
+        return address, UNSTORABLE_MESSAGE
     return address, None
 
 
@@ -94,8 +95,8 @@ def check_fields(*, name: str, id_number: str, phone: str | None, region_code: s
     name = (name or "").strip()
     if not 1 <= len(name) <= 50:
         problems["name"] = "A name of 1 to 50 characters is required."
-    elif "\x00" in name:
-        problems["name"] = NUL_MESSAGE
+    elif unstorable_text(name):
+        problems["name"] = UNSTORABLE_MESSAGE
     region_code = (region_code or "").strip()
     if not is_region_code(region_code):
         problems["region_code"] = "Not a GB/T 2260 region code (6 digits)."

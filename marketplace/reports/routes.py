@@ -1,5 +1,4 @@
-from flask_smorest import Blueprint
-
+from marketplace.api import Blueprint
 from marketplace.auth.access import current_actor, role_required
 from marketplace.db import utcnow
 from marketplace.programmes.service import get_programme

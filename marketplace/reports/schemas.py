@@ -1,7 +1,7 @@
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
 from marketplace.programmes.schemas import LedgerSchema
-from marketplace.schemas import ID_RANGE, InputSchema
+from marketplace.schemas import ID_RANGE, InputSchema, Period
 from providers.schemas import RatingSummarySchema
 
 
@@ -74,7 +74,7 @@ class PublicProgrammeSchema(Schema):
 
 class PublicSettlementQuerySchema(InputSchema):
     programme_id = fields.Integer(validate=ID_RANGE)
-    period = fields.String(validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$"))
+    period = Period()
 
 
 class PublicSettlementSchema(Schema):

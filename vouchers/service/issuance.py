@@ -22,6 +22,7 @@ from marketplace.programmes.models import Programme, ProgrammeItem
 from marketplace.programmes.service import hold_active
 from marketplace.recipients.models import Recipient, RecipientTag
 from marketplace.regions import covers, inside
+from marketplace.schemas import parse_period
 from vouchers.models import Issuance, Voucher
 
 
@@ -45,11 +46,10 @@ def copay_fen(unit_price_fen: int, percent: int) -> int:
 def period_bounds(period: str) -> tuple[date, date]:
     """First and last day of a `YYYY-MM` period. :raises ValidationFailed: not a month."""
     try:
-        year, month = (int(part) for part in period.split("-"))
-        first = date(year, month, 1)
+        year, month = parse_period(period)
     except ValueError as error:
-        raise ValidationFailed({"period": "A month as YYYY-MM."}) from error
-    return first, date(year, month, monthrange(year, month)[1])
+        raise ValidationFailed({"period": "A month as YYYY-MM, from 1970-01 to 2199-12."}) from error
+    return date(year, month, 1), date(year, month, monthrange(year, month)[1])
 
 
 def voucher_validity(programme: Programme, period: str) -> tuple[date, date]:

@@ -10,11 +10,16 @@ from sqlalchemy import select
 
 from marketplace.catalogue.service import get_item
 from marketplace.db import db, paginate
-from marketplace.errors import NotFound
+from marketplace.errors import DomainError, NotFound
 from marketplace.programmes.models import Programme
 from marketplace.programmes.service import of_programmes_in_scope, require_programme_in_scope
 from vouchers import cards, tokens
 from vouchers.models import Redemption, Voucher
+
+
+class VoucherNotIssued(DomainError):
+    status, code = 409, "voucher_not_issued"
+    message = "Only an issued voucher has a card: this one is redeemed, expired or revoked."
 
 
 def get_voucher(voucher_id: int, *, actor) -> Voucher:
@@ -29,9 +34,12 @@ def get_voucher(voucher_id: int, *, actor) -> Voucher:
 def voucher_card(voucher_id: int, *, actor) -> tuple[str, list[tuple[str, str, str]]]:
     """What a printed card of the voucher carries: its signed token (for the QR code) and its lines.
 
-    :raises NotFound, Forbidden: as get_voucher.
+    :raises NotFound, Forbidden: as get_voucher. :raises VoucherNotIssued: the voucher is redeemed, expired or
+        revoked: a card would look valid and be refused at the door.
     """
     voucher = get_voucher(voucher_id, actor=actor)
+    if voucher.status != "issued":
+        raise VoucherNotIssued(status=voucher.status)
     item = get_item(voucher.item_code)
     programme = db.session.get(Programme, voucher.programme_id)
     lines = cards.card_lines(serial=voucher.serial, item_code=item.code, item_name=item.name, unit=item.unit,
