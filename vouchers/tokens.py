@@ -7,8 +7,9 @@ error correction M) and carries no personal data:
     voucher:  kind 2 | key id | voucher id (8)                                           | mac (12)
 
 The mac is HMAC-SHA256 truncated to 96 bits under the key named by the key id (TOKEN_KEYS: the first
-key signs, every listed key verifies, so keys rotate without invalidating printed cards). A presence
-code lives PRESENCE_CODE_TTL_SECONDS and works once: its nonce is recorded when it is used.
+key signs, every listed key verifies, so keys rotate without invalidating printed cards; read by
+marketplace.config.parse_token_keys, which the app also runs when it starts). A presence code lives
+PRESENCE_CODE_TTL_SECONDS and works once: its nonce is recorded when it is used.
 """
 
 import base64
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 
 from flask import current_app
 
+from marketplace.config import parse_token_keys
 from marketplace.errors import DomainError
 
 PRESENCE, VOUCHER = 1, 2
@@ -44,17 +46,11 @@ class PresenceClaims:
 
 
 def _keys() -> dict[int, bytes]:
-    keys = {}
-    for part in current_app.config["TOKEN_KEYS"].split(","):
-        kid, _, secret = part.strip().partition(":")
-        keys[int(kid)] = secret.encode("utf-8")
-    return keys
+    return dict(parse_token_keys(current_app.config["TOKEN_KEYS"]))
 
 
 def _signing_key() -> tuple[int, bytes]:
-    first = current_app.config["TOKEN_KEYS"].split(",")[0].strip()
-    kid, _, secret = first.partition(":")
-    return int(kid), secret.encode("utf-8")
+    return parse_token_keys(current_app.config["TOKEN_KEYS"])[0]
 
 
 def _seal(kind: int, payload: bytes) -> str:
