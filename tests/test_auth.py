@@ -4,7 +4,9 @@ import hashlib
 import os
 import secrets
 import time
+import tomllib
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher, Type
@@ -420,6 +422,60 @@ def test_invalid_user_is_a_validation_error_naming_the_field(app, client, make_u
     assert error_code(response) == "validation_error"
     assert field in response.get_json()["error"]["details"]["fields"]
     assert user_count(app) == before
+
+
+# Password policy (NIST SP 800-63B: a minimum length and a blocklist of common passwords, no composition
+# rules); refusals say why.
+@pytest.mark.parametrize(("password", "why"), [
+    ("aaaaaaaaaa", "different characters"),
+    ("ababababab", "different characters"),
+    ("abcabcabca", "different characters"),
+    ("1111122222", "different characters"),
+    (" " * 10, "whitespace"),
+    (" \t \n \u3000" * 3, "whitespace"),
+    ("1234567890", "common"),
+    ("password12", "common"),
+    ("Password12", "common"),
+    ("PASSWORD123", "common"),
+    ("qwertyuiop", "common"),
+    (" 1q2w3e4r5t ", "common"),
+])
+def test_weak_passwords_are_refused_saying_why(app, client, make_user, auth, password, why):
+    admin = make_user(role="admin")
+    before = user_count(app)
+    response = client.post("/api/v1/users", json=new_user(password=password), headers=auth(admin))
+    assert response.status_code == 422
+    assert error_code(response) == "validation_error"
+    messages = response.get_json()["error"]["details"]["fields"]["password"]
+    assert any(why in message for message in messages), messages
+    assert user_count(app) == before
+    assert login(client, "new.auditor", password).status_code == 401
+
+
+@pytest.mark.parametrize("password", ["abcdabcdab", "correct horse battery", "蒲江县居家养老服务券", "  a b c d e  "])
+def test_passwords_of_enough_length_and_variety_that_are_not_common_are_accepted(client, make_user, auth,
+                                                                                  password):
+    admin = make_user(role="admin")
+    response = client.post("/api/v1/users", json=new_user(password=password), headers=auth(admin))
+    assert response.status_code == 201, response.get_json()
+    assert login(client, "new.auditor", password).status_code == 200
+
+
+def test_the_common_password_list_is_shipped_with_the_package():
+    from importlib.resources import files
+
+    listed = files("marketplace.auth").joinpath("common_passwords.txt").read_text(encoding="utf-8").splitlines()
+    entries = [line for line in listed if line and not line.startswith("#")]
+    assert len(entries) >= 10_000
+    assert all(entry == entry.lower() and entry.strip() == entry for entry in entries)
+    assert {"123456", "password", "1234567890", "password12"} <= set(entries)
+    header = "\n".join(line for line in listed if line.startswith("#"))
+    assert "zxcvbn" in header
+    assert "MIT" in header
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    package_data = project["tool"]["setuptools"]["package-data"]
+    patterns = [pattern for patterns in package_data.values() for pattern in patterns]
+    assert "*.txt" in patterns
 
 
 def test_missing_user_fields_are_a_validation_error(client, make_user, auth):

@@ -6,10 +6,12 @@ copy of the database grants no logins. Failed logins are counted per username an
 address in the rate limiter's storage (memory, or Redis when several processes serve the app).
 """
 
+import functools
 import hashlib
 import re
 import secrets
 from datetime import datetime, timedelta
+from importlib import resources
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -30,6 +32,7 @@ PASSWORD_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.@-]{2,63}$")
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 256
+MIN_DISTINCT_CHARACTERS = 4
 
 
 class InvalidCredentials(DomainError):
@@ -53,7 +56,13 @@ def hash_password(password: str) -> str:
 
 
 def check_password_policy(*, username: str, password: str) -> None:
-    """Refuse passwords that are short, overlong, or the username itself.
+    """Refuse passwords that are easy to guess, saying why.
+
+    NIST SP 800-63B (5.1.1.2): a minimum length and a check against known-weak values, no composition
+    rules (no "one digit, one capital"). Refused: fewer than MIN_PASSWORD_LENGTH or more than
+    MAX_PASSWORD_LENGTH characters, only whitespace, fewer than MIN_DISTINCT_CHARACTERS different
+    characters (`aaaaaaaaaa`, `ababababab`), the username itself, and any password on the list of
+    common passwords (compared lower-cased, without surrounding whitespace).
 
     :raises ValidationFailed: naming the `password` field.
     """
@@ -61,8 +70,23 @@ def check_password_policy(*, username: str, password: str) -> None:
         raise ValidationFailed({"password": f"Use at least {MIN_PASSWORD_LENGTH} characters."})
     if len(password) > MAX_PASSWORD_LENGTH:
         raise ValidationFailed({"password": f"Use at most {MAX_PASSWORD_LENGTH} characters."})
+    if not password.strip():
+        raise ValidationFailed({"password": "A password of only whitespace is easy to guess; use words or characters."})
+    if len(set(password)) < MIN_DISTINCT_CHARACTERS:
+        raise ValidationFailed({"password": f"Use at least {MIN_DISTINCT_CHARACTERS} different characters: a few "
+                                            "characters repeated are easy to guess."})
     if normalise_username(password) == normalise_username(username):
         raise ValidationFailed({"password": "The password must differ from the username."})
+    if password.strip().lower() in common_passwords():
+        raise ValidationFailed({"password": "This is one of the most common passwords, which attackers try first; "
+                                            "choose another (a few unrelated words make a good one)."})
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The shipped list of common passwords (common_passwords.txt: its header says where it comes from)."""
+    text = resources.files(__package__).joinpath("common_passwords.txt").read_text(encoding="utf-8")
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
 
 
 def _row_exists(table_name: str, row_id: int) -> bool:
