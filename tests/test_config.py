@@ -246,3 +246,12 @@ def test_a_development_key_from_the_environment_equal_to_the_kept_one_is_refused
     environment.setenv("ID_HASH_KEY", kept)
     with pytest.raises(ConfigError, match="ID_HASH_KEY equals SECRET_KEY"):
         create_app()
+
+
+@pytest.mark.parametrize("name", ["LOGIN_FAILURES_PER_USERNAME_AND_CLIENT", "LOGIN_FAILURES_PER_CLIENT",
+                                  "LOGIN_FAILURES_PER_USERNAME", "LOGIN_FAILURE_WINDOW_SECONDS"])
+def test_login_throttling_settings_must_be_positive(environment, name):
+    environment.setenv("APP_ENV", "testing")
+    environment.setenv(name, "0")
+    with pytest.raises(ConfigError, match=f"^{name} must be at least 1"):
+        create_app()
