@@ -2,8 +2,14 @@
 
 import os
 
+COUNTERS_URI = os.environ.get("RATELIMIT_STORAGE_URI") or "memory://"
+# The login-failure counters (marketplace.auth.service) hold only if every worker sees the same ones.
+# memory:// (the default, and what `make run` uses) lives inside one process, so then there is one
+# worker; with a shared store such as Redis (RATELIMIT_STORAGE_URI=redis://…) there are two.
+COUNTERS_SHARED = not COUNTERS_URI.startswith(("memory://", "async+memory://"))
+
 bind = "127.0.0.1:8000"
-workers = 2
+workers = 2 if COUNTERS_SHARED else 1
 # PostgreSQL: threads overlap each request's round trips to the database. SQLite has one writer per
 # database file: extra threads would only queue on its lock (polling in its busy handler, which
 # sleeps up to 100 ms at a time) and fight over the GIL while holding it, so each worker takes one
@@ -13,3 +19,12 @@ timeout = 60
 # Paths only, never query strings: some carry short-lived tokens.
 accesslog = "-"
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+
+
+def on_starting(server):
+    """Warn when several workers would each keep their own login-failure counters."""
+    if server.cfg.workers > 1 and not COUNTERS_SHARED:
+        server.log.warning(
+            "%s workers with RATELIMIT_STORAGE_URI=memory://: each worker counts failed logins on its own, "
+            "so a guesser gets up to %s times the configured limits. Set RATELIMIT_STORAGE_URI to a store every "
+            "worker shares (redis://host:6379) or run one worker.", server.cfg.workers, server.cfg.workers)

@@ -5,7 +5,9 @@ Every setting has one name, used both as the environment variable and as the Fla
 closed (refuse to start without secrets), not open.
 """
 
+import functools
 import os
+import re
 import secrets
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -13,6 +15,10 @@ from pathlib import Path
 from marketplace.db import QueuedSQLiteConnection
 
 ENVIRONMENTS = ("production", "development", "testing")
+# Shortest secret production accepts, in bytes of its UTF-8 text (`secrets.token_hex(32)` gives 64).
+MIN_SECRET_BYTES = 32
+TOKEN_KEY_ID_RE = re.compile(r"^[0-9]{1,3}$")
+GENERATE = "$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 
 
 class ConfigError(RuntimeError):
@@ -49,9 +55,15 @@ class Config:
     LOCAL_TIMEZONE: str = "Asia/Shanghai"
     DATABASE_URL: str | None = None
     RATELIMIT_STORAGE_URI: str = "memory://"
-    # Failed logins allowed per username and per client address within LOGIN_FAILURE_WINDOW.
-    LOGIN_FAILURES_PER_USERNAME: int = 5
+    # Prefix of the counters' keys in Redis, so that several apps (or test runs) can share one server.
+    RATELIMIT_KEY_PREFIX: str = "marketplace"
+    # Failed logins allowed within LOGIN_FAILURE_WINDOW_SECONDS (marketplace.auth.service.authenticate):
+    # for one username from one client address (a single guesser; the owner's own typos), from one
+    # client whatever the usernames, and for one username from all clients together — the ceiling that
+    # slows a guesser spread over many addresses (NIST SP 800-63B: at most 100 failures per account).
+    LOGIN_FAILURES_PER_USERNAME_AND_CLIENT: int = 5
     LOGIN_FAILURES_PER_CLIENT: int = 20
+    LOGIN_FAILURES_PER_USERNAME: int = 100
     LOGIN_FAILURE_WINDOW_SECONDS: int = 900
     TOKEN_TTL_SECONDS: int = 8 * 3600
     SESSION_TTL_SECONDS: int = 8 * 3600
@@ -84,7 +96,8 @@ class Config:
 def finalise(config: dict, instance_path: str) -> None:
     """Fill derived settings in place and refuse to run without what production needs.
 
-    :raises ConfigError: an unknown environment, or a production app without its secrets.
+    :raises ConfigError: an unknown environment, a production app without its secrets, malformed or
+        (in production) short secrets, ID_HASH_KEY equal to SECRET_KEY, a throttling limit below 1.
     """
     env = config.get("APP_ENV", "production")
     if env not in ENVIRONMENTS:
@@ -94,6 +107,10 @@ def finalise(config: dict, instance_path: str) -> None:
                           f"got {config['SQLITE_SYNCHRONOUS']!r}")
     if config.get("RANKING_PRIOR_WEIGHT", 10) < 0:
         raise ConfigError("RANKING_PRIOR_WEIGHT (C in the ranking formula) cannot be negative.")
+    for key in ("LOGIN_FAILURES_PER_USERNAME_AND_CLIENT", "LOGIN_FAILURES_PER_CLIENT", "LOGIN_FAILURES_PER_USERNAME",
+                "LOGIN_FAILURE_WINDOW_SECONDS"):
+        if config.get(key, 1) < 1:
+            raise ConfigError(f"{key} must be at least 1; got {config[key]}.")
     for key in ("SECRET_KEY", "ID_HASH_KEY", "TOKEN_KEYS"):
         if config.get(key):
             continue
@@ -105,6 +122,7 @@ def finalise(config: dict, instance_path: str) -> None:
             )
         secret = _instance_secret(instance_path, key) if env == "development" else f"testing-{key}"
         config[key] = f"1:{secret}" if key == "TOKEN_KEYS" else secret
+    check_secrets(config, production=env == "production")
 
     if not config.get("DATABASE_URL"):
         Path(instance_path).mkdir(parents=True, exist_ok=True)
@@ -121,6 +139,68 @@ def finalise(config: dict, instance_path: str) -> None:
     config["SESSION_COOKIE_SECURE"] = bool(config.get("SESSION_COOKIE_SECURE")) or env == "production"
     # Flask-Login's remember-me cookie would outlive logout; we never issue it.
     config["REMEMBER_COOKIE_DURATION"] = 0
+
+
+def check_secrets(config: dict, *, production: bool) -> None:
+    """Refuse secrets that would fail later or are too weak, naming the variable and the fix; never the secret.
+
+    TOKEN_KEYS must parse as vouchers.tokens reads it (`kid:secret[,kid:secret…]`, key ids 0–255, each
+    once, no empty secret): else the first presence code would be a 500. In production every secret has
+    at least MIN_SECRET_BYTES. ID_HASH_KEY must differ from SECRET_KEY in every environment.
+
+    :raises ConfigError:
+    """
+    keys = parse_token_keys(config["TOKEN_KEYS"])
+    if production:
+        for name in ("SECRET_KEY", "ID_HASH_KEY"):
+            size = len(config[name].encode("utf-8"))
+            if size < MIN_SECRET_BYTES:
+                raise ConfigError(
+                    f"{name} is {size} bytes long; production needs at least {MIN_SECRET_BYTES}. "
+                    f"Generate one: `export {name}={GENERATE}`."
+                )
+        for kid, secret in keys:
+            if len(secret) < MIN_SECRET_BYTES:
+                unused = next(candidate for candidate in range(256) if candidate not in dict(keys))
+                raise ConfigError(
+                    f"TOKEN_KEYS key {kid} is {len(secret)} bytes long; production needs at least {MIN_SECRET_BYTES} "
+                    "bytes per key (a short key can be guessed, and cards forged under it). Replace it with a new "
+                    f"key, e.g. `{unused}:{GENERATE}` in its place; cards printed under key {kid} must be printed "
+                    "again."
+                )
+    if config["ID_HASH_KEY"] == config["SECRET_KEY"]:
+        raise ConfigError(
+            "ID_HASH_KEY equals SECRET_KEY; each needs a value of its own, so that rotating one never affects "
+            "the other. Give SECRET_KEY a new value (that only ends cookie sessions): "
+            f"`export SECRET_KEY={GENERATE}`; keep ID_HASH_KEY, which the blind index of recorded ID numbers "
+            "depends on."
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def parse_token_keys(raw: str) -> tuple[tuple[int, bytes], ...]:
+    """TOKEN_KEYS as (key id, secret) pairs, the signing key first (vouchers.tokens reads it here too).
+
+    :raises ConfigError: naming the entry and what is wrong with it (never its secret).
+    """
+    fix = ("Write TOKEN_KEYS as kid:secret[,kid:secret…] with whole-number key ids from 0 to 255, each used once, "
+           f"the signing key first, e.g. `export TOKEN_KEYS=1:{GENERATE}`.")
+    keys: list[tuple[int, bytes]] = []
+    for position, part in enumerate(raw.split(","), start=1):
+        entry = part.strip()
+        if not entry:
+            raise ConfigError(f"TOKEN_KEYS entry {position} is empty. {fix}")
+        kid_text, colon, secret = entry.partition(":")
+        if not TOKEN_KEY_ID_RE.match(kid_text.strip()) or int(kid_text) > 255:
+            raise ConfigError(f"TOKEN_KEYS entry {position} has key id {kid_text!r}, not a number from 0 to 255. "
+                              f"{fix}")
+        kid = int(kid_text)
+        if not colon or not secret:
+            raise ConfigError(f"TOKEN_KEYS entry {position} (key id {kid}) has no secret. {fix}")
+        if any(kid == seen for seen, _secret in keys):
+            raise ConfigError(f"TOKEN_KEYS lists key id {kid} twice (entry {position}). {fix}")
+        keys.append((kid, secret.encode("utf-8")))
+    return tuple(keys)
 
 
 def _instance_secret(instance_path: str, key: str) -> str:

@@ -5,11 +5,14 @@ app. The API (its OpenAPI document) and the rate limiter (its counters) do, so e
 kept in `app.extensions`: two apps in one process — as in the tests — never share counters or specs.
 """
 
+import inspect
+import urllib.parse
+
 from flask import Flask, current_app
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_smorest import Api
-from limits.storage import storage_from_string
+from limits.storage import SCHEMES, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from marshmallow import Schema, fields
 
@@ -72,7 +75,8 @@ def init_extensions(app: Flask) -> MarketplaceApi:
     # The login-failure counters of marketplace.auth.service, in memory or in Redis (RATELIMIT_STORAGE_URI)
     # when several processes serve the app. `limits` directly rather than Flask-Limiter, which is built
     # on it: with no route limits to apply, Flask-Limiter's per-request hooks cost ~4% of a redemption.
-    app.extensions["rate_limiter"] = FixedWindowRateLimiter(storage_from_string(app.config["RATELIMIT_STORAGE_URI"]))
+    app.extensions["rate_limiter"] = FixedWindowRateLimiter(
+        counter_storage(app.config["RATELIMIT_STORAGE_URI"], app.config["RATELIMIT_KEY_PREFIX"]))
     api = MarketplaceApi(app)
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "description": "Token from POST /api/v1/auth/token"}
@@ -83,6 +87,13 @@ def init_extensions(app: Flask) -> MarketplaceApi:
          "description": "Cookie from POST /api/v1/auth/login; state changes need the X-CSRF-Token header"},
     )
     return api
+
+
+def counter_storage(uri: str, key_prefix: str):
+    """The `limits` storage at *uri*; in Redis (and Valkey) its keys start with *key_prefix*."""
+    storage_class = SCHEMES.get(urllib.parse.urlparse(uri).scheme)
+    accepts_prefix = storage_class is not None and "key_prefix" in inspect.signature(storage_class).parameters
+    return storage_from_string(uri, key_prefix=key_prefix) if accepts_prefix else storage_from_string(uri)
 
 
 def rate_limiter() -> FixedWindowRateLimiter:

@@ -54,6 +54,21 @@ def pytest_report_header(config):
     return f"databases: sqlite, postgresql ({'skipped: ' + _PG_REASON if _PG_REASON else pg_url()})"
 
 
+# Login-failure counters in Redis: tests give them a key prefix of their own (RATELIMIT_KEY_PREFIX), so
+# suites sharing the server never reset or read each other's counters.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def redis_unavailable_reason() -> str | None:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as error:
+        return f"Redis at {REDIS_URL} is not reachable: {error}"
+    return None
+
+
 def app_config(database_url: str, **overrides) -> dict:
     return {"APP_ENV": "testing", "TESTING": True, "DATABASE_URL": database_url,
             "RATELIMIT_STORAGE_URI": "memory://", **overrides}

@@ -29,6 +29,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -44,7 +45,8 @@ from marketplace.db import db
 from tests.conftest import pg_url, postgres_unavailable_reason, psycopg_dsn
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = PROJECT_ROOT / ".venv" / "bin"
+# The checkout's own .venv, or (a git worktree without one) the virtualenv running the tests.
+VENV_BIN = PROJECT_ROOT / ".venv" / "bin" if (PROJECT_ROOT / ".venv" / "bin").is_dir() else Path(sys.executable).parent
 PORTS = range(18100, 18200)
 WORKERS = 2
 THREADS = 8
@@ -151,13 +153,18 @@ class Reply:
 
 @dataclass
 class Server:
-    """One gunicorn (WORKERS × THREADS) serving *database_url* from *workdir* (logs, instance folder)."""
+    """One gunicorn (WORKERS × THREADS) serving *database_url* from *workdir* (logs, instance folder).
+
+    workers or threads None: what gunicorn.conf.py decides. *settings*: more of the app's settings, for
+    the server and local_app() alike.
+    """
 
     database_url: str
     workdir: Path
-    workers: int = WORKERS
-    threads: int = THREADS
+    workers: int | None = WORKERS
+    threads: int | None = THREADS
     ratelimit_uri: str = "memory://"
+    settings: dict = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen | None = None
     secrets_: dict = field(default_factory=lambda: {
@@ -178,12 +185,12 @@ class Server:
 
     def config(self) -> dict:
         return {"APP_ENV": "production", "DATABASE_URL": self.database_url,
-                "RATELIMIT_STORAGE_URI": self.ratelimit_uri, **self.secrets_}
+                "RATELIMIT_STORAGE_URI": self.ratelimit_uri, **self.secrets_, **self.settings}
 
     def environment(self) -> dict:
         env = {name: value for name, value in os.environ.items()
                if name not in ("GUNICORN_CMD_ARGS", "FLASK_APP", "FLASK_DEBUG")}
-        env.update(self.config())
+        env.update({name: str(value) for name, value in self.config().items()})
         env["INSTANCE_PATH"] = str(self.instance_path)
         env["PYTHONUNBUFFERED"] = "1"
         return env
@@ -219,9 +226,11 @@ class Server:
             access = open(self.access_log, "ab")  # noqa: SIM115 - closed in stop()
             errors = open(self.error_log, "ab")  # noqa: SIM115 - closed in stop()
             self._log_files += [access, errors]
+            sizes = ([] if self.workers is None else ["-w", str(self.workers)]) + (
+                [] if self.threads is None else ["--threads", str(self.threads)])
             self.process = subprocess.Popen(
                 [str(VENV_BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
-                 "-w", str(self.workers), "--threads", str(self.threads), "wsgi:app"],
+                 *sizes, "wsgi:app"],
                 cwd=PROJECT_ROOT, env=self.environment(), stdout=access, stderr=errors, stdin=subprocess.DEVNULL,
                 start_new_session=True)
             if self.wait_healthy(timeout=timeout):
@@ -249,7 +258,7 @@ class Server:
         return child_pids(self.process.pid) if self.process else []
 
     def wait_for_workers(self, count: int | None = None, *, timeout: float = 30.0) -> list[int]:
-        count = count or self.workers
+        count = count or self.workers or 1
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pids = self.worker_pids()

@@ -1,10 +1,14 @@
 """Bearer tokens, login throttling, /me and user creation (roles: docs/domain.md#roles-and-four-eyes)."""
 
 import hashlib
-import os
 import secrets
+import threading
 import time
+import tomllib
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher, Type
@@ -14,7 +18,7 @@ from marketplace.app import create_app
 from marketplace.audit.models import AuditEvent
 from marketplace.auth.models import AuthToken, User
 from marketplace.db import db, transaction, utcnow
-from tests.conftest import PASSWORD, app_config, error_code
+from tests.conftest import PASSWORD, REDIS_URL, app_config, error_code, redis_unavailable_reason
 
 OWASP_ARGON2ID_PREFIX = "$argon2id$v=19$m=19456,t=2,p=1$"
 NEW_PASSWORD = "a perfectly fine passphrase"
@@ -153,21 +157,38 @@ def test_successful_login_is_audited(app, client, make_user):
 
 
 # --- throttling -------------------------------------------------------------------------------------
+# Three counters (docs: README, Auth): failures for one username from one client (what a single guesser
+# gets, and what the owner's own typos cost), failures from one client whatever the usernames, and a
+# higher ceiling of failures for one username from all clients (what a distributed guesser gets).
 
-def test_repeated_failures_for_a_username_are_refused_with_too_many_attempts(app, client, make_user):
+def from_address(address):
+    return {"environ_base": {"REMOTE_ADDR": address}}
+
+
+def test_repeated_failures_for_a_username_from_one_client_are_refused_with_too_many_attempts(app, client,
+                                                                                              make_user):
     user = make_user()
-    limit = app.config["LOGIN_FAILURES_PER_USERNAME"]
+    limit = app.config["LOGIN_FAILURES_PER_USERNAME_AND_CLIENT"]
     for _ in range(limit):
         assert login(client, user.username, "wrong password!").status_code == 401
     response = login(client, user.username, "wrong password!")
     assert response.status_code == 429
     assert error_code(response) == "too_many_attempts"
-    assert response.get_json()["error"]["details"]["retry_after_seconds"] > 0
+    retry_after = response.get_json()["error"]["details"]["retry_after_seconds"]
+    assert 0 < retry_after <= app.config["LOGIN_FAILURE_WINDOW_SECONDS"]
 
 
-def test_locked_username_refuses_even_the_correct_password(app, client, make_user):
+def test_default_throttling_settings(app):
+    assert app.config["LOGIN_FAILURES_PER_USERNAME_AND_CLIENT"] == 5
+    assert app.config["LOGIN_FAILURES_PER_CLIENT"] == 20
+    assert app.config["LOGIN_FAILURES_PER_USERNAME"] == 100
+    assert app.config["LOGIN_FAILURE_WINDOW_SECONDS"] == 900
+
+
+def test_locked_client_is_refused_even_the_correct_password(app, client, make_user):
+    # Else the guesser would learn the password from the one answer that is not 429.
     user = make_user()
-    for _ in range(app.config["LOGIN_FAILURES_PER_USERNAME"]):
+    for _ in range(app.config["LOGIN_FAILURES_PER_USERNAME_AND_CLIENT"]):
         login(client, user.username, "wrong password!")
     response = login(client, user.username)
     assert response.status_code == 429
@@ -175,16 +196,73 @@ def test_locked_username_refuses_even_the_correct_password(app, client, make_use
     assert client.post("/api/v1/auth/login", json={"username": user.username, "password": PASSWORD}).status_code == 429
 
 
+def test_a_strangers_failures_do_not_lock_the_owner_out(app, make_user):
+    user = make_user()
+    client = app.test_client()
+    for _ in range(app.config["LOGIN_FAILURES_PER_USERNAME_AND_CLIENT"] + 3):
+        login(client, user.username, "wrong password!", **from_address("203.0.113.7"))
+    assert login(client, user.username, **from_address("203.0.113.7")).status_code == 429
+    assert login(client, user.username, **from_address("198.51.100.20")).status_code == 200
+    assert client.post("/api/v1/auth/login", json={"username": user.username, "password": PASSWORD},
+                       **from_address("198.51.100.20")).status_code == 200
+
+
+def test_failures_for_a_username_from_many_clients_reach_a_ceiling(make_app, make_user):
+    user = make_user()
+    application = make_app(LOGIN_FAILURES_PER_USERNAME_AND_CLIENT=2, LOGIN_FAILURES_PER_USERNAME=5,
+                           LOGIN_FAILURES_PER_CLIENT=100)
+    client = application.test_client()
+    for address in ("10.0.0.1", "10.0.0.2"):
+        assert login(client, user.username, "wrong password!", **from_address(address)).status_code == 401
+        assert login(client, user.username, "wrong password!", **from_address(address)).status_code == 401
+        assert login(client, user.username, "wrong password!", **from_address(address)).status_code == 429
+    assert login(client, user.username, "wrong password!", **from_address("10.0.0.3")).status_code == 401
+    # Five failures from three clients: the username is closed to everyone until the window ends.
+    refused = login(client, user.username, **from_address("10.0.0.4"))
+    assert refused.status_code == 429
+    assert error_code(refused) == "too_many_attempts"
+    assert login(client, make_user().username, **from_address("10.0.0.4")).status_code == 200
+
+
+def test_refused_attempts_are_not_counted_as_failures(make_app, make_user):
+    # A guesser hammering from one client past its limit must not push the username to its ceiling.
+    user = make_user()
+    application = make_app(LOGIN_FAILURES_PER_USERNAME_AND_CLIENT=2, LOGIN_FAILURES_PER_USERNAME=5,
+                           LOGIN_FAILURES_PER_CLIENT=100)
+    client = application.test_client()
+    statuses = [login(client, user.username, "wrong password!", **from_address("10.0.0.1")).status_code
+                for _ in range(20)]
+    assert statuses == [401, 401] + [429] * 18
+    for _ in range(2):
+        assert login(client, user.username, "wrong password!", **from_address("10.0.0.2")).status_code == 401
+    assert login(client, user.username, **from_address("10.0.0.3")).status_code == 200
+
+
+def test_successful_logins_are_not_counted(app, client, make_user):
+    user = make_user()
+    for _ in range(app.config["LOGIN_FAILURES_PER_USERNAME_AND_CLIENT"] * 3):
+        assert login(client, user.username).status_code == 200
+
+
+def test_a_successful_login_ends_the_run_of_failures_from_that_client(app, client, make_user):
+    user = make_user()
+    limit = app.config["LOGIN_FAILURES_PER_USERNAME_AND_CLIENT"]
+    for _round in range(3):
+        for _ in range(limit - 1):
+            assert login(client, user.username, "wrong password!").status_code == 401
+        assert login(client, user.username).status_code == 200
+
+
 def test_username_lock_counts_failures_whatever_the_case(app, client, make_user):
     make_user(username="locked.user")
-    for attempt in range(app.config["LOGIN_FAILURES_PER_USERNAME"]):
+    for attempt in range(app.config["LOGIN_FAILURES_PER_USERNAME_AND_CLIENT"]):
         login(client, "LOCKED.user" if attempt % 2 else "locked.USER", "wrong password!")
     assert login(client, "locked.user").status_code == 429
 
 
 def test_username_lock_does_not_lock_other_users(app, client, make_user):
     victim, other = make_user(), make_user()
-    for _ in range(app.config["LOGIN_FAILURES_PER_USERNAME"]):
+    for _ in range(app.config["LOGIN_FAILURES_PER_USERNAME_AND_CLIENT"]):
         login(client, victim.username, "wrong password!")
     assert login(client, other.username).status_code == 200
 
@@ -193,18 +271,18 @@ def test_repeated_failures_from_one_client_lock_that_client(make_app, make_user)
     user = make_user()
     application = make_app(LOGIN_FAILURES_PER_CLIENT=3, LOGIN_FAILURES_PER_USERNAME=100)
     client = application.test_client()
-    here = {"environ_base": {"REMOTE_ADDR": "10.0.0.1"}}
+    here = from_address("10.0.0.1")
     for name in ("guess-one", "guess-two", "guess-three"):
         assert login(client, name, "wrong password!", **here).status_code == 401
     refused = login(client, user.username, **here)
     assert refused.status_code == 429
     assert error_code(refused) == "too_many_attempts"
-    assert login(client, user.username, environ_base={"REMOTE_ADDR": "10.0.0.2"}).status_code == 200
+    assert login(client, user.username, **from_address("10.0.0.2")).status_code == 200
 
 
 def test_login_lock_lifts_after_the_failure_window(make_app, make_user):
     user = make_user()
-    application = make_app(LOGIN_FAILURES_PER_USERNAME=2, LOGIN_FAILURE_WINDOW_SECONDS=1)
+    application = make_app(LOGIN_FAILURES_PER_USERNAME_AND_CLIENT=2, LOGIN_FAILURE_WINDOW_SECONDS=1)
     client = application.test_client()
     login(client, user.username, "wrong password!")
     login(client, user.username, "wrong password!")
@@ -213,17 +291,37 @@ def test_login_lock_lifts_after_the_failure_window(make_app, make_user):
     assert login(client, user.username).status_code == 200
 
 
-def redis_unavailable_reason() -> str | None:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as error:
-        return f"Redis at {REDIS_URL} is not reachable: {error}"
-    return None
+RACERS = 16
 
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+def race_logins(application, username, password, *, addresses) -> Counter:
+    """RACERS logins at once, each thread with its own test client; the (status, code) of each answer."""
+    barrier = threading.Barrier(RACERS)
+
+    def attempt(index):
+        client = application.test_client()
+        barrier.wait(timeout=30)
+        response = login(client, username, password, **from_address(addresses(index)))
+        return response.status_code, (response.get_json() or {}).get("error", {}).get("code")
+
+    with ThreadPoolExecutor(max_workers=RACERS) as pool:
+        return Counter(pool.map(attempt, range(RACERS)))
+
+
+def test_concurrent_wrong_logins_get_no_more_401s_than_the_limit(make_app, make_user):
+    # Counting and checking are one atomic step (the limiter's hit), taken before the password is
+    # verified: racing threads cannot all pass the check before any of them has counted.
+    user = make_user()
+    application = make_app(LOGIN_FAILURES_PER_USERNAME_AND_CLIENT=5)
+    outcome = race_logins(application, user.username, "wrong password!", addresses=lambda _index: "10.0.0.1")
+    assert outcome == {(401, "invalid_credentials"): 5, (429, "too_many_attempts"): RACERS - 5}
+
+
+def test_concurrent_wrong_logins_from_many_clients_stop_at_the_username_ceiling(make_app, make_user):
+    user = make_user()
+    application = make_app(LOGIN_FAILURES_PER_USERNAME=4)
+    outcome = race_logins(application, user.username, "wrong password!", addresses=lambda index: f"10.0.1.{index}")
+    assert outcome == {(401, "invalid_credentials"): 4, (429, "too_many_attempts"): RACERS - 4}
 
 
 def test_with_redis_the_failure_counters_are_shared_by_every_process(make_app, make_user):
@@ -231,8 +329,11 @@ def test_with_redis_the_failure_counters_are_shared_by_every_process(make_app, m
     if reason:
         pytest.skip(reason)
     # Two apps stand for two gunicorn workers: failures counted by one lock the username in the other.
+    # Their own key prefix: another suite sharing this Redis cannot reset (or read) these counters.
     user = make_user(username=f"shared-{secrets.token_hex(4)}")
-    first, second = (make_app(RATELIMIT_STORAGE_URI=REDIS_URL, LOGIN_FAILURES_PER_USERNAME=4) for _ in range(2))
+    prefix = f"test-auth-{secrets.token_hex(6)}"
+    first, second = (make_app(RATELIMIT_STORAGE_URI=REDIS_URL, RATELIMIT_KEY_PREFIX=prefix,
+                              LOGIN_FAILURES_PER_USERNAME_AND_CLIENT=4) for _ in range(2))
     try:
         for attempt in range(4):
             application = first if attempt % 2 else second
@@ -241,6 +342,27 @@ def test_with_redis_the_failure_counters_are_shared_by_every_process(make_app, m
         assert login(second.test_client(), user.username).status_code == 429
     finally:
         first.extensions["rate_limiter"].storage.reset()
+
+
+def test_redis_counters_live_under_the_configured_key_prefix(make_app, make_user):
+    reason = redis_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    import redis
+
+    user = make_user()
+    prefix = f"test-auth-{secrets.token_hex(6)}"
+    application = make_app(RATELIMIT_STORAGE_URI=REDIS_URL, RATELIMIT_KEY_PREFIX=prefix)
+    connection = redis.Redis.from_url(REDIS_URL)
+    try:
+        assert login(application.test_client(), user.username, "wrong password!").status_code == 401
+        keys = [key.decode() for key in connection.scan_iter(match=f"{prefix}:*")]
+        assert len(keys) == 3
+        # Usernames are hashed in the keys: a password typed into the username field is not stored.
+        assert all(user.username not in key for key in keys)
+    finally:
+        application.extensions["rate_limiter"].storage.reset()
+        connection.close()
 
 
 # --- token lifetime and revocation ------------------------------------------------------------------
@@ -420,6 +542,60 @@ def test_invalid_user_is_a_validation_error_naming_the_field(app, client, make_u
     assert error_code(response) == "validation_error"
     assert field in response.get_json()["error"]["details"]["fields"]
     assert user_count(app) == before
+
+
+# Password policy (NIST SP 800-63B: a minimum length and a blocklist of common passwords, no composition
+# rules); refusals say why.
+@pytest.mark.parametrize(("password", "why"), [
+    ("aaaaaaaaaa", "different characters"),
+    ("ababababab", "different characters"),
+    ("abcabcabca", "different characters"),
+    ("1111122222", "different characters"),
+    (" " * 10, "whitespace"),
+    (" \t \n \u3000" * 3, "whitespace"),
+    ("1234567890", "common"),
+    ("password12", "common"),
+    ("Password12", "common"),
+    ("PASSWORD123", "common"),
+    ("qwertyuiop", "common"),
+    (" 1q2w3e4r5t ", "common"),
+])
+def test_weak_passwords_are_refused_saying_why(app, client, make_user, auth, password, why):
+    admin = make_user(role="admin")
+    before = user_count(app)
+    response = client.post("/api/v1/users", json=new_user(password=password), headers=auth(admin))
+    assert response.status_code == 422
+    assert error_code(response) == "validation_error"
+    messages = response.get_json()["error"]["details"]["fields"]["password"]
+    assert any(why in message for message in messages), messages
+    assert user_count(app) == before
+    assert login(client, "new.auditor", password).status_code == 401
+
+
+@pytest.mark.parametrize("password", ["abcdabcdab", "correct horse battery", "蒲江县居家养老服务券", "  a b c d e  "])
+def test_passwords_of_enough_length_and_variety_that_are_not_common_are_accepted(client, make_user, auth,
+                                                                                  password):
+    admin = make_user(role="admin")
+    response = client.post("/api/v1/users", json=new_user(password=password), headers=auth(admin))
+    assert response.status_code == 201, response.get_json()
+    assert login(client, "new.auditor", password).status_code == 200
+
+
+def test_the_common_password_list_is_shipped_with_the_package():
+    from importlib.resources import files
+
+    listed = files("marketplace.auth").joinpath("common_passwords.txt").read_text(encoding="utf-8").splitlines()
+    entries = [line for line in listed if line and not line.startswith("#")]
+    assert len(entries) >= 10_000
+    assert all(entry == entry.lower() and entry.strip() == entry for entry in entries)
+    assert {"123456", "password", "1234567890", "password12"} <= set(entries)
+    header = "\n".join(line for line in listed if line.startswith("#"))
+    assert "zxcvbn" in header
+    assert "MIT" in header
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    package_data = project["tool"]["setuptools"]["package-data"]
+    patterns = [pattern for patterns in package_data.values() for pattern in patterns]
+    assert "*.txt" in patterns
 
 
 def test_missing_user_fields_are_a_validation_error(client, make_user, auth):

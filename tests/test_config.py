@@ -144,3 +144,114 @@ def test_settings_given_to_the_factory_override_the_environment(environment, bui
     application = build(built_apps, {"APP_ENV": "testing", "TOKEN_TTL_SECONDS": 60})
     assert application.config["TOKEN_TTL_SECONDS"] == 60
     assert application.config["SECRET_KEY"]
+
+
+# --- secrets are checked when the app starts -------------------------------------------------------
+
+def production(environment, **overrides):
+    """Production settings with valid secrets, some replaced by *overrides* (None: unset)."""
+    environment.setenv("APP_ENV", "production")
+    for name, value in {**PRODUCTION_SECRETS, **overrides}.items():
+        if value is None:
+            environment.delenv(name, raising=False)
+        else:
+            environment.setenv(name, value)
+
+
+KEY = "k" * 64
+
+
+@pytest.mark.parametrize(("token_keys", "problem"), [
+    ("k1:" + KEY, "key id 'k1'"),  # the 500 of issue 14: int('k1') at the first presence code
+    ("256:" + KEY, "key id '256'"),
+    ("-1:" + KEY, "key id '-1'"),
+    ("1_0:" + KEY, "key id '1_0'"),
+    (":" + KEY, "key id ''"),
+    ("1", "no secret"),
+    ("1:", "no secret"),
+    ("1:" + KEY + ",", "entry 2 is empty"),
+    ("1:" + KEY + ",,2:" + KEY, "entry 2 is empty"),
+    ("1:" + KEY + ",1:" + "d" * 64, "key id 1 twice"),
+    ("7:" + KEY + ", 07:" + "d" * 64, "key id 7 twice"),
+])
+@pytest.mark.parametrize("env", ["production", "development", "testing"])
+def test_malformed_token_keys_refuse_to_start_naming_the_variable_and_the_fix(environment, env, token_keys,
+                                                                               problem):
+    production(environment, TOKEN_KEYS=token_keys)
+    environment.setenv("APP_ENV", env)
+    with pytest.raises(ConfigError) as refused:
+        create_app()
+    message = str(refused.value)
+    assert message.startswith("TOKEN_KEYS")
+    assert problem in message
+    assert "kid:secret" in message
+    assert KEY not in message  # never a secret in a log
+    assert "d" * 64 not in message
+
+
+@pytest.mark.parametrize("token_keys", ["0:" + KEY, "255:" + KEY, "2:" + KEY + ",1:" + "d" * 64,
+                                        " 3:" + KEY + " , 4:" + "d" * 64 + " "])
+def test_well_formed_token_keys_start_and_sign(environment, built_apps, token_keys):
+    from vouchers import tokens
+
+    production(environment, TOKEN_KEYS=token_keys)
+    application = build(built_apps)
+    with application.app_context():
+        assert tokens.read_voucher_token(tokens.voucher_token(42)) == 42
+
+
+@pytest.mark.parametrize("name", ["SECRET_KEY", "ID_HASH_KEY"])
+def test_production_refuses_a_short_secret_naming_it(environment, name):
+    production(environment, **{name: "x" * 31})
+    with pytest.raises(ConfigError, match=f"^{name} is 31 bytes long; production needs at least 32") as refused:
+        create_app()
+    assert f"export {name}=" in str(refused.value)
+    assert "x" * 31 not in str(refused.value)
+
+
+def test_production_refuses_a_short_token_key_naming_its_id(environment):
+    production(environment, TOKEN_KEYS=f"2:{'x' * 16},1:{KEY}")
+    with pytest.raises(ConfigError, match="^TOKEN_KEYS key 2 is 16 bytes long; production needs at least 32"):
+        create_app()
+
+
+def test_secrets_of_32_bytes_are_enough_in_production(environment, built_apps):
+    production(environment, SECRET_KEY="s" * 32, ID_HASH_KEY="i" * 32, TOKEN_KEYS="1:" + "t" * 32)
+    assert build(built_apps).config["SECRET_KEY"] == "s" * 32
+
+
+def test_short_secrets_are_allowed_outside_production(environment, built_apps):
+    environment.setenv("APP_ENV", "development")
+    environment.setenv("SECRET_KEY", "short")
+    environment.setenv("TOKEN_KEYS", "1:short")
+    assert build(built_apps).config["SECRET_KEY"] == "short"
+
+
+@pytest.mark.parametrize("env", ["production", "development"])
+def test_id_hash_key_equal_to_secret_key_refuses_to_start(environment, env):
+    production(environment, ID_HASH_KEY=STRONG_SECRET)
+    environment.setenv("APP_ENV", env)
+    with pytest.raises(ConfigError, match="^ID_HASH_KEY equals SECRET_KEY") as refused:
+        create_app()
+    message = str(refused.value)
+    assert "export SECRET_KEY=" in message  # change SECRET_KEY: the blind index depends on ID_HASH_KEY
+    assert STRONG_SECRET not in message
+
+
+def test_a_development_key_from_the_environment_equal_to_the_kept_one_is_refused(environment, tmp_path,
+                                                                                built_apps):
+    environment.setenv("APP_ENV", "development")
+    build(built_apps)  # writes the development secrets
+    kept = (tmp_path / "instance" / "secret_key.dev").read_text().strip()
+    environment.setenv("ID_HASH_KEY", kept)
+    with pytest.raises(ConfigError, match="ID_HASH_KEY equals SECRET_KEY"):
+        create_app()
+
+
+@pytest.mark.parametrize("name", ["LOGIN_FAILURES_PER_USERNAME_AND_CLIENT", "LOGIN_FAILURES_PER_CLIENT",
+                                  "LOGIN_FAILURES_PER_USERNAME", "LOGIN_FAILURE_WINDOW_SECONDS"])
+def test_login_throttling_settings_must_be_positive(environment, name):
+    environment.setenv("APP_ENV", "testing")
+    environment.setenv(name, "0")
+    with pytest.raises(ConfigError, match=f"^{name} must be at least 1"):
+        create_app()

@@ -7,8 +7,9 @@ error correction M) and carries no personal data:
     voucher:  kind 2 | key id | voucher id (8)                                           | mac (12)
 
 The mac is HMAC-SHA256 truncated to 96 bits under the key named by the key id (TOKEN_KEYS: the first
-key signs, every listed key verifies, so keys rotate without invalidating printed cards). A presence
-code lives PRESENCE_CODE_TTL_SECONDS and works once: its nonce is recorded when it is used.
+key signs, every listed key verifies, so keys rotate without invalidating printed cards; read by
+marketplace.config.parse_token_keys, which the app also runs when it starts). A presence code lives
+PRESENCE_CODE_TTL_SECONDS and works once: its nonce is recorded when it is used.
 
 A token has one spelling (read in any case, around any whitespace): base32 without padding, the
 unused low bits of its last character zero. A voucher token's 22 bytes take 36 characters, 4 bits
@@ -27,6 +28,7 @@ from datetime import UTC, datetime
 
 from flask import current_app
 
+from marketplace.config import parse_token_keys
 from marketplace.errors import DomainError
 
 PRESENCE, VOUCHER = 1, 2
@@ -49,17 +51,11 @@ class PresenceClaims:
 
 
 def _keys() -> dict[int, bytes]:
-    keys = {}
-    for part in current_app.config["TOKEN_KEYS"].split(","):
-        kid, _, secret = part.strip().partition(":")
-        keys[int(kid)] = secret.encode("utf-8")
-    return keys
+    return dict(parse_token_keys(current_app.config["TOKEN_KEYS"]))
 
 
 def _signing_key() -> tuple[int, bytes]:
-    first = current_app.config["TOKEN_KEYS"].split(",")[0].strip()
-    kid, _, secret = first.partition(":")
-    return int(kid), secret.encode("utf-8")
+    return parse_token_keys(current_app.config["TOKEN_KEYS"])[0]
 
 
 def _encode(raw: bytes) -> str:

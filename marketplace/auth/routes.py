@@ -23,7 +23,8 @@ blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Logins, tok
 def create_token(credentials):
     """Exchange a username and password for a bearer token.
 
-    Repeated failures for one username or from one client are refused with 429 `too_many_attempts`.
+    Repeated failures for one username from one client, from one client, or for one username from all
+    clients together are refused with 429 `too_many_attempts`, even with the right password.
     """
     now = utcnow()
     with transaction():

@@ -2,19 +2,25 @@
 
 Passwords are hashed with argon2id at OWASP's recommended parameters (19 MiB, 2 passes, 1 lane).
 Bearer tokens and session secrets are 256-bit random strings; only their sha256 is stored, so a
-copy of the database grants no logins. Failed logins are counted per username and per client
-address in the rate limiter's storage (memory, or Redis when several processes serve the app).
+copy of the database grants no logins. Failed logins are counted in the rate limiter's storage
+(memory with one server process, Redis when several serve the app): per username from one client,
+per client, and per username from all clients (see `authenticate`).
 """
 
+import functools
 import hashlib
+import math
 import re
 import secrets
+import time
 from datetime import datetime, timedelta
+from importlib import resources
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
-from limits import RateLimitItemPerSecond
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.strategies import RateLimiter
 from sqlalchemy import bindparam, column, select, table, update
 from sqlalchemy.exc import IntegrityError
 
@@ -29,6 +35,7 @@ PASSWORD_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.@-]{2,63}$")
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 256
+MIN_DISTINCT_CHARACTERS = 4
 
 
 class InvalidCredentials(DomainError):
@@ -52,7 +59,13 @@ def hash_password(password: str) -> str:
 
 
 def check_password_policy(*, username: str, password: str) -> None:
-    """Refuse passwords that are short, overlong, or the username itself.
+    """Refuse passwords that are easy to guess, saying why.
+
+    NIST SP 800-63B (5.1.1.2): a minimum length and a check against known-weak values, no composition
+    rules (no "one digit, one capital"). Refused: fewer than MIN_PASSWORD_LENGTH or more than
+    MAX_PASSWORD_LENGTH characters, only whitespace, fewer than MIN_DISTINCT_CHARACTERS different
+    characters (`aaaaaaaaaa`, `ababababab`), the username itself, and any password on the list of
+    common passwords (compared lower-cased, without surrounding whitespace).
 
     :raises ValidationFailed: naming the `password` field.
     """
@@ -60,8 +73,23 @@ def check_password_policy(*, username: str, password: str) -> None:
         raise ValidationFailed({"password": f"Use at least {MIN_PASSWORD_LENGTH} characters."})
     if len(password) > MAX_PASSWORD_LENGTH:
         raise ValidationFailed({"password": f"Use at most {MAX_PASSWORD_LENGTH} characters."})
+    if not password.strip():
+        raise ValidationFailed({"password": "A password of only whitespace is easy to guess; use words or characters."})
+    if len(set(password)) < MIN_DISTINCT_CHARACTERS:
+        raise ValidationFailed({"password": f"Use at least {MIN_DISTINCT_CHARACTERS} different characters: a few "
+                                            "characters repeated are easy to guess."})
     if normalise_username(password) == normalise_username(username):
         raise ValidationFailed({"password": "The password must differ from the username."})
+    if password.strip().lower() in common_passwords():
+        raise ValidationFailed({"password": "This is one of the most common passwords, which attackers try first; "
+                                            "choose another (a few unrelated words make a good one)."})
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The shipped list of common passwords (common_passwords.txt: its header says where it comes from)."""
+    text = resources.files(__package__).joinpath("common_passwords.txt").read_text(encoding="utf-8")
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
 
 
 def _row_exists(table_name: str, row_id: int) -> bool:
@@ -135,25 +163,44 @@ def _check_links(*, role: str, region_code: str | None, provider_id: int | None,
 
 # --- logins ---------------------------------------------------------------------------------------
 
-def _failure_limits() -> tuple[RateLimitItemPerSecond, RateLimitItemPerSecond]:
+def _login_counters(username: str, client: str) -> list[tuple[RateLimitItem, tuple[str, ...]]]:
+    """The counters a login attempt for *username* from *client* is counted in, as (limit, identifiers).
+
+    The username goes into the keys as a digest: a password typed into the username field is not kept.
+    """
     config = current_app.config
     window = config["LOGIN_FAILURE_WINDOW_SECONDS"]
-    return (RateLimitItemPerSecond(config["LOGIN_FAILURES_PER_USERNAME"], window),
-            RateLimitItemPerSecond(config["LOGIN_FAILURES_PER_CLIENT"], window))
+    name = hashlib.sha256(username.encode("utf-8")).hexdigest()[:32]
+    return [
+        (RateLimitItemPerSecond(config["LOGIN_FAILURES_PER_USERNAME_AND_CLIENT"], window),
+         ("login-username-client", name, client)),
+        (RateLimitItemPerSecond(config["LOGIN_FAILURES_PER_CLIENT"], window), ("login-client", client)),
+        (RateLimitItemPerSecond(config["LOGIN_FAILURES_PER_USERNAME"], window), ("login-username", name)),
+    ]
 
 
 def authenticate(*, username: str, password: str, client: str) -> User:
     """Return the active user with these credentials.
 
-    :raises TooManyAttempts: this username or this client failed too often recently.
+    Every attempt first takes a place in three counters of failures within
+    LOGIN_FAILURE_WINDOW_SECONDS — for this username from this client, from this client, for this
+    username from all clients — with the limiter's `hit`, which counts and compares in one atomic step
+    (one Redis script, or under a lock in memory). So racing attempts, in one process or in many
+    sharing Redis, can never verify more passwords than the limits allow. An attempt over a limit
+    gives back the places it took and is refused unverified, even with the right password (else it
+    would tell the guesser). A failure keeps its places. A success gives them back and ends the run of
+    failures for this username from this client, so the owner's own typos do not add up.
+
+    :raises TooManyAttempts: a limit is reached; `retry_after_seconds` says when that counter resets.
     :raises InvalidCredentials: unknown user, inactive user or wrong password (indistinguishably).
     """
     username = normalise_username(username)
-    per_username, per_client = _failure_limits()
     limiter = rate_limiter()
-    if not (limiter.test(per_username, "login-username", username)
-            and limiter.test(per_client, "login-client", client)):
-        raise TooManyAttempts(retry_after_seconds=per_username.get_expiry())
+    counters = _login_counters(username, client)
+    for taken, (item, identifiers) in enumerate(counters, start=1):
+        if not limiter.hit(item, *identifiers):
+            _give_back(limiter, counters[:taken])
+            raise TooManyAttempts(retry_after_seconds=_seconds_until_reset(limiter, item, identifiers))
     user = db.session.scalar(select(User).where(User.username == username))
     if user is None or not user.active:
         # Hash anyway so that response time does not tell whether the username exists.
@@ -162,12 +209,24 @@ def authenticate(*, username: str, password: str, client: str) -> User:
     else:
         verified = _verify(user.password_hash, password)
     if not verified:
-        limiter.hit(per_username, "login-username", username)
-        limiter.hit(per_client, "login-client", client)
         raise InvalidCredentials()
+    (pair, pair_identifiers), *others = counters
+    limiter.clear(pair, *pair_identifiers)
+    _give_back(limiter, others)
     if PASSWORD_HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     return user
+
+
+def _give_back(limiter: RateLimiter, counters: list[tuple[RateLimitItem, tuple[str, ...]]]) -> None:
+    # `limits` has no decrement for every storage; an increment by -1 is one (the same atomic script in Redis).
+    for item, identifiers in counters:
+        limiter.storage.incr(item.key_for(*identifiers), item.get_expiry(), amount=-1)
+
+
+def _seconds_until_reset(limiter: RateLimiter, item: RateLimitItem, identifiers: tuple[str, ...]) -> int:
+    reset_at = limiter.get_window_stats(item, *identifiers).reset_time
+    return min(item.get_expiry(), max(1, math.ceil(reset_at - time.time())))
 
 
 def _verify(password_hash: str, password: str) -> bool:
