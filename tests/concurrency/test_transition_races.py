@@ -83,12 +83,18 @@ def test_deceased_racing_moved_changes_the_recipient_once(app):
 
     outcomes = race(app, change, racers=RACERS)
 
-    assert sorted(outcomes) == ["InvalidTransition"] * (RACERS - 1) + ["ok"]
+    # One change from "active" wins; a "deceased" that read "moved" after the move committed may follow
+    # it (moved, then died), nothing else: the history is one chain that never repeats a "from".
+    assert set(outcomes) <= {"ok", "InvalidTransition"}
+    assert outcomes.count("ok") in (1, 2)
     final = build.read(lambda: db.session.get(Recipient, world.alice.id).status)
     changes = build.read(lambda: [json.loads(event.data)["status"] for event in db.session.scalars(
         select(AuditEvent).where(AuditEvent.entity == "recipient", AuditEvent.entity_id == str(world.alice.id),
-                                 AuditEvent.action == "recipient.updated"))])
-    assert changes == [{"from": "active", "to": final}]
+                                 AuditEvent.action == "recipient.updated").order_by(AuditEvent.id))])
+    assert len(changes) == outcomes.count("ok")
+    assert changes[0]["from"] == "active"
+    assert [change["from"] for change in changes[1:]] == [change["to"] for change in changes[:-1]]
+    assert changes[-1]["to"] == final
     assert build.vouchers(Voucher.recipient_id == world.alice.id, Voucher.status == "issued") == []
     assert build.failing_checks(world.programme) == []
 
