@@ -6,7 +6,8 @@ Ratios are the figures that count: the machines these run on are small and noisy
 
 Modules:
 
-    common.py         options, sizes (smoke and full), databases of our own, apps, results, tables
+    common.py         options, sizes (smoke and full), each benchmark's stage (its database, app and
+                      servers, built with tests/support/), results, tables
     datagen.py        bulk data (COPY on PostgreSQL, executemany on SQLite) for the large benchmarks
     loadgen.py        a standard-library asyncio HTTP/1.1 keep-alive load generator
     reference_app.py  the minimal Flask app redeeming in raw SQL (the reference of benchmark 1)

@@ -36,11 +36,11 @@ from bench.common import (
     default_pg_server,
     machine_info,
     out,
-    postgres_reason,
     run_database,
     table,
     verdict,
 )
+from tests.support.databases import postgres_unavailable_reason
 
 BENCHMARKS = ("redemption", "issuance", "settlement", "rankings", "import", "statements")
 
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     options, args = parse(sys.argv[1:] if argv is None else argv)
     backends = list(options.backends)
     if "postgresql" in backends:
-        reason = postgres_reason(options.pg_url)
+        reason = postgres_unavailable_reason(options.pg_url)
         if reason:
             if args.require_postgres:
                 out(f"PostgreSQL required: {reason}")

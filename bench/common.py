@@ -1,4 +1,7 @@
-"""Shared plumbing of the benchmarks: options and sizes, databases of their own, apps, results, tables.
+"""Shared plumbing of the benchmarks: options and sizes, the stage each one works on, results, tables.
+
+The databases, apps and gunicorn servers are the tests' own (tests/support/: databases.py, apps.py,
+servers.py); this module only picks the benchmarks' settings for them.
 
 Sizes
     `SIZES["full"]` are the sizes of issue 9; `SIZES["smoke"]` are tiny ones that run every code path
@@ -6,10 +9,16 @@ Sizes
     `--set name=value`.
 
 Databases
-    Every benchmark works in a database of its own: on PostgreSQL a fresh `vm_bench_<name>_<hex>`
-    created through the `postgres` maintenance database of the server named by `--pg-url` (default:
-    the server of TEST_DATABASE_URL, else 127.0.0.1:5432) and dropped afterwards; on SQLite a new file
+    Every benchmark works in a database of its own. PostgreSQL: a run creates one database
+    `vm_bench_run_<hex>` through the `postgres` maintenance database of the server named by `--pg-url`
+    (default: the server of BENCH_DATABASE_URL or TEST_DATABASE_URL, else 127.0.0.1:5432) and drops it
+    at the end; each benchmark gets a schema `bench_<name>_<hex>` of its own in it. SQLite: a new file
     in a temporary folder. The database named `test` is never touched.
+
+Stage
+    `stage(options, backend, name)` gives a benchmark its folder, its database, a migrated app in this
+    process (production settings with new secrets) and an admin to act as; `Stage.server(…)` a gunicorn
+    on that database with the same secrets, listening on a free port in 18200–18299 (PORTS).
 
 Results
     `write_result` stores one JSON document per benchmark and backend under `--results-dir`
@@ -20,22 +29,21 @@ import contextlib
 import json
 import os
 import platform
-import secrets
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.support import databases
+from tests.support.apps import dispose, make_app, new_secrets
+from tests.support.databases import psycopg_dsn
+from tests.support.servers import Server
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = PROJECT_ROOT / ".venv" / "bin"
 DEFAULT_RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
-PORTS = range(18200, 18300)
-DEFAULT_PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PORTS = range(18200, 18300)  # the tests' servers use 18100–18199 (tests/support/servers.py)
 BACKENDS = ("sqlite", "postgresql")
 
 SIZES = {
@@ -183,28 +191,10 @@ def write_result(options: Options, name: str, backend: str | None, payload: dict
 
 # --- databases ----------------------------------------------------------------------------------------
 
-def psycopg_dsn(url: str) -> str:
-    from sqlalchemy import make_url
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 def default_pg_server() -> str:
-    """The server of TEST_DATABASE_URL (its `postgres` maintenance database), else 127.0.0.1:5432."""
-    from sqlalchemy import make_url
-    given = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
-    if not given:
-        return DEFAULT_PG_SERVER
-    return make_url(given).set(database="postgres").render_as_string(hide_password=False)
-
-
-def postgres_reason(server_url: str) -> str | None:
-    """Why PostgreSQL cannot be used, or None."""
-    try:
-        import psycopg
-        psycopg.connect(psycopg_dsn(server_url), connect_timeout=3).close()
-    except Exception as error:  # noqa: BLE001 - any failure means "not here"
-        return f"PostgreSQL at {server_url.split('@')[-1]} is not reachable: {error}".strip()
-    return None
+    """The server of BENCH_DATABASE_URL or TEST_DATABASE_URL (its `postgres` maintenance database), else
+    127.0.0.1:5432."""
+    return databases.maintenance_url(os.environ.get("BENCH_DATABASE_URL") or databases.pg_url())
 
 
 @contextlib.contextmanager
@@ -215,21 +205,12 @@ def run_database(options: Options) -> Iterator[None]:
     instant, while every DROP DATABASE forces a checkpoint of the whole cluster, which takes seconds
     on a busy machine.
     """
-    import psycopg
-    from psycopg import sql
-    from sqlalchemy import make_url
-
-    database = f"vm_bench_run_{secrets.token_hex(4)}"
-    maintenance = psycopg_dsn(options.pg_url)
-    with psycopg.connect(maintenance, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    options.pg_database_url = make_url(options.pg_url).set(database=database).render_as_string(hide_password=False)
-    try:
-        yield
-    finally:
-        options.pg_database_url = ""
-        with psycopg.connect(maintenance, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+    with databases.temporary_database("vm_bench_run", server=options.pg_url) as url:
+        options.pg_database_url = url
+        try:
+            yield
+        finally:
+            options.pg_database_url = ""
 
 
 @contextlib.contextmanager
@@ -237,36 +218,15 @@ def fresh_database(options: Options, backend: str, name: str, folder: Path) -> I
     """A database nobody else uses, removed afterwards; yields its SQLAlchemy URL.
 
     SQLite: a new file in *folder*. PostgreSQL: a new schema `bench_<name>_<hex>` in the run's
-    database, made the connection's search_path through the URL (`?options=-csearch_path=…`), so the
-    migrations, the app, gunicorn, the reference app and the bulk loaders all work inside it.
+    database (its URL carries `options=-csearch_path=…`), so the migrations, the app, gunicorn, the
+    reference app and the bulk loaders all work inside it.
     """
-    if backend == "sqlite":
-        path = folder / f"{name}-{secrets.token_hex(4)}.sqlite3"
-        try:
-            yield f"sqlite:///{path}"
-        finally:
-            for suffix in ("", "-wal", "-shm", "-writer"):
-                with contextlib.suppress(FileNotFoundError):
-                    Path(f"{path}{suffix}").unlink()
-        return
-    import psycopg
-    from psycopg import sql
-    from sqlalchemy import make_url
-
-    if not options.pg_database_url:
+    if backend == "postgresql" and not options.pg_database_url:
         with run_database(options), fresh_database(options, backend, name, folder) as url:
             yield url
         return
-    schema = f"bench_{name}_{secrets.token_hex(4)}"
-    base = psycopg_dsn(options.pg_database_url)
-    with psycopg.connect(base, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    try:
-        yield make_url(options.pg_database_url).update_query_dict(
-            {"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(base, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    with databases.fresh_database(backend, folder, prefix=f"bench_{name}", within=options.pg_database_url) as url:
+        yield url
 
 
 @contextlib.contextmanager
@@ -279,46 +239,46 @@ def workdir(name: str) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-# --- apps -----------------------------------------------------------------------------------------------
+# --- the stage of a benchmark ---------------------------------------------------------------------------
 
-def new_secrets() -> dict:
-    return {"SECRET_KEY": secrets.token_hex(32), "ID_HASH_KEY": secrets.token_hex(32),
-            "TOKEN_KEYS": f"1:{secrets.token_hex(32)}"}
+@dataclass
+class Stage:
+    """Where a benchmark works: a folder, a database of its own, a migrated app on it and an admin."""
+
+    folder: Path
+    url: str
+    secrets: dict  # the app's (production) secrets: servers and subprocesses on this database share them
+    app: object
+    admin: object
+    now: datetime  # when the stage was built: the clock of the benchmark's data
+
+    @property
+    def instance(self) -> Path:
+        return self.folder / "instance"
+
+    def server(self, name: str, target: str = "wsgi:app") -> Server:
+        """gunicorn serving *target* on this database with these secrets, as gunicorn.conf.py sets it up
+        (4 threads per worker on PostgreSQL, 1 on SQLite), on a port in 18200–18299, with 2 workers as
+        measured in docs/performance.md (gunicorn.conf.py alone would run one with the memory:// login
+        counters; the benchmarks never log in)."""
+        return Server(self.url, self.folder, target=target, name=name, workers=2, threads=None, ports=PORTS,
+                      secrets=self.secrets)
 
 
-def app_config(database_url: str, app_secrets: dict, instance: Path) -> dict:
-    """Production settings (as deployed) with the given secrets."""
-    return {"APP_ENV": "production", "DATABASE_URL": database_url, "RATELIMIT_STORAGE_URI": "memory://",
-            "INSTANCE_PATH": str(instance), **app_secrets}
+@contextlib.contextmanager
+def stage(options: Options, backend: str, name: str) -> Iterator[Stage]:
+    """A work folder and a fresh database (both removed afterwards), with an app in this process on it
+    (production settings, new secrets, migrated; disposed afterwards) and the admin to act as."""
+    from marketplace.db import utcnow
 
-
-def make_app(database_url: str, app_secrets: dict, instance: Path, *, migrate: bool = True):
-    """An app in this process on *database_url*; runs the migrations when *migrate*."""
-    import logging
-
-    from flask_migrate import upgrade
-
-    from marketplace.app import create_app
-
-    instance.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("INSTANCE_PATH", str(instance))
-    app = create_app(app_config(database_url, app_secrets, instance))
-    if migrate:
-        # Alembic's logging set-up prints every migration at INFO; benchmarks only want their tables.
-        logging.disable(logging.INFO)
+    with workdir(name) as folder, fresh_database(options, backend, name, folder) as url:
+        app_secrets = new_secrets()
+        app = make_app(url, secrets=app_secrets, instance_path=folder / "instance", migrate=True)
         try:
-            with app.app_context():
-                upgrade()
+            admin = system_admin(app)
+            yield Stage(folder=folder, url=url, secrets=app_secrets, app=app, admin=admin, now=utcnow())
         finally:
-            logging.disable(logging.NOTSET)
-    return app
-
-
-def dispose(app) -> None:
-    from marketplace.db import db
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+            dispose(app)
 
 
 def system_admin(app):
@@ -336,133 +296,6 @@ def system_admin(app):
         with transaction():
             return auth_service.create_user(username="bench-admin", password="bench-admin-password", role="admin",
                                             actor=None, now=utcnow())
-
-
-# --- servers ----------------------------------------------------------------------------------------------
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    import random
-    candidates = list(PORTS)
-    random.shuffle(candidates)
-    for port in candidates:
-        if port_is_free(port):
-            return port
-    raise RuntimeError("no free port in 18200-18299")
-
-
-def child_pids(parent: int) -> list[int]:
-    """Processes whose parent is *parent* (from /proc)."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent:
-            children.append(int(entry.name))
-    return children
-
-
-def process_cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class Gunicorn:
-    """gunicorn with the project's gunicorn.conf.py (2 workers; 4 threads each on PostgreSQL, 1 on SQLite)."""
-
-    def __init__(self, target: str, env: dict, logdir: Path, name: str):
-        self.target, self.env, self.logdir, self.name = target, env, logdir, name
-        self.process: subprocess.Popen | None = None
-        self.port = 0
-        self._logs = []
-
-    def start(self, timeout: float = 60.0) -> None:
-        for _attempt in range(5):
-            self.port = free_port()
-            access = open(self.logdir / f"{self.name}-access.log", "ab")  # noqa: SIM115 - closed in stop()
-            errors = open(self.logdir / f"{self.name}-error.log", "ab")  # noqa: SIM115 - closed in stop()
-            self._logs += [access, errors]
-            # Two workers as measured in docs/performance.md: gunicorn.conf.py runs one when the login
-            # counters are in memory://, as here (the benchmarks do not log in; it warns, harmlessly).
-            self.process = subprocess.Popen(
-                [str(VENV_BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
-                 "--workers", "2", self.target], cwd=PROJECT_ROOT, env=self.env, stdout=access, stderr=errors,
-                stdin=subprocess.DEVNULL, start_new_session=True)
-            if self._wait_healthy(timeout):
-                return
-            lost_race = self.process.poll() is not None and "Address already in use" in self.error_text()
-            self.stop()
-            if not lost_race:
-                break
-        raise RuntimeError(f"{self.name}: gunicorn did not start:\n{self.error_text()[-3000:]}")
-
-    def _wait_healthy(self, timeout: float) -> bool:
-        import http.client
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                connection.request("GET", "/api/v1/health")
-                status = connection.getresponse().status
-                connection.close()
-                if status == 200:
-                    return True
-            except OSError:
-                pass
-            time.sleep(0.1)
-        return False
-
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system) used so far by the master and its workers, from /proc."""
-        if self.process is None:
-            return 0.0
-        pids = [self.process.pid, *child_pids(self.process.pid)]
-        return sum(process_cpu_seconds(pid) for pid in pids)
-
-    def error_text(self) -> str:
-        path = self.logdir / f"{self.name}-error.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def stop(self) -> None:
-        import signal
-        process, self.process = self.process, None
-        if process is not None:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=20)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        for handle in self._logs:
-            handle.close()
-        self._logs.clear()
-
-
-def server_env(database_url: str, app_secrets: dict, instance: Path) -> dict:
-    env = {name: value for name, value in os.environ.items()
-           if name not in ("GUNICORN_CMD_ARGS", "FLASK_APP", "FLASK_DEBUG")}
-    env.update({key: str(value) for key, value in app_config(database_url, app_secrets, instance).items()})
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def as_dict(obj) -> dict:

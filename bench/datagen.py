@@ -13,6 +13,7 @@ the rating rows (never invented), provider prefixes from `region_prefix`.
     bulk.fix_sequences("recipient")
 """
 
+import contextlib
 import hashlib
 import random
 import sqlite3
@@ -20,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from bench.common import psycopg_dsn
+from tests.support.databases import psycopg_dsn
 
 REGION = "510131"
 LOCAL = ZoneInfo("Asia/Shanghai")
@@ -90,6 +91,27 @@ class Bulk:
                 copy.write_row(row)
                 count += 1
         return count
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator:
+        """A cursor in a transaction of its own, committed at the end of the block (rolled back on an error):
+        BEGIN IMMEDIATE … COMMIT on SQLite, psycopg's transaction on PostgreSQL. Its statements take the
+        driver's placeholders (`?` on SQLite, `%s` on PostgreSQL) and values as the app stores them."""
+        if not self.sqlite:
+            with self.conn.transaction(), self.conn.cursor() as cursor:
+                yield cursor
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        cursor = self.conn.cursor()
+        try:
+            yield cursor
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+        finally:
+            cursor.close()
 
     def execute(self, statement: str, params: tuple = ()) -> list[tuple]:
         """Run one statement (`?` placeholders) in its own transaction; return its rows."""

@@ -23,35 +23,12 @@ import sys
 import time
 from datetime import date
 
-from bench.common import (
-    PROJECT_ROOT,
-    TARGETS,
-    Options,
-    dispose,
-    fmt,
-    fresh_database,
-    make_app,
-    new_secrets,
-    note,
-    out,
-    system_admin,
-    table,
-    verdict,
-    workdir,
-    write_result,
-)
-from bench.datagen import (
-    Bulk,
-    load_providers,
-    load_recipients,
-    load_redeemed_month,
-    previous_period,
-    provider_items,
-    setup_programme,
-)
+from bench import datagen
+from bench.common import PROJECT_ROOT, TARGETS, Options, fmt, note, out, stage, table, verdict, write_result
+from tests.support.apps import dispose
 
 
-def reference_import(bulk: Bulk, lines: list[str], key: str, now) -> tuple[float, int]:
+def reference_import(bulk: datagen.Bulk, lines: list[str], key: str, now) -> tuple[float, int]:
     """csv.reader + HMAC + raw batch INSERTs of recipients and tags, one transaction."""
     columns = ["id", "name", "id_number_hash", "id_number_masked", "birth_date", "sex", "phone", "region_code",
                "address", "status", "created_at", "updated_at"]
@@ -62,65 +39,48 @@ def reference_import(bulk: Bulk, lines: list[str], key: str, now) -> tuple[float
     key_bytes = key.encode()
     began = time.perf_counter()
     next_id = bulk.next_id("recipient")
-    conn = bulk.conn
-    if bulk.sqlite:
-        conn.execute("BEGIN IMMEDIATE")
-        cursor = conn.cursor()
-    else:
-        transaction = conn.transaction()
-        transaction.__enter__()
-        cursor = conn.cursor()
     created = 0
     batch, tags = [], []
+    with bulk.transaction() as cursor:
+        def flush():
+            cursor.executemany(insert_recipient, batch)
+            if tags:
+                cursor.executemany(insert_tag, tags)
+            batch.clear()
+            tags.clear()
 
-    def flush():
-        cursor.executemany(insert_recipient, batch)
-        if tags:
-            cursor.executemany(insert_tag, tags)
-        batch.clear()
-        tags.clear()
-
-    reader = csv.reader(lines)
-    next(reader)
-    for name, number, phone, region, address, tag_field in reader:
-        number = number.strip().upper()
-        birth = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
-        digest = hmac.new(key_bytes, number.encode("ascii"), hashlib.sha256).hexdigest()
-        batch.append((next_id, name.strip(), digest, number[:6] + "********" + number[14:], v(birth),
-                      "male" if int(number[16]) % 2 else "female", phone or None, region, address or None, "active",
-                      v(now), v(now)))
-        tags.extend((next_id, tag) for tag in tag_field.split(";") if tag)
-        next_id += 1
-        created += 1
-        if len(batch) >= 1000:
+        reader = csv.reader(lines)
+        next(reader)
+        for name, number, phone, region, address, tag_field in reader:
+            number = number.strip().upper()
+            birth = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+            digest = hmac.new(key_bytes, number.encode("ascii"), hashlib.sha256).hexdigest()
+            batch.append((next_id, name.strip(), digest, number[:6] + "********" + number[14:], v(birth),
+                          "male" if int(number[16]) % 2 else "female", phone or None, region, address or None, "active",
+                          v(now), v(now)))
+            tags.extend((next_id, tag) for tag in tag_field.split(";") if tag)
+            next_id += 1
+            created += 1
+            if len(batch) >= 1000:
+                flush()
+        if batch:
             flush()
-    if batch:
-        flush()
-    cursor.close()
-    if bulk.sqlite:
-        conn.execute("COMMIT")
-    else:
-        transaction.__exit__(None, None, None)
     return time.perf_counter() - began, created
 
 
 def run_import(options: Options, backend: str) -> dict:
-    from bench.datagen import recipient_csv
-    from marketplace.db import db, transaction, utcnow
+    from marketplace.db import db, transaction
     from marketplace.recipients import service as recipient_service
 
     rows = int(options.size("import_rows"))
     out(f"\n== 5a. recipient CSV import ({backend}): {rows:,} rows")
-    with workdir("import") as folder, fresh_database(options, backend, "import", folder) as url:
-        app_secrets = new_secrets()
-        app = make_app(url, app_secrets, folder / "instance")
-        admin = system_admin(app)
-        now = utcnow()
-        lines = recipient_csv(rows)
+    with stage(options, backend, "import") as staged:
+        app, admin, url, now = staged.app, staged.admin, staged.url, staged.now
+        lines = datagen.recipient_csv(rows)
         note(f"{len(lines) - 1:,} rows, {sum(len(line.encode()) for line in lines) / 1e6:.1f} MB of CSV")
-        with Bulk(url, checkpoints=not options.smoke) as bulk:
+        with datagen.Bulk(url, checkpoints=not options.smoke) as bulk:
             bulk.checkpoint()
-            ref_seconds, ref_created = reference_import(bulk, lines, app_secrets["ID_HASH_KEY"], now)
+            ref_seconds, ref_created = reference_import(bulk, lines, staged.secrets["ID_HASH_KEY"], now)
             bulk.execute("DELETE FROM recipient_tag")
             bulk.execute("DELETE FROM recipient")
             bulk.vacuum("recipient", "recipient_tag")
@@ -136,7 +96,6 @@ def run_import(options: Options, backend: str) -> dict:
                 again_seconds = time.perf_counter() - began
                 db.session.remove()
             in_database = bulk.scalar("SELECT COUNT(*) FROM recipient")
-        dispose(app)
     target = TARGETS["import_seconds_max"]
     met = app_seconds <= target * rows / 100_000
     ratio = app_seconds / ref_seconds if ref_seconds else None
@@ -171,23 +130,19 @@ def _worker(url: str, secrets_file, instance, settlement_id: int, formats: str, 
 
 
 def run_statements(options: Options, backend: str) -> dict:
-    from marketplace.db import utcnow
-
     lines = int(options.size("statement_lines"))
     out(f"\n== 5b. statement export ({backend}): one settlement of {lines:,} lines")
-    with workdir("statement") as folder, fresh_database(options, backend, "statement", folder) as url:
-        app_secrets = new_secrets()
-        instance = folder / "instance"
-        app = make_app(url, app_secrets, instance)
-        admin = system_admin(app)
-        now = utcnow()
-        period = previous_period(now)
+    with stage(options, backend, "statement") as staged:
+        admin, url, instance, now = staged.admin, staged.url, staged.instance, staged.now
+        period = datagen.previous_period(now)
         items = [("BX-MEAL", 1200, 30)]
-        programme_id = setup_programme(app, items=items, choice_required=False, budget_fen=10**11, now=now)
-        dispose(app)
-        with Bulk(url, checkpoints=not options.smoke) as bulk:
-            (provider_id,) = load_providers(bulk, 1, ["BX-MEAL"], programme_id, now, items_each=1, enrol_all=True)
-            recipients = load_recipients(bulk, max(100, min(10_000, lines // 10)), now)
+        programme_id = datagen.setup_programme(staged.app, items=items, choice_required=False, budget_fen=10**11,
+                                               now=now)
+        dispose(staged.app)  # the data is loaded in bulk and exported by other processes
+        with datagen.Bulk(url, checkpoints=not options.smoke) as bulk:
+            (provider_id,) = datagen.load_providers(bulk, 1, ["BX-MEAL"], programme_id, now, items_each=1,
+                                                    enrol_all=True)
+            recipients = datagen.load_recipients(bulk, max(100, min(10_000, lines // 10)), now)
             bulk.load("settlement", ["id", "programme_id", "provider_id", "period", "status", "redemptions_count",
                                      "gross_fen", "satisfaction_score", "complaint_score", "upheld_complaints",
                                      "performance_score", "pay_percent", "net_fen", "flagged_for_termination",
@@ -195,12 +150,13 @@ def run_statements(options: Options, backend: str) -> dict:
                       [(1, programme_id, provider_id, period, "draft", lines, lines * 960, 80, 100, 0, 86, 100,
                         lines * 960, False, now, admin.id)])
             bulk.fix_sequences("settlement")
-            load_redeemed_month(bulk, programme_id=programme_id, period=period, count=lines, provider_ids=[provider_id],
-                                offered=provider_items(bulk, [provider_id]), prices={"BX-MEAL": 1200},
-                                recipients=recipients, scanned_by=admin.id, now=now, settlement_id=1)
+            datagen.load_redeemed_month(bulk, programme_id=programme_id, period=period, count=lines,
+                                        provider_ids=[provider_id], offered=datagen.provider_items(bulk, [provider_id]),
+                                        prices={"BX-MEAL": 1200}, recipients=recipients, scanned_by=admin.id, now=now,
+                                        settlement_id=1)
             bulk.analyze()
-        secrets_file = folder / "secrets.json"
-        secrets_file.write_text(json.dumps(app_secrets))
+        secrets_file = staged.folder / "secrets.json"
+        secrets_file.write_text(json.dumps(staged.secrets))
         if options.smoke:  # one process, traced: every path runs, in a few seconds
             results = _worker(url, secrets_file, instance, 1, "reference,csv,xlsx", trace=True)
         else:  # a fresh process per export; tracemalloc in a second one (tracing slows the export down)

@@ -20,22 +20,7 @@ face value. Target: app ≤ 2 × reference.
 
 import time
 
-from bench.common import (
-    TARGETS,
-    Options,
-    dispose,
-    fmt,
-    fresh_database,
-    make_app,
-    new_secrets,
-    note,
-    out,
-    system_admin,
-    table,
-    verdict,
-    workdir,
-    write_result,
-)
+from bench.common import TARGETS, Options, fmt, note, out, stage, table, verdict, write_result
 from bench.datagen import Bulk, current_period, load_recipients, setup_programme
 from vouchers.service import issuance
 
@@ -114,14 +99,10 @@ def time_app(app, admin, programme_id: int, period: str, now):
 
 
 def run(options: Options, backend: str) -> dict:
-    from marketplace.db import utcnow
-
     recipients, item_count = int(options.size("issue_recipients")), int(options.size("issue_items"))
     out(f"\n== 2. monthly issuance ({backend}): {recipients:,} eligible recipients × {item_count} vouchers")
-    with workdir("issue") as folder, fresh_database(options, backend, "issue", folder) as url:
-        app = make_app(url, new_secrets(), folder / "instance")
-        admin = system_admin(app)
-        now = utcnow()
+    with stage(options, backend, "issue") as staged:
+        app, admin, url, now = staged.app, staged.admin, staged.url, staged.now
         items = [(f"BI-{index + 1}", PRICES[index % len(PRICES)], 1) for index in range(item_count)]
         budget = recipients * sum(price for _code, price, _quota in items) * 3
         programme_id = setup_programme(app, items=items, choice_required=False, budget_fen=budget,
@@ -139,7 +120,6 @@ def run(options: Options, backend: str) -> dict:
             bulk.checkpoint()
             app_seconds, result = time_app(app, admin, programme_id, period, now)
             bulk.checkpoint()
-        dispose(app)
     same = ref_count == result.vouchers and ref_total == result.committed_fen
     ratio = app_seconds / ref_seconds if ref_seconds else None
     target = TARGETS["issuance_ratio_max"]

@@ -24,23 +24,7 @@ Reported: p50 and p95 (ms) of each, and api/reference. Target: api p95 ≤ 20 ms
 import json
 import time
 
-from bench.common import (
-    TARGETS,
-    Options,
-    dispose,
-    fmt,
-    fresh_database,
-    make_app,
-    new_secrets,
-    note,
-    out,
-    percentile,
-    system_admin,
-    table,
-    verdict,
-    workdir,
-    write_result,
-)
+from bench.common import TARGETS, Options, fmt, note, out, percentile, stage, table, verdict, write_result
 from bench.datagen import (
     REGION,
     Bulk,
@@ -112,15 +96,13 @@ def timed(function, iterations: int) -> tuple[list[float], object]:
 def run(options: Options, backend: str) -> dict:
     from urllib.parse import urlencode
 
-    from marketplace.db import db, utcnow
+    from marketplace.db import db
 
     providers, ratings = int(options.size("rank_providers")), int(options.size("rank_ratings"))
     iterations = int(options.size("rank_iterations"))
     out(f"\n== 4. rankings ({backend}): {providers:,} providers, {ratings:,} ratings, {iterations} calls per scope")
-    with workdir("rank") as folder, fresh_database(options, backend, "rank", folder) as url:
-        app = make_app(url, new_secrets(), folder / "instance")
-        admin = system_admin(app)
-        now = utcnow()
+    with stage(options, backend, "rank") as staged:
+        app, admin, url, now = staged.app, staged.admin, staged.url, staged.now
         period = previous_period(now)
         programme_id = setup_programme(app, items=ITEMS, choice_required=True, budget_fen=10**11, now=now)
         built = time.perf_counter()
@@ -184,7 +166,6 @@ def run(options: Options, backend: str) -> dict:
                              fmt(entry["api_p95_ms"], 2), fmt(entry["service_p95_ms"], 2),
                              fmt(entry["reference_p95_ms"], 2), fmt(entry["api_over_reference_p50"], 2),
                              "yes" if same_order else "NO"])
-        dispose(app)
     worst = max(entry["api_p95_ms"] for entry in results.values())
     target = TARGETS["rankings_p95_ms_max"]
     met = worst <= target

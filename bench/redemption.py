@@ -33,27 +33,12 @@ import math
 import statistics
 import time
 
-from bench.common import (
-    TARGETS,
-    Gunicorn,
-    Options,
-    dispose,
-    fmt,
-    fresh_database,
-    make_app,
-    new_secrets,
-    note,
-    out,
-    server_env,
-    system_admin,
-    table,
-    verdict,
-    workdir,
-    write_result,
-)
+from bench.common import TARGETS, Options, fmt, note, out, stage, table, verdict, write_result
 from bench.datagen import REGION, current_period, recipient_csv, setup_programme
 from bench.loadgen import build_request, load
 from providers.service import enrolment, qualification, registry
+from tests.support.apps import dispose
+from tests.support.servers import Server
 from vouchers.service import issuance
 
 ITEM = ("BM-MEAL", 1200, 30)  # code, unit price (fen), monthly quota
@@ -111,10 +96,11 @@ def build_world(app, admin, *, recipients: int, now) -> dict:
             "recipients": imported.created, "vouchers": issued.vouchers}
 
 
-def measure(server: Gunicorn, requests: list[bytes], start: int, *, connections: int, warmup: float,
+def measure(server: Server, requests: list[bytes], start: int, *, connections: int, warmup: float,
             duration: float) -> tuple[dict, int, int]:
-    """Start *server*, warm it up, measure; returns (summary, next request index, 2xx answers in all)."""
-    server.start()
+    """Start *server* (on the migrated database), warm it up, measure; returns (summary, next request index,
+    2xx answers in all)."""
+    server.start(migrate=False)
     try:
         warm, start = load(server.port, requests, connections=connections, duration=warmup, start=start)
         server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
@@ -131,7 +117,7 @@ def measure(server: Gunicorn, requests: list[bytes], start: int, *, connections:
     return summary, start, warm.ok + result.ok
 
 
-def post_checks(url: str, app_secrets: dict, instance, programme_id: int) -> dict:
+def post_checks(app, programme_id: int) -> dict:
     from sqlalchemy import func, select
 
     from marketplace.audit.service import verify_chain
@@ -139,16 +125,12 @@ def post_checks(url: str, app_secrets: dict, instance, programme_id: int) -> dic
     from marketplace.programmes import ledger
     from vouchers.models import Redemption
 
-    app = make_app(url, app_secrets, instance, migrate=False)
-    try:
-        with app.app_context():
-            redemptions = db.session.scalar(select(func.count()).select_from(Redemption)
-                                            .where(Redemption.status == "completed"))
-            chain = verify_chain()
-            reconciliation = ledger.reconcile(programme_id)
-            db.session.remove()
-    finally:
-        dispose(app)
+    with app.app_context():
+        redemptions = db.session.scalar(select(func.count()).select_from(Redemption)
+                                        .where(Redemption.status == "completed"))
+        chain = verify_chain()
+        reconciliation = ledger.reconcile(programme_id)
+        db.session.remove()
     return {"redemptions_in_database": redemptions, "audit_chain_ok": chain.ok, "audit_events": chain.events,
             "reconciliation_ok": reconciliation["ok"],
             "failed_checks": [check["name"] for check in reconciliation["checks"] if not check["ok"]]}
@@ -160,8 +142,6 @@ def failed(summary: dict) -> int:
 
 
 def run(options: Options, backend: str) -> dict:
-    from marketplace.db import utcnow
-
     duration, warmup = float(options.size("redeem_duration")), float(options.size("redeem_warmup"))
     connections, rounds = int(options.size("redeem_connections")), int(options.size("redeem_rounds"))
     per_server = math.ceil(options.size("redeem_max_rate") * (duration + warmup)) * rounds
@@ -169,13 +149,9 @@ def run(options: Options, backend: str) -> dict:
     recipients = math.ceil(2 * per_server / quota)
     out(f"\n== 1. redemption over HTTP ({backend}): {connections} connections, {warmup:g}s warm-up + "
         f"{duration:g}s, {rounds} round(s)")
-    with workdir("redeem") as folder, fresh_database(options, backend, "redeem", folder) as url:
-        app_secrets, instance = new_secrets(), folder / "instance"
-        app = make_app(url, app_secrets, instance)
-        admin = system_admin(app)
-        now = utcnow()
-        world = build_world(app, admin, recipients=recipients, now=now)
-        dispose(app)
+    with stage(options, backend, "redeem") as staged:
+        world = build_world(staged.app, staged.admin, recipients=recipients, now=staged.now)
+        dispose(staged.app)  # the servers have the database to themselves
         note(f"built {world['recipients']:,} recipients (CSV import), {world['vouchers']:,} vouchers (issue_monthly)")
         headers = {"Authorization": f"Bearer {world['bearer']}"}
         requests = [build_request("POST", "/api/v1/redemptions", {"voucher_token": token}, headers)
@@ -185,10 +161,9 @@ def run(options: Options, backend: str) -> dict:
         cursors = {"reference": 0, "app": 0}
         answered = 0
         runs: dict[str, list[dict]] = {"reference": [], "app": []}
-        env = server_env(url, app_secrets, instance)
         for _round in range(rounds):
             for name, target in (("reference", "bench.reference_app:app"), ("app", "wsgi:app")):
-                server = Gunicorn(target, env, folder, name)
+                server = staged.server(name, target)
                 summary, cursors[name], ok = measure(server, pools[name], cursors[name], connections=connections,
                                                      warmup=warmup, duration=duration)
                 answered += ok
@@ -198,7 +173,7 @@ def run(options: Options, backend: str) -> dict:
                      f"ms/request  failed {failed(summary)}")
                 if summary["sample_failures"]:
                     note(f"{name}: sample failures {summary['sample_failures']}")
-        checks = post_checks(url, app_secrets, instance, world["programme_id"])
+        checks = post_checks(staged.app, world["programme_id"])
         checks["answered_2xx"] = answered
         checks["consistent"] = (checks["redemptions_in_database"] == answered and checks["audit_chain_ok"]
                                 and checks["reconciliation_ok"])

@@ -26,22 +26,7 @@ import math
 import time
 from fractions import Fraction
 
-from bench.common import (
-    TARGETS,
-    Options,
-    dispose,
-    fmt,
-    fresh_database,
-    make_app,
-    new_secrets,
-    note,
-    out,
-    system_admin,
-    table,
-    verdict,
-    workdir,
-    write_result,
-)
+from bench.common import TARGETS, Options, fmt, note, out, stage, table, verdict, write_result
 from bench.datagen import (
     Bulk,
     load_complaints,
@@ -80,15 +65,7 @@ def reference(bulk: Bulk, *, programme_id: int, period: str, rules: list[dict], 
     sql = (lambda s: s) if bulk.sqlite else (lambda s: s.replace("?", "%s"))
     v = bulk._value
     began = time.perf_counter()
-    conn = bulk.conn
-    if bulk.sqlite:
-        conn.execute("BEGIN IMMEDIATE")
-        cursor = conn.cursor()
-    else:
-        transaction = conn.transaction()
-        transaction.__enter__()
-        cursor = conn.cursor()
-    try:
+    with bulk.transaction() as cursor:
         cursor.execute(sql(
             "INSERT INTO settlement (programme_id, provider_id, period, status, redemptions_count, gross_fen, "
             "satisfaction_score, complaint_score, upheld_complaints, performance_score, pay_percent, net_fen, "
@@ -124,19 +101,6 @@ def reference(bulk: Bulk, *, programme_id: int, period: str, rules: list[dict], 
         cursor.executemany(sql("UPDATE settlement SET satisfaction_score = ?, complaint_score = ?, "
                                "upheld_complaints = ?, performance_score = ?, pay_percent = ?, net_fen = ?, "
                                "flagged_for_termination = ? WHERE id = ?"), updates)
-        if bulk.sqlite:
-            conn.execute("COMMIT")
-    except BaseException as error:
-        if bulk.sqlite:
-            conn.execute("ROLLBACK")
-        else:
-            transaction.__exit__(type(error), error, error.__traceback__)
-        raise
-    else:
-        if not bulk.sqlite:
-            transaction.__exit__(None, None, None)
-    finally:
-        cursor.close()
     return time.perf_counter() - began
 
 
@@ -154,15 +118,13 @@ def reset(bulk: Bulk) -> None:
 
 
 def run(options: Options, backend: str) -> dict:
-    from marketplace.db import db, transaction, utcnow
+    from marketplace.db import db, transaction
     from marketplace.programmes.models import Programme
 
     count, providers = int(options.size("settle_redemptions")), int(options.size("settle_providers"))
     out(f"\n== 3. settlement ({backend}): {count:,} redemptions across {providers:,} providers")
-    with workdir("settle") as folder, fresh_database(options, backend, "settle", folder) as url:
-        app = make_app(url, new_secrets(), folder / "instance")
-        admin = system_admin(app)
-        now = utcnow()
+    with stage(options, backend, "settle") as staged:
+        app, admin, url, now = staged.app, staged.admin, staged.url, staged.now
         period = previous_period(now)
         programme_id = setup_programme(app, items=ITEMS, choice_required=True, budget_fen=10**11, now=now)
         with app.app_context():
@@ -198,7 +160,6 @@ def run(options: Options, backend: str) -> dict:
                 db.session.remove()
             actual = outcome(bulk, programme_id, period)
             settled = sum(row[0] for row in actual.values())
-        dispose(app)
     same = expected == actual
     mismatches = [pid for pid in set(expected) | set(actual) if expected.get(pid) != actual.get(pid)]
     ratio = app_seconds / ref_seconds if ref_seconds else None

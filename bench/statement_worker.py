@@ -27,6 +27,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from tests.support.databases import psycopg_dsn
+
 
 def _status_kb(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -62,8 +64,6 @@ def _reference(url: str, settlement_id: int) -> tuple[int, int]:
         cursor = conn.execute(query.format("?"), (settlement_id,))
     else:
         import psycopg
-
-        from bench.common import psycopg_dsn
         conn = psycopg.connect(psycopg_dsn(url))
         cursor = conn.cursor(name="statement")  # server-side: rows arrive in batches
         cursor.itersize = 2000
@@ -89,12 +89,12 @@ def main(argv=None) -> int:
     parser.add_argument("--trace", action="store_true")
     args = parser.parse_args(argv)
 
-    from bench.common import make_app
     from marketplace.db import db
+    from tests.support.apps import make_app
     from vouchers import statements
     from vouchers.models import Settlement
 
-    app = make_app(args.url, json.loads(Path(args.secrets).read_text()), Path(args.instance), migrate=False)
+    app = make_app(args.url, secrets=json.loads(Path(args.secrets).read_text()), instance_path=args.instance)
     for export in args.format.split(","):
         if export not in ("csv", "xlsx", "reference"):
             parser.error(f"unknown format {export!r}")

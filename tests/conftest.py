@@ -4,43 +4,21 @@ PostgreSQL comes from TEST_DATABASE_URL (default: the local `test` database). Wh
 its half of the suite is skipped with the reason shown — unless REQUIRE_POSTGRES=1 (CI), where that
 is a failure. Schemas are built by running the migrations, never by `create_all`. Each backend gets
 one app for the session; after each test every table is emptied (reference data that the migrations
-seed is kept) and the login-failure counters are reset.
+seed is kept) and the login-failure counters are reset. The plumbing behind these fixtures (databases,
+apps, servers, races) is the package tests/support/.
 """
 
 import os
 from itertools import count
 
-import psycopg
 import pytest
-from flask_migrate import upgrade
-from sqlalchemy import make_url, text
 
-from marketplace.app import create_app
-from marketplace.audit.models import GENESIS_HASH
 from marketplace.auth import service as auth_service
-from marketplace.db import db, transaction, utcnow
+from marketplace.db import transaction, utcnow
+from tests.support import apps
+from tests.support.databases import empty_database, pg_url, postgres_unavailable_reason, reset_postgres_schema
 
-DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-# Tables whose rows are reference data seeded by the migrations: never emptied between tests.
-REFERENCE_TABLES = {"alembic_version", "audit_head", "service_category", "negative_list_rule"}
 PASSWORD = "correct horse battery"
-
-
-def pg_url() -> str:
-    return os.environ.get("TEST_DATABASE_URL", DEFAULT_PG_URL)
-
-
-def psycopg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def postgres_unavailable_reason() -> str | None:
-    try:
-        psycopg.connect(psycopg_dsn(pg_url()), connect_timeout=3).close()
-    except psycopg.Error as error:
-        return f"PostgreSQL at {make_url(pg_url()).render_as_string()} is not reachable: {error}".strip()
-    return None
-
 
 _PG_REASON = postgres_unavailable_reason()
 
@@ -52,32 +30,6 @@ def pytest_sessionstart(session):
 
 def pytest_report_header(config):
     return f"databases: sqlite, postgresql ({'skipped: ' + _PG_REASON if _PG_REASON else pg_url()})"
-
-
-# Login-failure counters in Redis: tests give them a key prefix of their own (RATELIMIT_KEY_PREFIX), so
-# suites sharing the server never reset or read each other's counters.
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-def redis_unavailable_reason() -> str | None:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as error:
-        return f"Redis at {REDIS_URL} is not reachable: {error}"
-    return None
-
-
-def app_config(database_url: str, **overrides) -> dict:
-    return {"APP_ENV": "testing", "TESTING": True, "DATABASE_URL": database_url,
-            "RATELIMIT_STORAGE_URI": "memory://", **overrides}
-
-
-def reset_postgres_schema(url: str) -> None:
-    with psycopg.connect(psycopg_dsn(url), autocommit=True) as conn:
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -97,26 +49,28 @@ def database_url(backend, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def app(database_url, tmp_path_factory):
-    application = create_app(app_config(database_url, INSTANCE_PATH=str(tmp_path_factory.mktemp("instance"))))
-    with application.app_context():
-        upgrade()
+    application = apps.make_app(database_url, instance_path=tmp_path_factory.mktemp("instance"), migrate=True)
     yield application
-    with application.app_context():
-        db.engine.dispose()
+    apps.dispose(application)
 
 
-def empty_database(application) -> None:
-    with application.app_context():
-        db.session.remove()
-        tables = [t for t in reversed(db.metadata.sorted_tables) if t.name not in REFERENCE_TABLES]
-        with db.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(text(f"TRUNCATE {', '.join(t.name for t in tables)} RESTART IDENTITY CASCADE"))
-            else:
-                for table in tables:
-                    conn.execute(table.delete())
-            conn.execute(text("UPDATE audit_head SET last_id = 0, last_hash = :genesis"), {"genesis": GENESIS_HASH})
-        application.extensions["rate_limiter"].storage.reset()
+@pytest.fixture
+def make_app(database_url, tmp_path):
+    """More apps on the test database, each with settings of its own: `make_app(TOKEN_KEYS=…)`.
+
+    They share the session app's database (request `app` too for its migrated schema and the cleaning
+    after the test) and are disposed of after the test.
+    """
+    built = []
+
+    def factory(**overrides):
+        application = apps.make_app(database_url, instance_path=tmp_path / f"instance-{len(built) + 1}", **overrides)
+        built.append(application)
+        return application
+
+    yield factory
+    for application in built:
+        apps.dispose(application)
 
 
 @pytest.fixture(autouse=True)
@@ -241,3 +195,14 @@ def make_programme(app, make_item):
         return programme
 
     return factory
+
+
+# --- the scenario builder -------------------------------------------------------------------------
+
+@pytest.fixture
+def build(app):
+    """The scenario builder on this test's app: `build.world()`, `build.redeem(p1, alice, meal)` … (its
+    docstring lists the whole vocabulary: tests/support/scenario.py)."""
+    from tests.support.scenario import Builder
+
+    return Builder(app)

@@ -1,9 +1,9 @@
 """Support for the stateful test (tests/test_stateful.py): the simulated clock, the cast every example
 starts from, a fingerprint of everything a refused call must leave alone, and the invariant checks.
 
-Everything is made through the service layer with `now` taken from the simulated clock; the only
-exception is the bearer tokens for the HTTP replays, which the auth layer checks against the real
-clock and so are issued at the real time.
+The cast is made by the scenario builder (tests/support/scenario.py) with `now` taken from the simulated
+clock; the only exception is the bearer tokens for the HTTP replays, which the auth layer checks against
+the real clock and so are issued at the real time.
 """
 
 import os
@@ -15,21 +15,14 @@ from sqlalchemy import and_, func, select
 
 from marketplace.audit import service as audit_service
 from marketplace.audit.models import AuditHead
-from marketplace.auth import service as auth_service
-from marketplace.auth.models import User
-from marketplace.catalogue import service as catalogue_service
-from marketplace.db import db, transaction, utcnow
-from marketplace.demo import demo_credit_code
+from marketplace.db import db
 from marketplace.idempotency import IdempotencyRecord
 from marketplace.programmes import ledger
-from marketplace.programmes import service as programme_service
 from marketplace.programmes.models import BudgetAmendment, JournalEntry, JournalLine, Programme, ProgrammeBudget
-from marketplace.recipients import service as recipient_service
-from marketplace.recipients.idnumber import check_character
 from marketplace.recipients.models import Recipient
 from providers.models import Complaint, Rating, RatingAggregate
-from providers.service import enrolment, qualification, ratings, registry
-from tests.conftest import PASSWORD
+from tests.support import scenario
+from tests.support.scenario import Builder, ProviderRef, RecipientRef
 from vouchers.models import ChoiceEvent, Issuance, Redemption, Settlement, UsedPresenceCode, Voucher
 
 # Bounds: small by default (`make test`), large for `make soak`.
@@ -69,11 +62,10 @@ def month_end(period: str) -> datetime:
 
 
 def face_value(item_code: str, tags: tuple[str, ...]) -> int:
-    """Price minus the co-payment (lowest priced tag, else default), the co-payment rounded up."""
+    """The item's price minus the co-payment of the lowest priced tag (else the default), rounded up."""
     price, _quota = ITEMS[item_code]
     percents = [COPAY[tag] for tag in tags if tag in COPAY and tag != "default"]
-    percent = min(percents) if percents else COPAY["default"]
-    return price - (-(-price * percent // 100))
+    return scenario.face_value(price, min(percents) if percents else COPAY["default"])
 
 
 def monthly_cost(tags: tuple[str, ...]) -> int:
@@ -81,90 +73,36 @@ def monthly_cost(tags: tuple[str, ...]) -> int:
 
 
 @dataclass(frozen=True)
-class ProviderInfo:
-    id: int
-    user_id: int | None
-    bearer: str | None
-
-
-@dataclass(frozen=True)
-class RecipientInfo:
-    id: int
-    user_id: int
-    tags: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class World:
     programme_id: int
     admin_id: int  # creates settlements
     second_admin_id: int  # approves them (four eyes)
-    providers: tuple[ProviderInfo, ...]  # enrolled, approved, with logins
-    outsider: ProviderInfo  # approved, offers both items, never enrolled: nobody may choose it
-    recipients: tuple[RecipientInfo, ...]
+    providers: tuple[ProviderRef, ...]  # enrolled, approved, with logins
+    outsider: ProviderRef  # approved, offers both items, never enrolled: nobody may choose it
+    recipients: tuple[RecipientRef, ...]  # with logins
+    headers: dict[int, dict]  # provider id → bearer headers of its staff login, for the HTTP replays
 
 
 def build_world(app, now: datetime) -> World:
     """Items, an active programme with INITIAL_BUDGET_FEN, two enrolled providers and one outsider, three
-    recipients (one `low_income`), two admins, logins for providers and recipients."""
-
-    def user(**fields) -> int:
-        return auth_service.create_user(password=PASSWORD, actor=None, now=now, **fields).id
-
-    with app.app_context(), transaction():
-        assert app.config["LOCAL_TIMEZONE"] == str(LOCAL)
-        admin_id, second_admin_id = user(username="sm-admin-1", role="admin"), user(username="sm-admin-2", role="admin")
-        admin = db.session.get(User, admin_id)
-        for code, (price, _quota) in ITEMS.items():
-            catalogue_service.create_item(code=code, name="助餐" if code == MEAL else "助浴",
-                                          category_code="basic_public", unit="次", standard_price_fen=price,
-                                          nature="service", actor=admin, now=now)
-        programme = programme_service.create_programme(
-            name="蒲江县居家养老服务券", authority="蒲江县民政局", region_code="510131", starts_on=STARTS_ON,
-            ends_on=ENDS_ON, items=[{"item_code": code, "unit_price_fen": price, "monthly_quota": quota}
-                                    for code, (price, quota) in ITEMS.items()],
-            eligibility={"min_age": 60, "tags_any": []}, copay_percent=dict(COPAY), reserved_share_percent=30,
-            settlement_rules=SETTLEMENT_RULES, rating_window_days=RATING_WINDOW_DAYS,
-            reversal_window_hours=REVERSAL_WINDOW_HOURS, choice_required=True, actor=admin, now=now)
-        programme_service.amend_budget(programme=programme, amount_fen=INITIAL_BUDGET_FEN, reason="年度预算",
-                                       actor=admin, now=now)
-        programme_service.activate(programme=programme, actor=admin, now=now)
-
-        providers = []
-        for number in (1, 2, 3):
-            provider = registry.register_provider(
-                name=f"蒲江县第{number}社区养老服务中心", kind="social_organisation",
-                credit_code=demo_credit_code("52", f"MA{number:06d}"), legal_representative="张建华",
-                phone="028-88550001", address="四川省成都市蒲江县鹤山街道", region_codes=["510131"],
-                item_codes=list(ITEMS), capacity=2000, account=None, actor=admin, now=now).provider
-            qualification.change_status(provider_id=provider.id, action="approve", reason="资质审核通过", actor=admin,
-                                           now=now)
-            if number < 3:
-                enrolment.enrol(programme=programme, provider_id=provider.id, actor=admin, now=now)
-            providers.append(provider.id)
-
-        recipients = []
-        cast = (("李桂英", ("low_income",)), ("张建国", ()), ("王秀兰", ("living_alone",)))
-        for number, (name, tags) in enumerate(cast, start=1):
-            first17 = f"510131{1940 + number}0505{number:03d}"
-            recipient = recipient_service.create_recipient(
-                name=name, id_number=first17 + check_character(first17), phone=None, region_code="510131",
-                address="蒲江县鹤山街道1村2组", tags=list(tags), actor=admin, now=now)
-            recipients.append(RecipientInfo(id=recipient.id, tags=tuple(tags),
-                                            user_id=user(username=f"sm-recipient-{number}", role="recipient",
-                                                         recipient_id=recipient.id)))
-        provider_users = [user(username=f"sm-provider-{number}", role="provider", provider_id=provider_id)
-                          for number, provider_id in enumerate(providers[:2], start=1)]
-        programme_id = programme.id
-
-    with app.app_context(), transaction():
-        # The HTTP layer checks bearer tokens against the real clock, so they are issued at the real time.
-        bearers = [auth_service.issue_token(user=db.session.get(User, user_id), kind="bearer", now=utcnow())[0]
-                   for user_id in provider_users]
-    return World(programme_id=programme_id, admin_id=admin_id, second_admin_id=second_admin_id,
-                 providers=tuple(ProviderInfo(id=pid, user_id=uid, bearer=bearer)
-                                 for pid, uid, bearer in zip(providers[:2], provider_users, bearers, strict=True)),
-                 outsider=ProviderInfo(id=providers[2], user_id=None, bearer=None), recipients=tuple(recipients))
+    recipients (one `low_income`), two admins, logins for providers and recipients — all at *now*."""
+    assert app.config["LOCAL_TIMEZONE"] == str(LOCAL)
+    build = Builder(app, clock=lambda: now)
+    admin, second_admin = build.system_admin, build.admin()
+    for code, (price, _quota) in ITEMS.items():
+        build.item(code=code, name="助餐" if code == MEAL else "助浴", price=price)
+    programme = build.programme(
+        items=[(code, price, quota) for code, (price, quota) in ITEMS.items()], budget_fen=INITIAL_BUDGET_FEN,
+        starts_on=STARTS_ON, ends_on=ENDS_ON, copay=COPAY, rules=SETTLEMENT_RULES,
+        rating_window_days=RATING_WINDOW_DAYS, reversal_window_hours=REVERSAL_WINDOW_HOURS)
+    providers = tuple(build.provider(items=list(ITEMS), enrol_in=[programme]) for _ in range(2))
+    outsider = build.provider(items=list(ITEMS), login=False)
+    cast = (("李桂英", ("low_income",)), ("张建国", ()), ("王秀兰", ("living_alone",)))
+    recipients = tuple(build.recipient(name=name, birth=date(1940 + number, 5, 5), tags=tags, login=True)
+                       for number, (name, tags) in enumerate(cast, start=1))
+    return World(programme_id=programme.id, admin_id=admin.id, second_admin_id=second_admin.id, providers=providers,
+                 outsider=outsider, recipients=recipients,
+                 headers={provider.id: build.headers(provider.user) for provider in providers})
 
 
 # --- what a refusal must leave alone ---------------------------------------------------------------
@@ -264,23 +202,6 @@ def settlement_snapshot(settlement_id: int) -> dict:
         "redemptions": frozenset(db.session.scalars(select(Redemption.id)
                                                     .where(Redemption.settlement_id == settlement_id))),
     }
-
-
-def rating_aggregates() -> dict[tuple, tuple[int, int, int]]:
-    return {(row.provider_id, row.programme_id, row.item_code): (row.ratings_count, row.score_sum,
-                                                                 row.satisfied_count)
-            for row in db.session.scalars(select(RatingAggregate).where(RatingAggregate.ratings_count > 0))}
-
-
-def recomputed_rating_aggregates() -> dict[tuple, tuple[int, int, int]]:
-    """The totals recomputed from the ratings of services that stand (a reversed one's rating left)."""
-    rows = db.session.execute(
-        select(Rating.provider_id, Rating.programme_id, Rating.item_code, func.count(), func.sum(Rating.score),
-               func.count().filter(Rating.score >= ratings.SATISFIED_SCORE))
-        .join(Redemption, Redemption.id == Rating.redemption_id).where(Redemption.status == "completed")
-        .group_by(Rating.provider_id, Rating.programme_id, Rating.item_code)).all()
-    return {(provider_id, programme_id, item_code): (int(count), int(total), int(satisfied))
-            for provider_id, programme_id, item_code, count, total, satisfied in rows}
 
 
 def audit_chain_problem() -> str | None:

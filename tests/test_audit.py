@@ -15,6 +15,7 @@ from marketplace.auth import service as auth_service
 from marketplace.auth.models import User
 from marketplace.db import db, read_only, transaction, utcnow
 from tests.conftest import PASSWORD, error_code
+from tests.support import races
 
 EVENT_COLUMNS = ("at", "actor_id", "actor", "action", "entity", "entity_id", "data", "prev_hash", "hash")
 
@@ -334,31 +335,17 @@ THREADS, TRANSACTIONS = 8, 10
 
 
 def test_concurrent_appends_keep_one_gapless_chain(app, runner):
-    barrier = threading.Barrier(THREADS)
-    failures: list[Exception] = []
-
     def writer(thread_no: int) -> None:
-        try:
-            with app.app_context():
-                barrier.wait(timeout=30)
-                for n in range(TRANSACTIONS):
-                    with transaction():
-                        if n == 0:
-                            auth_service.create_user(username=f"writer-{thread_no}", password=PASSWORD,
-                                                     role="auditor", actor=None, now=utcnow())
-                        else:
-                            audit.record(region_code=None, action="thing.changed", entity=f"thread-{thread_no}",
-                                         entity_id=n)
-        except Exception as error:  # reported by the assertion below, not lost in the thread
-            failures.append(error)
+        for n in range(TRANSACTIONS):
+            with transaction():
+                if n == 0:
+                    auth_service.create_user(username=f"writer-{thread_no}", password=PASSWORD,
+                                             role="auditor", actor=None, now=utcnow())
+                else:
+                    audit.record(region_code=None, action="thing.changed", entity=f"thread-{thread_no}",
+                                 entity_id=n)
 
-    threads = [threading.Thread(target=writer, args=(number,)) for number in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-
-    assert failures == []
+    assert races.failures(races.race(THREADS, writer, context=app.app_context)) == []
     total = THREADS * TRANSACTIONS
     rows = events(app)
     assert [event.id for event in rows] == list(range(1, total + 1))

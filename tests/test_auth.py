@@ -14,31 +14,14 @@ import pytest
 from argon2 import PasswordHasher, Type
 from sqlalchemy import func, select, text, update
 
-from marketplace.app import create_app
 from marketplace.audit.models import AuditEvent
 from marketplace.auth.models import AuthToken, User
 from marketplace.db import db, transaction, utcnow
-from tests.conftest import PASSWORD, REDIS_URL, app_config, error_code, redis_unavailable_reason
+from tests.conftest import PASSWORD, error_code
+from tests.support.databases import REDIS_URL, redis_unavailable_reason
 
 OWASP_ARGON2ID_PREFIX = "$argon2id$v=19$m=19456,t=2,p=1$"
 NEW_PASSWORD = "a perfectly fine passphrase"
-
-
-@pytest.fixture
-def make_app(app, database_url, tmp_path):
-    """Build another app on the same (already migrated) database with its own settings and counters."""
-    built = []
-
-    def factory(**overrides):
-        application = create_app(app_config(database_url, INSTANCE_PATH=str(tmp_path), **overrides))
-        built.append(application)
-        return application
-
-    yield factory
-    for application in built:
-        with application.app_context():
-            db.session.remove()
-            db.engine.dispose()
 
 
 def login(client, username, password=PASSWORD, **kwargs):

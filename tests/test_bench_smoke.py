@@ -19,9 +19,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import make_url
 
-from tests.conftest import pg_url, postgres_unavailable_reason
+from tests.support.databases import maintenance_url, postgres_unavailable_reason
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ("redemption", "issuance", "settlement", "rankings", "import", "statements")
@@ -35,7 +34,7 @@ def test_bench_smoke_runs_every_benchmark_and_writes_results(tmp_path):
         backends.append("postgresql")
     elif os.environ.get("REQUIRE_POSTGRES") == "1":
         pytest.fail(reason)
-    server = make_url(pg_url()).set(database="postgres").render_as_string(hide_password=False)
+    server = maintenance_url()
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--backends", ",".join(backends), "--pg-url", server,
          "--results-dir", str(tmp_path)],

@@ -16,22 +16,16 @@ from PIL import Image
 from sqlalchemy import update
 
 from marketplace.audit.models import AuditEvent
-from marketplace.auth.models import User
 from marketplace.db import db, utcnow
-from marketplace.programmes.models import Programme
 from tests.conftest import error_code
-from tests.vouchers_fixtures import BATH_QUOTA, MEAL_QUOTA, Builder, period_days
+from tests.support.dates import period_days
+from tests.support.scenario import BATH_QUOTA, MEAL_QUOTA
 from vouchers.models import ChoiceEvent, Redemption, UsedPresenceCode, Voucher
-from vouchers.service import reversal, settlement
+from vouchers.service import reversal
 
 API = "/api/v1"
 # Alice is low_income (5 %): what her vouchers are worth to the provider.
 ALICE_MEAL, ALICE_BATH = 1140, 4750
-
-
-@pytest.fixture
-def build(app):
-    return Builder(app)
 
 
 @pytest.fixture
@@ -151,7 +145,7 @@ def test_each_item_has_its_own_choice(build, client, world):
 @pytest.mark.parametrize("status", ["pending", "suspended", "revoked"])
 def test_a_provider_that_is_not_approved_cannot_be_chosen(build, client, world, status):
     unapproved = build.provider(items=[world.meal], status=status,
-                                enrol=() if status in ("pending", "revoked") else (world.programme,), login=False)
+                                enrol_in=() if status in ("pending", "revoked") else [world.programme], login=False)
     headers = build.headers(world.alice.user)
 
     response = choose(client, headers, world.alice.id, world.programme.id, world.meal, unapproved.id)
@@ -170,7 +164,7 @@ def test_a_provider_not_enrolled_in_the_programme_cannot_be_chosen(build, client
 
 
 def test_a_provider_not_offering_the_item_cannot_be_chosen_for_it(build, client, world):
-    meals_only = build.provider(items=[world.meal], enrol=(world.programme,), login=False)
+    meals_only = build.provider(items=[world.meal], enrol_in=[world.programme], login=False)
     headers = build.headers(world.alice.user)
 
     assert choose(client, headers, world.alice.id, world.programme.id, world.meal, meals_only.id).status_code == 200
@@ -182,8 +176,8 @@ def test_a_provider_not_offering_the_item_cannot_be_chosen_for_it(build, client,
 def test_a_provider_not_serving_the_recipients_region_cannot_be_chosen(build, client):
     meal = build.item()
     city = build.programme(items=[(meal, 1000, 1)], region_code="510100", min_age=None)
-    county_only = build.provider(items=[meal], regions=("510131",), enrol=(city,), login=False)
-    whole_city = build.provider(items=[meal], regions=("510100",), enrol=(city,), login=False)
+    county_only = build.provider(items=[meal], regions=("510131",), enrol_in=[city], login=False)
+    whole_city = build.provider(items=[meal], regions=("510100",), enrol_in=[city], login=False)
     elsewhere = build.recipient(region_code="510104")
     headers = build.headers(build.system_admin)
 
@@ -342,7 +336,7 @@ def test_when_no_choice_is_required_any_enrolled_provider_offering_the_item_rede
     world = build.world(choice_required=False)
     build.issue(world.programme, build.period())
     outsider = build.provider(items=[world.meal, world.bath])
-    meals_only = build.provider(items=[world.meal], enrol=(world.programme,))
+    meals_only = build.provider(items=[world.meal], enrol_in=[world.programme])
     alice = build.headers(world.alice.user)
 
     body = redeemed(client, build.headers(world.p2.user), presence_token=presence_code(client, alice),
@@ -373,7 +367,7 @@ def test_after_switching_only_the_new_provider_redeems(build, client, chosen):
 
 def test_a_delivery_time_a_little_earlier_today_is_recorded(build, client, chosen):
     world = chosen
-    delivered = build.local_midnight() + timedelta(seconds=1)
+    delivered = build.at(build.today(), 0) + timedelta(seconds=1)
 
     body = redeemed(client, build.headers(world.p1.user), presence_token=presence_code(
         client, build.headers(world.alice.user)), item_code=world.meal, delivered_at=delivered.isoformat())
@@ -524,7 +518,7 @@ def test_a_provider_enrolled_in_another_programme_redeems_only_that_programmes_v
     build.issue(world.programme, build.period())
     other = build.programme(items=[(world.meal, 1300, 1)], budget_fen=100_000, choice_required=False)
     build.issue(other, build.period())
-    outsider = build.provider(items=[world.meal], enrol=(other,))
+    outsider = build.provider(items=[world.meal], enrol_in=[other])
     headers = build.headers(outsider.user)
     card = build.voucher_token(build.vouchers(Voucher.recipient_id == world.alice.id,
                                               Voucher.programme_id == world.programme.id)[0].id)
@@ -801,28 +795,15 @@ def test_after_the_reversal_window_a_redemption_stands(build, client):
 def test_the_reversal_window_is_open_to_its_last_instant_and_closed_after(build, chosen):
     world = chosen
     vouchers = build.vouchers(Voucher.recipient_id == world.alice.id)
-    on_time = build.redeem(world.p1, voucher_token=build.voucher_token(vouchers[0].id))
-    too_late = build.redeem(world.p1, voucher_token=build.voucher_token(vouchers[1].id))
+    on_time = build.redeem(world.p1, voucher=vouchers[0].id)
+    too_late = build.redeem(world.p1, voucher=vouchers[1].id)
 
-    def reverse_at(redemption, now):
-        def work():
-            return reversal.reverse_redemption(redemption=db.session.get(Redemption, redemption.id),
-                                                      reason="误扫", actor=db.session.get(User, world.p1.user.id),
-                                                      now=now)
-
-        return build.run(work)
-
-    assert reverse_at(on_time, on_time.created_at + timedelta(hours=48)).status == "reversed"
+    build.reverse(on_time, by=world.p1.user, now=on_time.scanned_at + timedelta(hours=48), reason="误扫")
+    assert build.redemption(on_time.id).status == "reversed"
     with pytest.raises(reversal.ReversalWindowClosed):
-        reverse_at(too_late, too_late.created_at + timedelta(hours=48, microseconds=1))
+        build.reverse(too_late, by=world.p1.user, now=too_late.scanned_at + timedelta(hours=48, microseconds=1),
+                      reason="误扫")
     assert build.voucher(vouchers[1].id).status == "redeemed"
-
-
-def settle_this_month(build, world) -> None:
-    """Draft this month's settlements through the settlement service: the redemptions now belong to one."""
-    build.run(lambda: settlement.create_settlements(programme=db.session.get(Programme, world.programme.id),
-                                                    period=build.period(), evaluations={}, actor=None,
-                                                    now=utcnow()))
 
 
 def test_a_settled_redemption_cannot_be_reversed(build, client, chosen):
@@ -830,7 +811,7 @@ def test_a_settled_redemption_cannot_be_reversed(build, client, chosen):
     provider = build.headers(world.p1.user)
     body = redeemed(client, provider,
                     voucher_token=build.voucher_token(build.vouchers(Voucher.recipient_id == world.bob.id)[0].id))
-    settle_this_month(build, world)
+    build.settle(world.programme, build.period())  # the redemption now belongs to a draft
     assert build.redemptions(Redemption.id == body["id"])[0].settlement_id is not None
 
     refused(reverse(client, provider, body["id"]), 409, "already_settled")
@@ -870,7 +851,7 @@ def three_redemptions(build, client, world):
     """p1 redeems twice for alice, p2 once for bob, at local midnight + 1 s, + 2 s, + 3 s."""
     build.choose_all(world, world.p1, world.alice)
     build.choose_all(world, world.p2, world.bob)
-    midnight = build.local_midnight()
+    midnight = build.at(build.today(), 0)
     alice = build.vouchers(Voucher.recipient_id == world.alice.id)
     bob = build.vouchers(Voucher.recipient_id == world.bob.id)
     made = []
@@ -906,7 +887,7 @@ def test_a_provider_lists_only_its_own_redemptions(build, client, world, three_r
 def test_redemptions_filter_by_provider_programme_and_delivery_time(build, client, world, three_redemptions):
     headers = build.headers(world.admin)
     first, second, third = (r["id"] for r in three_redemptions)
-    midnight = build.local_midnight()
+    midnight = build.at(build.today(), 0)
 
     assert listed_ids(client, headers, provider_id=world.p1.id) == [first, second]
     assert listed_ids(client, headers, programme_id=world.programme.id) == [first, second, third]

@@ -7,22 +7,17 @@ from dataclasses import dataclass
 import pytest
 
 from tests.conftest import error_code
-from tests.ratings_fixtures import ProviderRef, RatingsBuilder, RecipientRef
+from tests.support.scenario import Builder, World
 
 URL = "/api/v1/complaints"
 
 
-@dataclass
-class Cast:
-    """An active programme buying meals; p1 serves alice, p2 serves bob; both have one meal redeemed."""
+@dataclass(frozen=True)
+class Cast(World):
+    """The standard world with this month's vouchers issued; alice chose p1 and bob chose p2 for meals, and
+    each has one meal redeemed."""
 
-    build: RatingsBuilder
-    programme: int
-    meal: str
-    p1: ProviderRef
-    p2: ProviderRef
-    alice: RecipientRef
-    bob: RecipientRef
+    build: Builder
     alice_meal: int  # redemption ids
     bob_meal: int
 
@@ -31,19 +26,13 @@ class Cast:
 
 
 @pytest.fixture
-def cast(app):
-    build = RatingsBuilder(app)
-    meal = build.item()
-    programme = build.programme([meal])
-    p1 = build.provider([meal], enrol_in=[programme])
-    p2 = build.provider([meal], enrol_in=[programme])
-    alice, bob = build.recipient(), build.recipient()
-    build.issue(programme)
-    build.choose(alice, programme, meal, p1)
-    build.choose(bob, programme, meal, p2)
-    alice_meal = build.redeem(p1, alice, meal).id
-    bob_meal = build.redeem(p2, bob, meal).id
-    return Cast(build, programme, meal, p1, p2, alice, bob, alice_meal, bob_meal)
+def cast(build):
+    world = build.world()
+    build.issue(world.programme)
+    build.choose(world.alice, world.programme, world.meal, world.p1)
+    build.choose(world.bob, world.programme, world.meal, world.p2)
+    return Cast(**vars(world), build=build, alice_meal=build.redeem(world.p1, world.alice, world.meal).id,
+                bob_meal=build.redeem(world.p2, world.bob, world.meal).id)
 
 
 @pytest.fixture
@@ -336,7 +325,7 @@ def test_filing_and_resolving_are_audited(client, cast, admin):
 
 
 def test_rankings_count_every_complaint_against_a_provider(client, cast, admin):
-    p3 = cast.build.provider([cast.meal], enrol_in=[cast.programme], login=False)
+    p3 = cast.build.provider(items=[cast.meal], enrol_in=[cast.programme], login=False)
     alice, bob, staff = cast.headers(cast.alice.user), cast.headers(cast.bob.user), cast.headers(admin)
     resolved = filed(client, alice, provider_id=cast.p1.id, redemption_id=cast.alice_meal)["id"]
     filed(client, staff, provider_id=cast.p1.id, recipient_id=cast.bob.id)

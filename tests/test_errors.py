@@ -7,29 +7,9 @@ import re
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from marketplace.app import create_app
 from marketplace.audit import service as audit_service
-from marketplace.db import db
-from tests.conftest import app_config
 
 SECRET_DETAIL = "password=hunter2 at /srv/marketplace/secret.py"
-
-
-@pytest.fixture
-def make_app(app, database_url, tmp_path):
-    """Build another app on the same (already migrated) database with its own settings."""
-    built = []
-
-    def factory(**overrides):
-        application = create_app(app_config(database_url, INSTANCE_PATH=str(tmp_path), **overrides))
-        built.append(application)
-        return application
-
-    yield factory
-    for application in built:
-        with application.app_context():
-            db.session.remove()
-            db.engine.dispose()
 
 
 def assert_envelope(response, status, code):
@@ -58,7 +38,7 @@ def test_wrong_method_is_a_method_not_allowed_envelope_listing_the_allowed_ones(
     assert "GET" in error["details"]["allowed"]
 
 
-def test_oversized_body_is_a_payload_too_large_envelope(make_app):
+def test_oversized_body_is_a_payload_too_large_envelope(app, make_app):
     client = make_app(MAX_CONTENT_LENGTH=200).test_client()
     response = client.post("/api/v1/auth/token", json={"username": "someone", "password": "x" * 500})
     assert_envelope(response, 413, "payload_too_large")
@@ -164,7 +144,7 @@ def test_database_outage_is_a_503_that_leaks_no_sql_and_the_next_request_works(c
     assert client.get("/api/v1/audit/verify", headers=headers).status_code == 200
 
 
-def test_exception_in_any_view_is_a_500_envelope_that_is_logged(make_app, caplog):
+def test_exception_in_any_view_is_a_500_envelope_that_is_logged(app, make_app, caplog):
     application = make_app()
 
     @application.get("/api/v1/boom")

@@ -13,7 +13,6 @@ runs a long one.
 
 import json
 import os
-import random
 import re
 
 import pytest
@@ -23,15 +22,6 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
-from sqlalchemy import select
-
-from marketplace.auth import service as auth_service
-from marketplace.auth.models import User
-from marketplace.db import db, transaction, utcnow
-from marketplace.demo import demo_credit_code, demo_recipient
-from marketplace.recipients import service as recipient_service
-from providers.service import registry
-from tests.conftest import PASSWORD
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "3"))
 ROLES = ("anonymous", "recipient", "provider", "auditor", "admin")
@@ -128,51 +118,30 @@ def hostile_cases(_context, case):
 
 
 @pytest.fixture
-def fuzz_users(app, make_user, make_item, make_programme):
+def fuzz_users(build):
     """One user per role, with a little real data around them so that some ids exist."""
-    item = make_item(code="HC-FUZZ")
-    make_programme(item_codes=[item.code], budget_fen=1_000_000, activate=True)
-    admin = make_user(role="admin")
-    with app.app_context(), transaction():
-        recipient = recipient_service.create_recipient(**demo_recipient(3, random.Random(3)), actor=None,
-                                                       now=utcnow())
-        recipient_user = recipient_service.create_account(recipient=recipient, username="fuzz-recipient",
-                                                          password=PASSWORD, actor=None, now=utcnow())
-        provider = registry.register_provider(
-            name="模糊测试服务中心", kind="enterprise", credit_code=demo_credit_code("91", "MA5F7K2Q"),
-            legal_representative="赵六", phone="13700000000", address="蒲江县", region_codes=["510131"],
-            item_codes=[item.code], capacity=5, account={"username": "fuzz-staff", "password": PASSWORD},
-            actor=None, now=utcnow()).provider
-    return {"admin": admin.id, "auditor": make_user(role="auditor").id, "recipient": recipient_user.id,
-            "provider": db_user_id(app, provider.id)}
+    item = build.item(code="HC-FUZZ")
+    build.programme(items=[(item, 1200, 4)], budget_fen=1_000_000)
+    recipient = build.recipient(login=True)
+    provider = build.provider(items=[item], kind="enterprise", status="pending", login=True)
+    return {"admin": build.admin(), "auditor": build.auditor(), "recipient": recipient.user,
+            "provider": provider.user}
 
 
-def db_user_id(app, provider_id):
-    with app.app_context():
-        return db.session.scalar(select(User.id).where(User.provider_id == provider_id))
-
-
-def fresh_token(app, user_id):
-    """A bearer token straight from the service (no argon2), new for every case: a fuzzed logout may
-    revoke the one before."""
-    with app.app_context(), transaction():
-        raw, _token = auth_service.issue_token(user=db.session.get(User, user_id), kind="bearer", now=utcnow())
-    return raw
-
-
-def fuzz(app, operation, mode, role, users):
+def fuzz(build, operation, mode, role, users):
     @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy(generation_mode=mode))
     def exercise(case):
-        headers = {} if role == "anonymous" else {"Authorization": f"Bearer {fresh_token(app, users[role])}"}
+        # A new token for every case: a fuzzed logout may revoke the one before.
+        headers = {} if role == "anonymous" else build.headers(users[role])
         response = case.call(headers=headers)
         case.validate_response(response, checks=[not_a_server_error, response_schema_conformance], headers=headers)
 
     exercise()
 
 
-def test_no_operation_fails_or_breaks_its_schema_for_any_role(app, fuzz_users):
+def test_no_operation_fails_or_breaks_its_schema_for_any_role(app, build, fuzz_users):
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     schema.hook("flatmap_case")(hostile_cases)
     failures = []
@@ -181,7 +150,7 @@ def test_no_operation_fails_or_breaks_its_schema_for_any_role(app, fuzz_users):
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             for role in ROLES:
                 try:
-                    fuzz(app, operation, mode, role, fuzz_users)
+                    fuzz(build, operation, mode, role, fuzz_users)
                 except Unsatisfiable:
                     continue  # nothing invalid to send: the operation takes no parameters and no body
                 except Exception as error:  # noqa: BLE001 - collected and reported together below
@@ -204,8 +173,8 @@ def _operations(spec):
                 yield path, method, operation
 
 
-def _send(client, app, users, role, method, url, *, data=None, query=None):
-    headers = {} if role == "anonymous" else {"Authorization": f"Bearer {fresh_token(app, users[role])}"}
+def _send(client, build, users, role, method, url, *, data=None, query=None):
+    headers = {} if role == "anonymous" else build.headers(users[role])
     return client.open(url, method=method.upper(), data=data, query_string=query, headers=headers,
                        content_type="application/json" if data is not None else None)
 
@@ -219,7 +188,7 @@ def _problem(response, expected_status=None, field=None) -> str | None:
     return None
 
 
-def test_every_operation_answers_every_hostile_shape_with_a_4xx(app, client, fuzz_users):
+def test_every_operation_answers_every_hostile_shape_with_a_4xx(build, client, fuzz_users):
     """Each shape to each operation's JSON body and query string, as a role the operation admits: never a 5xx.
     A body nested too deep is 400 `malformed_json`; a lone surrogate is 422 naming the field it sits in."""
     spec = client.get("/api/v1/openapi.json").get_json()
@@ -246,7 +215,7 @@ def test_every_operation_answers_every_hostile_shape_with_a_4xx(app, client, fuz
                 attempts += [(f"?{parameter['name']}={value[:25]}", {"query": {parameter["name"]: value}}, None, None)
                              for value in (HUGE_INTEGER, *EXTREME_INSTANTS, EXTREME_PERIOD)]
         for what, request, expected_status, field in attempts:
-            problem = _problem(_send(client, app, fuzz_users, role, method, url, **request), expected_status, field)
+            problem = _problem(_send(client, build, fuzz_users, role, method, url, **request), expected_status, field)
             if problem:
                 failures.append(f"{method.upper()} {path} {what}: {problem}")
     assert bodies_sent > 20  # the walk really reached the operations with bodies

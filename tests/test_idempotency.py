@@ -1,6 +1,5 @@
 """Idempotency-Key on money-moving POSTs: a repeat replays the first answer and moves nothing again."""
 
-import threading
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -8,6 +7,7 @@ from sqlalchemy import func, select
 from marketplace.db import db, transaction, utcnow
 from marketplace.idempotency import IdempotencyRecord, purge
 from tests.conftest import error_code
+from tests.support.races import failures, race
 
 BUDGET = {"amount_fen": 10_000, "reason": "supplementary appropriation"}
 
@@ -81,25 +81,14 @@ def test_concurrent_repeats_move_money_exactly_once(app, make_user, token_for, m
     user, programme = make_user(), make_programme()
     headers = {"Authorization": f"Bearer {token_for(user)}", "Idempotency-Key": "race-1"}
     racers = 12
-    barrier = threading.Barrier(racers)
-    statuses, errors = [], []
 
-    def racer():
-        try:
-            client = app.test_client()
-            barrier.wait(timeout=30)
-            response = client.post(f"/api/v1/programmes/{programme.id}/budget", json=BUDGET, headers=headers)
-            statuses.append((response.status_code, response.headers.get("Idempotent-Replayed"),
-                             (response.get_json().get("error") or {}).get("code")))
-        except Exception as error:  # noqa: BLE001 - reported below
-            errors.append(repr(error))
+    def racer(_index):
+        response = app.test_client().post(f"/api/v1/programmes/{programme.id}/budget", json=BUDGET, headers=headers)
+        return (response.status_code, response.headers.get("Idempotent-Replayed"),
+                (response.get_json().get("error") or {}).get("code"))
 
-    threads = [threading.Thread(target=racer) for _ in range(racers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert errors == []
+    statuses = race(racers, racer)
+    assert failures(statuses) == []
     fresh = [s for s in statuses if s[0] == 200 and s[1] is None]
     replays = [s for s in statuses if s[0] == 200 and s[1] == "true"]
     in_flight = [s for s in statuses if s[0] == 409 and s[2] == "idempotency_key_in_flight"]

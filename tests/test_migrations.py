@@ -1,32 +1,22 @@
 """The schema comes only from the migrations, and the migrations match the models."""
 
-import uuid
-
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import inspect, make_url
+from sqlalchemy import inspect
 
 from marketplace.app import create_app
 from marketplace.db import db
-from tests.conftest import app_config, pg_url, psycopg_dsn
+from tests.support.apps import app_config
+from tests.support.databases import fresh_database
 
 
 @pytest.fixture
 def empty_database_url(backend, tmp_path):
     """A brand-new, empty database on the backend under test."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
-        return
-    name = f"vm_migrations_{uuid.uuid4().hex[:12]}"
-    admin_dsn = psycopg_dsn(str(make_url(pg_url()).set(database="postgres")))
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield make_url(pg_url()).set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(backend, tmp_path, prefix="vm_migrations") as url:
+        yield url
 
 
 def test_migrations_upgrade_an_empty_database_to_exactly_the_models(empty_database_url, tmp_path):

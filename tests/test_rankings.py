@@ -18,14 +18,12 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, update
 
 from marketplace.app import create_app
-from marketplace.auth.models import User
 from marketplace.db import db, transaction, utcnow
 from marketplace.errors import InvalidTransition
 from providers.models import Rating, RatingAggregate
 from providers.service.ratings import AlreadyRated, RatingWindowClosed
-from tests.conftest import app_config, error_code
-from tests.ratings_fixtures import RatingsBuilder
-from vouchers.service import feedback
+from tests.conftest import error_code
+from tests.support.apps import app_config
 
 URL = "/api/v1/rankings"
 C = 10
@@ -33,15 +31,10 @@ EXACT = 1e-9
 
 
 @pytest.fixture
-def build(app):
-    return RatingsBuilder(app)
-
-
-@pytest.fixture
 def meal_programme(build):
     """An active county programme buying meals in which any enrolled provider may serve anyone."""
     meal = build.item()
-    return build.programme([meal], choice_required=False), meal
+    return build.programme(items=[meal], choice_required=False).id, meal
 
 
 def ranking(client, **query) -> list[dict]:
@@ -72,8 +65,8 @@ def assert_ranking(rows: list[dict], expected: list[dict]) -> None:
 
 def test_ranking_numbers_equal_the_hand_computation(client, build, meal_programme):
     programme, meal = meal_programme
-    a, b, c, d = (build.provider([meal], enrol_in=[programme], name=f"服务商{x}") for x in "ABCD")
-    people = [build.recipient(login=False), build.recipient(login=False)]
+    a, b, c, d = (build.provider(items=[meal], enrol_in=[programme], name=f"服务商{x}") for x in "ABCD")
+    people = [build.recipient(), build.recipient()]
     build.issue(programme)
     build.rated_services(a, people, programme, meal, [5, 5, 4, 3])
     build.rated_services(b, people, programme, meal, [4, 4])
@@ -100,8 +93,8 @@ def test_ranking_numbers_equal_the_hand_computation(client, build, meal_programm
 
 def test_one_five_star_rating_ranks_below_many_ratings_averaging_4_8(client, build, meal_programme):
     programme, meal = meal_programme
-    lucky, steady, weak = (build.provider([meal], enrol_in=[programme]) for _ in range(3))
-    people = [build.recipient(login=False) for _ in range(2)]
+    lucky, steady, weak = (build.provider(items=[meal], enrol_in=[programme]) for _ in range(3))
+    people = [build.recipient() for _ in range(2)]
     build.issue(programme)
     build.rated_services(lucky, people, programme, meal, [5])
     build.rated_services(steady, people, programme, meal, [5] * 12 + [4] * 3)  # 15 ratings, mean 4.8
@@ -119,8 +112,8 @@ def test_one_five_star_rating_ranks_below_many_ratings_averaging_4_8(client, bui
 
 def test_equal_scores_are_ordered_by_ratings_count_then_provider_id(client, build, meal_programme):
     programme, meal = meal_programme
-    first, second, unrated, third = (build.provider([meal], enrol_in=[programme]) for _ in range(4))
-    people = [build.recipient(login=False)]
+    first, second, unrated, third = (build.provider(items=[meal], enrol_in=[programme]) for _ in range(4))
+    people = [build.recipient()]
     build.issue(programme)
     build.rated_services(third, people, programme, meal, [4])  # rated first, yet a later id than `second`
     build.rated_services(second, people, programme, meal, [4])
@@ -136,8 +129,8 @@ def test_equal_scores_are_ordered_by_ratings_count_then_provider_id(client, buil
 
 def test_a_provider_without_ratings_scores_the_scope_mean(client, build, meal_programme):
     programme, meal = meal_programme
-    rated, newcomer = build.provider([meal], enrol_in=[programme]), build.provider([meal], enrol_in=[programme])
-    people = [build.recipient(login=False)]
+    rated, newcomer = (build.provider(items=[meal], enrol_in=[programme]) for _ in range(2))
+    people = [build.recipient()]
     build.issue(programme)
     build.rated_services(rated, people, programme, meal, [2, 3, 5])
 
@@ -152,7 +145,7 @@ def test_a_provider_without_ratings_scores_the_scope_mean(client, build, meal_pr
 def test_when_nobody_in_the_scope_is_rated_every_score_is_null_and_the_order_is_by_id(client, build,
                                                                                         meal_programme):
     programme, meal = meal_programme
-    providers = [build.provider([meal], enrol_in=[programme], login=False) for _ in range(3)]
+    providers = [build.provider(items=[meal], enrol_in=[programme], login=False) for _ in range(3)]
 
     rows = ranking(client, item_code=meal)
 
@@ -161,9 +154,9 @@ def test_when_nobody_in_the_scope_is_rated_every_score_is_null_and_the_order_is_
 
 def test_ratings_of_another_item_do_not_count(client, build):
     meal, bath = build.item(), build.item(name="助浴")
-    programme = build.programme([meal, bath], choice_required=False)
-    p1, p2 = build.provider([meal, bath], enrol_in=[programme]), build.provider([meal, bath], enrol_in=[programme])
-    people = [build.recipient(login=False)]
+    programme = build.programme(items=[meal, bath], choice_required=False).id
+    p1, p2 = (build.provider(items=[meal, bath], enrol_in=[programme]) for _ in range(2))
+    people = [build.recipient()]
     build.issue(programme)
     build.rated_services(p1, people, programme, meal, [5, 5])
     build.rated_services(p2, people, programme, meal, [1])
@@ -195,19 +188,18 @@ def test_malformed_filters_are_validation_errors(client, query):
 
 def test_an_item_nobody_offers_ranks_nobody(client, build, meal_programme):
     programme, meal = meal_programme
-    build.provider([meal], enrol_in=[programme], login=False)
+    build.provider(items=[meal], enrol_in=[programme], login=False)
 
     assert ranking(client, item_code="HC-NOBODY") == []
 
 
 def test_the_region_filter_keeps_providers_serving_the_region_and_their_ratings_only(client, build):
     meal = build.item()
-    city = build.programme([meal], region_code="510100", choice_required=False)  # the whole of 成都市
-    citywide = build.provider([meal], regions=("510100",), enrol_in=[city])
-    county = build.provider([meal], regions=("510131",), enrol_in=[city])
-    neighbour = build.provider([meal], regions=("510132",), enrol_in=[city])
-    here, there = build.recipient(region_code="510131", login=False), build.recipient(region_code="510132",
-                                                                                     login=False)
+    city = build.programme(items=[meal], region_code="510100", choice_required=False).id  # the whole of 成都市
+    citywide = build.provider(items=[meal], regions=("510100",), enrol_in=[city])
+    county = build.provider(items=[meal], regions=("510131",), enrol_in=[city])
+    neighbour = build.provider(items=[meal], regions=("510132",), enrol_in=[city])
+    here, there = build.recipient(region_code="510131"), build.recipient(region_code="510132")
     build.issue(city)
     build.rated_services(citywide, [here], city, meal, [5, 4])
     build.rated_services(county, [here], city, meal, [4])
@@ -228,13 +220,12 @@ def test_the_region_filter_keeps_providers_serving_the_region_and_their_ratings_
 def test_the_programme_filter_keeps_enrolled_providers_and_that_programmes_ratings_only(client, build):
     meal = build.item()
     # One programme per county, so that each recipient's vouchers come from one programme only.
-    first = build.programme([meal], region_code="510131", choice_required=False)
-    second = build.programme([meal], region_code="510132", choice_required=False)
-    both = build.provider([meal], regions=("510100",), enrol_in=[first, second])
-    first_only = build.provider([meal], regions=("510131",), enrol_in=[first])
-    unenrolled = build.provider([meal], regions=("510131",), login=False)  # approved, offers meals
-    in_first, in_second = build.recipient(region_code="510131", login=False), build.recipient(
-        region_code="510132", login=False)
+    first = build.programme(items=[meal], region_code="510131", choice_required=False).id
+    second = build.programme(items=[meal], region_code="510132", choice_required=False).id
+    both = build.provider(items=[meal], regions=("510100",), enrol_in=[first, second])
+    first_only = build.provider(items=[meal], regions=("510131",), enrol_in=[first])
+    unenrolled = build.provider(items=[meal], regions=("510131",), login=False)  # approved, offers meals
+    in_first, in_second = build.recipient(region_code="510131"), build.recipient(region_code="510132")
     build.issue(first)
     build.issue(second)
     build.rated_services(both, [in_first], first, meal, [5, 4])
@@ -254,9 +245,9 @@ def test_the_programme_filter_keeps_enrolled_providers_and_that_programmes_ratin
 
 def test_suspended_revoked_and_pending_providers_are_not_ranked(client, build, meal_programme):
     programme, meal = meal_programme
-    good, suspended, revoked = (build.provider([meal], enrol_in=[programme]) for _ in range(3))
-    build.provider([meal], status="pending", login=False)
-    people = [build.recipient(login=False)]
+    good, suspended, revoked = (build.provider(items=[meal], enrol_in=[programme]) for _ in range(3))
+    build.provider(items=[meal], status="pending", login=False)
+    people = [build.recipient()]
     build.issue(programme)
     build.rated_services(good, people, programme, meal, [4])
     build.rated_services(suspended, people, programme, meal, [5])
@@ -264,12 +255,12 @@ def test_suspended_revoked_and_pending_providers_are_not_ranked(client, build, m
     everyone = {good.id, suspended.id, revoked.id}
     assert {row["provider_id"] for row in ranking(client, item_code=meal)} == everyone
 
-    build.change_status(suspended, "suspend")
-    build.change_status(revoked, "revoke")
+    build.set_provider_status(suspended, "suspend")
+    build.set_provider_status(revoked, "revoke")
     assert [row["provider_id"] for row in ranking(client, item_code=meal)] == [good.id]
     assert [row["provider_id"] for row in ranking(client, item_code=meal, programme_id=programme)] == [good.id]
 
-    build.change_status(suspended, "reinstate")
+    build.set_provider_status(suspended, "reinstate")
     assert {row["provider_id"] for row in ranking(client, item_code=meal)} == {good.id, suspended.id}
 
 
@@ -277,8 +268,8 @@ def test_suspended_revoked_and_pending_providers_are_not_ranked(client, build, m
 
 def test_the_prior_weight_is_configurable(client, build, meal_programme, database_url, tmp_path):
     programme, meal = meal_programme
-    single, several, low = (build.provider([meal], enrol_in=[programme]) for _ in range(3))
-    people = [build.recipient(login=False)]
+    single, several, low = (build.provider(items=[meal], enrol_in=[programme]) for _ in range(3))
+    people = [build.recipient()]
     build.issue(programme)
     build.rated_services(single, people, programme, meal, [5])
     build.rated_services(several, people, programme, meal, [5, 5, 4, 4, 4])
@@ -308,9 +299,9 @@ def test_the_prior_weight_is_configurable(client, build, meal_programme, databas
 def test_a_zero_prior_weight_ranks_by_the_plain_mean_and_leaves_the_unrated_unscored(client, build, meal_programme,
                                                                                      database_url, tmp_path):
     programme, meal = meal_programme
-    single, several = build.provider([meal], enrol_in=[programme]), build.provider([meal], enrol_in=[programme])
-    unrated = build.provider([meal], enrol_in=[programme], login=False)
-    people = [build.recipient(login=False)]
+    single, several = (build.provider(items=[meal], enrol_in=[programme]) for _ in range(2))
+    unrated = build.provider(items=[meal], enrol_in=[programme], login=False)
+    people = [build.recipient()]
     build.issue(programme)
     build.rated_services(single, people, programme, meal, [5])
     build.rated_services(several, people, programme, meal, [5, 4])
@@ -336,8 +327,8 @@ def test_a_zero_prior_weight_ranks_by_the_plain_mean_and_leaves_the_unrated_unsc
 def test_the_totals_follow_every_rating_and_a_tampered_total_is_noticed(app, build, meal_programme):
     """The recomputation the property test relies on does see a difference when there is one."""
     programme, meal = meal_programme
-    provider = build.provider([meal], enrol_in=[programme])
-    people = [build.recipient(login=False)]
+    provider = build.provider(items=[meal], enrol_in=[programme])
+    people = [build.recipient()]
     build.issue(programme)
     build.rated_services(provider, people, programme, meal, [5, 3, 4])
     assert build.aggregates() == build.recomputed_aggregates() == {(provider.id, programme, meal): (3, 12, 2)}
@@ -351,12 +342,13 @@ def _pool(build):
     """Rateable redemptions across three providers, two programmes (one per county) and two items, plus
     one reversed redemption. Returns (redemptions, reversed redemption ids, recipient users by id)."""
     meal, bath = build.item(), build.item(name="助浴")
-    east = build.programme([meal, bath], region_code="510131", choice_required=False)
-    west = build.programme([meal, bath], region_code="510132", choice_required=False)
-    both = build.provider([meal, bath], regions=("510100",), enrol_in=[east, west])
-    east_only = build.provider([meal], regions=("510131",), enrol_in=[east])
-    west_only = build.provider([meal, bath], regions=("510132",), enrol_in=[west])
-    eastern, western = build.recipient(region_code="510131"), build.recipient(region_code="510132")
+    east = build.programme(items=[meal, bath], region_code="510131", choice_required=False).id
+    west = build.programme(items=[meal, bath], region_code="510132", choice_required=False).id
+    both = build.provider(items=[meal, bath], regions=("510100",), enrol_in=[east, west])
+    east_only = build.provider(items=[meal], regions=("510131",), enrol_in=[east])
+    west_only = build.provider(items=[meal, bath], regions=("510132",), enrol_in=[west])
+    eastern = build.recipient(region_code="510131", login=True)
+    western = build.recipient(region_code="510132", login=True)
     build.issue(east)
     build.issue(west)
     plan = [(both, eastern, meal), (both, eastern, bath), (both, western, meal), (both, western, bath),
@@ -396,10 +388,7 @@ def test_the_totals_always_equal_a_recomputation_from_the_ratings(app, build):
                     refusals.add(AlreadyRated)
                 refused = None
                 try:
-                    with app.app_context(), transaction():
-                        feedback.rate_redemption(redemption_id=redemption.id, score=score, comment=None,
-                            source="recipient" if by_recipient else "phone_followup",
-                            actor=db.session.get(User, actor.id), now=now)
+                    build.rate(redemption, score, by=actor, now=now)  # as the recipient, or the admin's 回访
                 except (InvalidTransition, RatingWindowClosed, AlreadyRated) as refusal:
                     refused = type(refusal)
                 if refusals:

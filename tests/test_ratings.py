@@ -9,7 +9,8 @@ import pytest
 
 from providers.service.ratings import RatingWindowClosed
 from tests.conftest import error_code
-from tests.ratings_fixtures import ProviderRef, RatingsBuilder, RecipientRef
+from tests.support.dates import month_of
+from tests.support.scenario import Builder, World
 
 C = 10  # RANKING_PRIOR_WEIGHT by default
 EXACT = 1e-9
@@ -19,38 +20,21 @@ def rating_url(redemption_id: int) -> str:
     return f"/api/v1/redemptions/{redemption_id}/rating"
 
 
-@dataclass
-class Cast:
-    """An active programme buying meals and baths (30-day rating window); p1 and p2 enrolled and offering
-    both; alice chose p1 for both items, bob chose p2 for meals; this month's vouchers are issued."""
+@dataclass(frozen=True)
+class Cast(World):
+    """The standard world (meals and baths, a 30-day rating window) with this month's vouchers issued;
+    alice chose p1 for both items, bob chose p2 for meals."""
 
-    build: RatingsBuilder
-    programme: int
-    meal: str
-    bath: str
-    p1: ProviderRef
-    p2: ProviderRef
-    alice: RecipientRef
-    bob: RecipientRef
-
-
-@pytest.fixture
-def build(app):
-    return RatingsBuilder(app)
+    build: Builder
 
 
 @pytest.fixture
 def cast(build):
-    meal, bath = build.item(name="助餐"), build.item(name="助浴")
-    programme = build.programme([meal, bath])
-    p1 = build.provider([meal, bath], enrol_in=[programme])
-    p2 = build.provider([meal, bath], enrol_in=[programme])
-    alice, bob = build.recipient(), build.recipient()
-    build.issue(programme)
-    build.choose(alice, programme, meal, p1)
-    build.choose(alice, programme, bath, p1)
-    build.choose(bob, programme, meal, p2)
-    return Cast(build, programme, meal, bath, p1, p2, alice, bob)
+    world = build.world()
+    build.issue(world.programme)
+    build.choose_all(world, world.p1, world.alice)
+    build.choose(world.bob, world.programme, world.meal, world.p2)
+    return Cast(**vars(world), build=build)
 
 
 def rate(client, headers, redemption_id, **body):
@@ -69,13 +53,13 @@ def test_the_recipient_rates_their_own_service_and_the_rating_is_theirs(client, 
     body = response.get_json()
     assert {key: body[key] for key in ("redemption_id", "provider_id", "programme_id", "item_code", "score",
                                        "comment", "source", "rated_by")} == {
-        "redemption_id": redemption.id, "provider_id": cast.p1.id, "programme_id": cast.programme,
+        "redemption_id": redemption.id, "provider_id": cast.p1.id, "programme_id": cast.programme.id,
         "item_code": cast.meal, "score": 4, "comment": "饭菜可口，送得准时", "source": "recipient",
         "rated_by": cast.alice.user.id}
     [stored] = build.ratings()
     assert stored["id"] == body["id"]
     assert stored["recipient_id"] == cast.alice.id
-    assert build.aggregates() == {(cast.p1.id, cast.programme, cast.meal): (1, 4, 1)}
+    assert build.aggregates() == {(cast.p1.id, cast.programme.id, cast.meal): (1, 4, 1)}
 
 
 def test_a_rating_is_recorded_in_the_audit_trail(client, cast):
@@ -133,7 +117,7 @@ def test_an_admin_records_a_phone_followup_attributed_to_the_admin(client, cast)
     assert (stored["source"], stored["rated_by"]) == ("phone_followup", admin.id)
     assert (stored["recipient_id"], stored["provider_id"], stored["item_code"]) == (cast.alice.id, cast.p1.id,
                                                                                     cast.meal)
-    assert build.aggregates() == {(cast.p1.id, cast.programme, cast.meal): (1, 3, 0)}
+    assert build.aggregates() == {(cast.p1.id, cast.programme.id, cast.meal): (1, 3, 0)}
 
 
 def test_a_county_admin_rates_in_their_county_but_not_elsewhere(client, cast):
@@ -223,19 +207,19 @@ def test_a_service_is_rated_once(client, cast, first, second):
     assert response.status_code == 409
     assert error_code(response) == "already_rated"
     assert [rating["score"] for rating in build.ratings()] == [5]
-    assert build.aggregates() == {(cast.p1.id, cast.programme, cast.meal): (1, 5, 1)}
+    assert build.aggregates() == {(cast.p1.id, cast.programme.id, cast.meal): (1, 5, 1)}
 
 
 def test_a_service_delivered_before_the_rating_window_can_no_longer_be_rated(client, cast):
     build = cast.build
     # A programme whose rating window is one day; the service was delivered two days ago (recorded then).
     cleaning = build.item(name="助洁")
-    programme = build.programme([cleaning], rating_window_days=1)
-    provider = build.provider([cleaning], enrol_in=[programme])
+    programme = build.programme(items=[cleaning], rating_window_days=1)
+    provider = build.provider(items=[cleaning], enrol_in=[programme])
     two_days_ago = build.today() - timedelta(days=2)
-    build.issue(programme, build.period(two_days_ago))
+    build.issue(programme, month_of(two_days_ago))
     build.choose(cast.alice, programme, cleaning, provider)
-    delivered_at = build.instant_on(two_days_ago)
+    delivered_at = build.at(two_days_ago)
     redemption = build.redeem(provider, cast.alice, cleaning, delivered_at=delivered_at, now=delivered_at)
 
     for headers, body in ((build.headers(cast.alice.user), {}), (build.headers(build.admin()),
@@ -317,7 +301,7 @@ def test_every_score_from_one_to_five_is_accepted(client, cast, score):
     response = rate(client, build.headers(cast.alice.user), redemption.id, score=score)
 
     assert response.status_code == 201, response.get_json()
-    assert build.aggregates() == {(cast.p1.id, cast.programme, cast.meal): (1, score, int(score >= 4))}
+    assert build.aggregates() == {(cast.p1.id, cast.programme.id, cast.meal): (1, score, int(score >= 4))}
 
 
 def test_a_comment_holds_at_most_500_characters(client, cast):
@@ -343,7 +327,7 @@ def test_a_rating_counts_for_the_item_of_the_redeemed_voucher(client, cast):
     assert rate(client, build.headers(cast.alice.user), bath.id, score=2).status_code == 201
 
     assert build.ratings()[0]["item_code"] == cast.bath
-    assert build.aggregates() == {(cast.p1.id, cast.programme, cast.bath): (1, 2, 0)}
+    assert build.aggregates() == {(cast.p1.id, cast.programme.id, cast.bath): (1, 2, 0)}
     bath_rows = {row["provider_id"]: row for row in
                  client.get("/api/v1/rankings", query_string={"item_code": cast.bath}).get_json()["items"]}
     meal_rows = {row["provider_id"]: row for row in
@@ -364,7 +348,7 @@ def test_a_provider_without_any_rating_anywhere_has_an_empty_summary(client, cas
 
 def test_the_rating_summary_on_provider_pages_follows_each_rating(client, cast):
     build = cast.build
-    p3 = build.provider([cast.meal], enrol_in=[cast.programme], login=False)  # never rated
+    p3 = build.provider(items=[cast.meal], enrol_in=[cast.programme], login=False)  # never rated
     alice = build.headers(cast.alice.user)
     admin = build.headers(build.admin())
     # p1: 5 and 2 for meals, 4 for a bath (the summary spans items); p2: 3 for a meal.
@@ -430,5 +414,5 @@ def test_ratings_by_phone_followup_count_like_the_recipients_own(cast):
     build.rate(own, 5, by=cast.alice.user)
     build.rate(called, 3)  # the system admin's 回访
 
-    assert build.aggregates() == {(cast.p1.id, cast.programme, cast.meal): (2, 8, 1)}
+    assert build.aggregates() == {(cast.p1.id, cast.programme.id, cast.meal): (2, 8, 1)}
     assert build.aggregates() == build.recomputed_aggregates()

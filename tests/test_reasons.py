@@ -12,17 +12,11 @@ import pytest
 import marketplace.app  # noqa: F401  (imports every domain, so every request schema exists)
 from marketplace import schemas
 from tests.conftest import error_code
-from tests.vouchers_fixtures import Builder
 from vouchers.models import Voucher
 
 API = "/api/v1"
 TWO_CHARACTERS = ["追加", "试点", "调整", "ok", " 追加 ", "\u3000调整\u3000"]
 NO_REASON = ["", " ", "  ", "   ", "\t\n", "\u3000\u3000\u3000", "追", " 追 "]
-
-
-@pytest.fixture
-def build(app):
-    return Builder(app)
 
 
 @pytest.fixture
@@ -37,7 +31,7 @@ def decisions(build, world):
     """(url, extra body, headers) of each route taking a reason, each on a fresh object."""
     admin = build.headers(world.admin)
     vouchers = build.vouchers(Voucher.recipient_id == world.bob.id, Voucher.status == "issued")
-    redemption = build.redeem(world.p1, voucher_token=build.voucher_token(vouchers[0].id))
+    redemption = build.redeem(world.p1, voucher=vouchers[0].id)
     approved = build.provider(items=[world.meal], login=False)
     suspended = build.provider(items=[world.meal], status="suspended", login=False)
     pending = build.provider(items=[world.meal], status="pending", login=False)

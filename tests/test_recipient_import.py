@@ -21,7 +21,9 @@ from marketplace.audit.models import AuditEvent
 from marketplace.db import db, transaction, utcnow
 from marketplace.recipients import service
 from marketplace.recipients.models import Recipient, RecipientTag
-from tests.conftest import PASSWORD, app_config, empty_database, error_code
+from tests.conftest import PASSWORD, error_code
+from tests.support.apps import app_config
+from tests.support.databases import empty_database
 from tests.test_idnumber import make_id_number, with_check_x
 from tests.test_recipients import assert_never_stored
 

@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 
 from marketplace.db import db
 from marketplace.programmes.models import JournalEntry, JournalLine
-from tests.settlement_fixtures import FullScenario, SettlementBuilder
+from tests.support.scenario import FullScenario
 from vouchers.models import Redemption, Settlement, Voucher
 
 API = "/api/v1"
@@ -21,11 +21,6 @@ CHECKS = {
     "settled_matches_approved_settlements", "settlements_match_their_redemptions", "vouchers_redeemed_at_most_once",
     "voucher_status_matches_redemptions",
 }
-
-
-@pytest.fixture
-def build(app):
-    return SettlementBuilder(app)
 
 
 @pytest.fixture
@@ -167,7 +162,7 @@ def test_corrupting_one_row_fails_exactly_the_checks_that_watch_it(build, client
 
 def test_another_programme_is_not_disturbed_by_a_corruption(build, client, full):
     meal = build.item()
-    other = build.programme([(meal, 1000, 1)])
+    other = build.programme(items=[(meal, 1000, 1)]).id
     build.run(lambda: db.session.execute(text("UPDATE settlement SET net_fen = net_fen - 1 WHERE id = :id"),
                                          {"id": full.approved}))
 

@@ -26,7 +26,7 @@ import pytest
 from marketplace.demo import demo_credit_code
 from marketplace.recipients.idnumber import check_character
 from tests.conftest import PASSWORD
-from tests.vouchers_fixtures import Builder
+from tests.support.scenario import Builder
 
 HOME, INSIDE, OUTSIDE = "510131", "510100", "510129"  # 蒲江县; 成都市 (covers 蒲江县); 大邑县
 
@@ -61,20 +61,20 @@ def build_scenario(app, client, *, extended: bool = False) -> SimpleNamespace:
     programme = build.programme(items=items, region_code=HOME)                    # active, with a budget
     draft = build.programme(items=items, region_code=HOME, status="draft")        # budgeted, to activate
     city = build.programme(items=items, region_code=INSIDE, name="成都市居家养老服务券") if extended else None
-    p1 = build.provider(items=[meal, bath], regions=(HOME,), enrol=(programme, city) if extended else (programme,))
+    p1 = build.provider(items=[meal, bath], regions=(HOME,), enrol_in=[programme, city] if extended else [programme])
     p2 = build.provider(items=[meal, bath], regions=(HOME,), login=False)         # approved, not enrolled
     p3 = build.provider(items=[meal], regions=(HOME,), status="pending", login=False)
     p4 = build.provider(items=[meal], regions=(HOME,), status="suspended", login=False)
     alice = build.recipient(region_code=HOME)
     build.issue(programme, build.period())
-    build.choose(alice.id, programme, meal, p1.id)
+    build.choose(alice, programme, meal, p1)
     root = build.headers(build.system_admin)
     vouchers = _ok(client.get(f"/api/v1/vouchers?recipient_id={alice.id}&per_page=500", headers=root))["items"]
     meals = [voucher["id"] for voucher in vouchers if voucher["item_code"] == meal]
-    r1 = build.redeem(p1, voucher_token=build.voucher_token(meals[0])).id
+    r1 = build.redeem(p1, voucher=meals[0]).id
     drafts = _ok(client.post(f"/api/v1/programmes/{programme.id}/settlements", json={"period": build.period()},
                              headers=root), 201)["items"]                          # drafted by root: r1
-    r2 = build.redeem(p1, voucher_token=build.voucher_token(meals[1])).id          # unsettled
+    r2 = build.redeem(p1, voucher=meals[1]).id                                     # unsettled
     complaint = _ok(client.post("/api/v1/complaints", headers=root, json={
         "provider_id": p1.id, "recipient_id": alice.id, "text": "送餐晚了一小时"}), 201)["id"]
     scenario = SimpleNamespace(
@@ -242,7 +242,7 @@ ROWS = [
     Row("POST", "/api/v1/providers/{p2}/revoke", lambda s: {"reason": "资质撤销"}),
     Row("GET", "/api/v1/providers?status=pending&per_page=500", **listed("p3")),
     Row("GET", "/api/v1/providers/{p3}"),
-    Row("GET", "/api/v1/providers/{p3}/status-history"),
+    Row("GET", "/api/v1/providers/{p1}/status-history"),
     Row("GET", "/api/v1/providers/{p1}/enrolments"),
     # settlements
     Row("GET", S + "?programme_id={programme}&per_page=500", **listed("settlement")),

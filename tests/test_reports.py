@@ -16,16 +16,11 @@ import pytest
 
 from marketplace.auth.models import User
 from tests.conftest import error_code
-from tests.settlement_fixtures import FullScenario, ProviderRef, RedemptionRef, SettlementBuilder, face_value
+from tests.support.scenario import FullScenario, ProviderRef, RedemptionRef, face_value
 from vouchers.models import Voucher
 
 API = "/api/v1"
 MEAL_PRICE, BATH_PRICE = 1237, 4999
-
-
-@pytest.fixture
-def build(app):
-    return SettlementBuilder(app)
 
 
 # --- the dashboard ----------------------------------------------------------------------------------
@@ -48,9 +43,9 @@ def dash(build) -> DashboardScene:
     """A social organisation and a firm serving two recipients over the last seven weeks, one service
     reversed; vouchers of the last three months issued."""
     meal, bath = build.item(name="助餐", unit="餐"), build.item(name="助浴", unit="次", price=6000)
-    programme = build.programme([(meal, MEAL_PRICE, 10), (bath, BATH_PRICE, 2)], reserved_share_percent=30)
-    social = build.provider([meal, bath], enrol_in=[programme], kind="social_organisation")
-    firm = build.provider([meal, bath], enrol_in=[programme], kind="enterprise")
+    programme = build.programme(items=[(meal, MEAL_PRICE, 10), (bath, BATH_PRICE, 2)], reserved_share_percent=30).id
+    social = build.provider(items=[meal, bath], enrol_in=[programme], kind="social_organisation")
+    firm = build.provider(items=[meal, bath], enrol_in=[programme], kind="enterprise")
     alice, bob = build.recipient(tags=("low_income",)), build.recipient()
     for recipient, meal_by, bath_by in ((alice, social, firm), (bob, firm, social)):
         build.choose(recipient, programme, meal, meal_by)
@@ -127,7 +122,7 @@ def test_the_dashboard_numbers_are_those_of_the_services_delivered(build, client
 
 def test_the_dashboard_of_a_programme_with_nothing_spent(build, client):
     meal = build.item()
-    programme = build.programme([(meal, MEAL_PRICE, 4)], budget_fen=1_000_000)
+    programme = build.programme(items=[(meal, MEAL_PRICE, 4)], budget_fen=1_000_000).id
     body = dashboard(client, build, programme, by=build.auditor()).get_json()
 
     assert body["burn_rate_fen_per_day"] == 0
@@ -180,8 +175,8 @@ def full(build) -> FullScenario:
 
 
 def test_public_programmes_disclose_services_budgets_and_vouchers_but_hide_drafts(build, client, full):
-    draft = build.programme([(full.meal, 1000, 1)], status="draft", name="尚未发布的草稿项目")
-    closed = build.programme([(full.bath, 4000, 1)], status="closed", budget_fen=123_456, name="已结束的项目")
+    draft = build.programme(items=[(full.meal, 1000, 1)], status="draft", name="尚未发布的草稿项目").id
+    closed = build.programme(items=[(full.bath, 4000, 1)], status="closed", budget_fen=123_456, name="已结束的项目").id
 
     response = client.get(f"{API}/public/programmes")
 
@@ -263,7 +258,7 @@ def test_public_settlements_filter_by_programme_and_period(build, client, full):
 
 
 def test_public_providers_are_the_approved_ones_with_their_rating_summary(build, client, full):
-    build.provider([full.meal], status="pending", name="尚未审核的服务机构")
+    build.provider(items=[full.meal], status="pending", name="尚未审核的服务机构")
     p1, p2, p3 = full.providers
 
     response = client.get(f"{API}/public/providers", query_string={"per_page": 500})
@@ -382,8 +377,8 @@ def test_no_public_or_anonymous_answer_carries_personal_data(app, build, client,
 def one_meal_programme(build, *, budget_fen: int):
     """One recipient with one meal voucher this month (989 fen), redeemed just now."""
     meal = build.item()
-    programme = build.programme([(meal, MEAL_PRICE, 1)], budget_fen=budget_fen)
-    provider, recipient = build.provider([meal], enrol_in=[programme]), build.recipient()
+    programme = build.programme(items=[(meal, MEAL_PRICE, 1)], budget_fen=budget_fen).id
+    provider, recipient = build.provider(items=[meal], enrol_in=[programme]), build.recipient()
     build.choose(recipient, programme, meal, provider)
     build.issue(programme, build.period())
     build.redeem(provider, recipient, meal)

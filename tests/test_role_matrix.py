@@ -6,15 +6,10 @@ route's set must be turned away (401 anonymous, 403 otherwise) before anything e
 must never be (any other status — 404 for the made-up ids, 422 for the empty bodies — is fine).
 """
 
-import random
-from types import SimpleNamespace
 
 import pytest
 
-from marketplace.db import transaction, utcnow
-from marketplace.demo import demo_credit_code, demo_recipient
-from marketplace.recipients import service as recipient_service
-from providers.service import qualification, registry
+from marketplace.demo import demo_credit_code
 from tests.conftest import PASSWORD
 
 ANYONE = frozenset({"anonymous", "recipient", "provider", "auditor", "admin"})
@@ -121,25 +116,13 @@ def test_the_table_covers_every_route_in_the_url_map(app):
 
 
 @pytest.fixture
-def role_headers(app, make_user, make_item, token_for):
-    item = make_item(code="HC-MATRIX")
-    with app.app_context(), transaction():
-        recipient = recipient_service.create_recipient(**demo_recipient(7, random.Random(7)), actor=None,
-                                                       now=utcnow())
-        recipient_user = recipient_service.create_account(recipient=recipient, username="matrix-recipient",
-                                                          password=PASSWORD, actor=None, now=utcnow())
-        provider = registry.register_provider(
-            name="矩阵服务中心", kind="enterprise", credit_code=demo_credit_code("91", "MA1B2C3D"),
-            legal_representative="王五", phone="13800000000", address="蒲江县", region_codes=["510131"],
-            item_codes=[item.code], capacity=5, account={"username": "matrix-staff", "password": PASSWORD},
-            actor=None, now=utcnow()).provider
-    users = {"admin": make_user(role="admin")}
-    with app.app_context(), transaction():
-        # Approved, so that a refusal of its scan can only come from the role gate, not its status.
-        qualification.change_status(provider_id=provider.id,
-                                       action="approve", reason="matrix", actor=users["admin"], now=utcnow())
-    users |= {"recipient": recipient_user, "auditor": make_user(role="auditor"),
-              "provider": SimpleNamespace(username="matrix-staff")}
+def role_headers(build, token_for):
+    item = build.item(code="HC-MATRIX")
+    recipient = build.recipient(login=True)
+    # Approved, so that a refusal of its scan can only come from the role gate, not its status.
+    provider = build.provider(items=[item], kind="enterprise", login=True)
+    users = {"admin": build.admin(), "recipient": recipient.user, "auditor": build.auditor(),
+             "provider": provider.user}
     headers = {role: {"Authorization": f"Bearer {token_for(user)}"} for role, user in users.items()}
     return headers | {"anonymous": {}}
 

@@ -7,43 +7,31 @@ region, "another recipient", "another provider" and an admin of another region a
 
 import pytest
 
-from marketplace.db import db, utcnow
-from marketplace.programmes.models import Programme
-from providers.models import Provider
-from providers.service import complaints
-from tests.vouchers_fixtures import Builder
 from vouchers.models import Voucher
-from vouchers.service import settlement
 
 REFUSED = (403, 404)
 
 
 @pytest.fixture
-def owned(app):
-    build = Builder(app)
+def owned(build):
     world = build.world()
     build.issue(world.programme, build.period())
-    build.choose(world.alice.id, world.programme, world.meal, world.p1.id)
+    build.choose(world.alice, world.programme, world.meal, world.p1)
     voucher = build.vouchers(Voucher.recipient_id == world.alice.id, Voucher.item_code == world.meal)[0]
-    redemption = build.redeem(world.p1, voucher_token=build.voucher_token(voucher.id))
+    redemption = build.redeem(world.p1, voucher=voucher.id)
     second = build.vouchers(Voucher.recipient_id == world.alice.id, Voucher.item_code == world.meal,
                             Voucher.status == "issued")[0]
-    admin = world.admin
-    drafts = build.run(lambda: settlement.create_settlements(
-        programme=db.session.get(Programme, world.programme.id), period=build.period(), evaluations={},
-        actor=admin, now=utcnow()))
-    complaint = build.run(lambda: complaints.file_complaint(
-        provider=db.session.get(Provider, world.p1.id), text="来晚了",
-        recipient_id=world.alice.id, redemption_id=None, actor=admin, now=utcnow()))
+    drafts = build.settle(world.programme, build.period(), by=world.admin)
+    complaint = build.complain(world.p1, recipient=world.alice, by=world.admin, text="来晚了")
     ids = {"programme_id": world.programme.id, "recipient_id": world.alice.id, "voucher_id": second.id,
-           "redemption_id": redemption.id, "settlement_id": drafts[0].id, "complaint_id": complaint.id,
+           "redemption_id": redemption.id, "settlement_id": drafts[0], "complaint_id": complaint,
            "provider_id": world.p1.id}
     who = {
         "owner recipient": build.headers(world.alice.user),
         "another recipient": build.headers(world.bob.user),
         "owner provider": build.headers(world.p1.user),
         "another provider": build.headers(world.p2.user),
-        "admin": build.headers(admin),
+        "admin": build.headers(world.admin),
         "admin of another region": build.headers(build.admin(region_code="310101")),
     }
     return ids, who

@@ -11,7 +11,7 @@ import csv
 import io
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from fractions import Fraction
 
 import openpyxl
@@ -19,13 +19,7 @@ import pytest
 
 from marketplace.auth.models import User
 from tests.conftest import error_code
-from tests.settlement_fixtures import (
-    ProviderRef,
-    RecipientRef,
-    RedemptionRef,
-    SettlementBuilder,
-    face_value,
-)
+from tests.support.scenario import ProviderRef, RecipientRef, RedemptionRef, face_value
 from vouchers.models import Redemption, Settlement
 from vouchers.serials import serial_for
 
@@ -80,16 +74,11 @@ class Scene:
 
 
 @pytest.fixture
-def build(app):
-    return SettlementBuilder(app)
-
-
-@pytest.fixture
 def scene(build):
     meal = build.item()
-    programme = build.programme([(meal, PRICE, QUOTA)])
-    p1 = build.provider([meal], enrol_in=[programme])
-    p2 = build.provider([meal], enrol_in=[programme])
+    programme = build.programme(items=[(meal, PRICE, QUOTA)]).id
+    p1 = build.provider(items=[meal], enrol_in=[programme])
+    p2 = build.provider(items=[meal], enrol_in=[programme])
     alice, bob = build.recipient(), build.recipient()
     build.choose(alice, programme, meal, p1)
     build.choose(bob, programme, meal, p2)
@@ -100,7 +89,7 @@ def scene(build):
 
 def last_month(build, day: int, hour: int = 10, minute: int = 0) -> datetime:
     """*hour*:*minute* local time on day *day* (1-based) of last month."""
-    return build.at(build.first_day(-1) + timedelta(days=day - 1), hour, minute)
+    return build.in_month(-1, day, hour, minute)
 
 
 def deliver(build, scene, provider: ProviderRef, recipient: RecipientRef, days: list[int]) -> list[RedemptionRef]:
@@ -392,16 +381,16 @@ BANDS = ({"min_score": 0, "pay_percent": 50}, {"min_score": 60, "pay_percent": 8
 def test_pay_percent_is_that_of_the_highest_band_not_above_the_score(build, client):
     """No rating anywhere (S = 75, K = 100): score = 57.5 + 0.3·E, so E picks the band."""
     meal = build.item()
-    programme = build.programme([(meal, PRICE, QUOTA)], rules=BANDS)
+    programme = build.programme(items=[(meal, PRICE, QUOTA)], rules=BANDS).id
     # evaluation → (score, pay percent, flagged)
     cases = {0: (58, 50, True), 5: (59, 50, True), 8: (60, 80, False), 73: (79, 80, False), 75: (80, 100, False),
              100: (88, 100, False)}
-    cast = [(build.provider([meal], enrol_in=[programme]), build.recipient()) for _case in cases]
+    cast = [(build.provider(items=[meal], enrol_in=[programme]), build.recipient()) for _case in cases]
     build.issue(programme, build.period(-1))
     providers = {}
     for (provider, recipient), evaluation, services in zip(cast, cases, (1, 3, 5, 7, 2, 9), strict=True):
-        build.serve(provider, recipient, programme, meal,
-                    [last_month(build, day) for day in range(1, services + 1)])
+        build.serve(provider, [recipient], programme, meal,
+                    delivered_at=[last_month(build, day) for day in range(1, services + 1)])
         providers[provider.id] = (evaluation, services)
     creator = build.admin()
 
@@ -423,10 +412,10 @@ def test_pay_percent_is_that_of_the_highest_band_not_above_the_score(build, clie
 
 def test_a_single_band_never_flags_for_termination(build, client):
     meal = build.item()
-    programme = build.programme([(meal, PRICE, QUOTA)], rules=[{"min_score": 0, "pay_percent": 90}])
-    provider, recipient = build.provider([meal], enrol_in=[programme]), build.recipient()
+    programme = build.programme(items=[(meal, PRICE, QUOTA)], rules=[{"min_score": 0, "pay_percent": 90}]).id
+    provider, recipient = build.provider(items=[meal], enrol_in=[programme]), build.recipient()
     build.issue(programme, build.period(-1))
-    build.serve(provider, recipient, programme, meal, [last_month(build, 2), last_month(build, 3)])
+    build.serve(provider, [recipient], programme, meal, delivered_at=[last_month(build, 2), last_month(build, 3)])
 
     item = drafted(client, build, programme, build.period(-1), by=build.admin(),
                    evaluations={provider.id: 0})[provider.id]
@@ -535,7 +524,7 @@ def test_approval_moves_the_net_to_settled_and_the_deduction_to_available(build,
     assert after["allocated_fen"] == before["allocated_fen"]
     assert after["committed_fen"] == before["committed_fen"]
     assert build.guarded_available(scene.programme) == after["available_fen"]
-    assert build.failing_checks(scene.programme) == set()
+    assert build.failing_checks(scene.programme) == []
 
 
 def test_full_pay_moves_everything_to_settled_and_deducts_nothing(build, client, scene):
@@ -910,7 +899,7 @@ def test_a_retried_approval_with_the_same_key_moves_money_once(build, client, sc
     assert replay.headers.get("Idempotent-Replayed") == "true"
     assert replay.get_json() == first.get_json()
     assert ledger(client, build, scene.programme, by=scene.auditor)["settled_fen"] == 1780
-    assert build.failing_checks(scene.programme) == set()
+    assert build.failing_checks(scene.programme) == []
 
 
 def test_settlements_are_one_per_redemption_in_the_database(build, scene):

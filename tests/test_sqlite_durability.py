@@ -7,13 +7,13 @@ from sqlalchemy import text
 from marketplace.app import create_app
 from marketplace.config import ConfigError
 from marketplace.db import db
-from tests.conftest import app_config
+from tests.support.apps import app_config
 
 FULL, NORMAL = 2, 1  # what PRAGMA synchronous answers
 
 
 def synchronous_of(tmp_path, **overrides) -> int:
-    application = create_app(app_config(f"sqlite:///{tmp_path / 'durable.sqlite3'}", INSTANCE_PATH=str(tmp_path),
+    application = create_app(app_config(f"sqlite:///{tmp_path / 'durable.sqlite3'}", instance_path=tmp_path,
                                         **overrides))
     with application.app_context():
         try:

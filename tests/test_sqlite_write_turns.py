@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from marketplace.app import create_app
 from marketplace.db import QueuedSQLiteConnection, db, reset_write_intent, set_write_intent, transaction
-from tests.conftest import app_config
+from tests.support.apps import app_config
 
 
 def connect(path, *, busy_timeout: float = 5.0) -> QueuedSQLiteConnection:

@@ -50,7 +50,6 @@ from marketplace.recipients.models import Recipient
 from providers.models import Complaint, Rating
 from providers.service import complaints as complaint_service
 from providers.service.ratings import AlreadyRated, RatingWindowClosed
-from tests.conftest import empty_database
 from tests.stateful_support import (
     CLOCK_END,
     CLOCK_START,
@@ -73,8 +72,6 @@ from tests.stateful_support import (
     misplaced_settlement_lines,
     month_end,
     monthly_cost,
-    rating_aggregates,
-    recomputed_rating_aggregates,
     settlement_memberships,
     settlement_snapshot,
     unbalanced_entries,
@@ -82,6 +79,8 @@ from tests.stateful_support import (
     voucher_status_disagreements,
     vouchers_redeemed_more_than_once,
 )
+from tests.support.databases import empty_database
+from tests.support.scenario import rating_aggregates, recomputed_rating_aggregates
 from vouchers import tokens
 from vouchers.models import Choice, ChoiceEvent, Issuance, Redemption, Settlement, Voucher
 from vouchers.service import choice, feedback, issuance, redemption, reversal, revocation
@@ -340,7 +339,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         expected = ProviderNotEligible if provider == 2 else None
 
         def work():
-            actor = self.user(self.world.admin_id if by_admin else info.user_id)
+            actor = self.user(self.world.admin_id if by_admin else info.user.id)
             choice.set_choice(recipient=db.session.get(Recipient, info.id), programme=self.programme(),
                                        item_code=item, provider_id=provider_id, actor=actor, now=self.now)
 
@@ -425,7 +424,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         token, expires_at = self.read(lambda: tokens.presence_token(recipient_id=recipient_id, now=issued_at))
 
         def work():
-            return redemption.redeem(actor=self.user(info.user_id), now=self.now, presence_token=token,
+            return redemption.redeem(actor=self.user(info.user.id), now=self.now, presence_token=token,
                                           item_code=item, delivered_at=delivered_at).id
 
         outcome = self.act("redeem_by_presence_code", expected, work)
@@ -445,7 +444,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         info = self.provider(provider)
         expected = tokens.TokenExpired if self.now >= expires_at else TokenAlreadyUsed
         self.act("rescan_a_used_presence_code", expected, lambda: redemption.redeem(
-            actor=self.user(info.user_id), now=self.now, presence_token=token, item_code=next(iter(ITEMS))))
+            actor=self.user(info.user.id), now=self.now, presence_token=token, item_code=next(iter(ITEMS))))
 
     @rule(target=redemptions, scan=SCANNERS, voucher=vouchers, delivered=st.sampled_from(DELIVERIES),
           rating=RATINGS)
@@ -456,7 +455,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         expected = self.predict_card(info.id, voucher, delivered_at)
 
         def work():
-            return redemption.redeem(actor=self.user(info.user_id), now=self.now,
+            return redemption.redeem(actor=self.user(info.user.id), now=self.now,
                                           voucher_token=tokens.voucher_token(voucher), delivered_at=delivered_at).id
 
         outcome = self.act("redeem_by_card", expected, work)
@@ -472,7 +471,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         """POST /redemptions, then the same request with the same Idempotency-Key: the second must replay
         the first answer and change nothing."""
         info = self.provider(provider)
-        headers = {"Authorization": f"Bearer {info.bearer}", "Idempotency-Key": f"scan-{uuid4()}"}
+        headers = {**self.world.headers[info.id], "Idempotency-Key": f"scan-{uuid4()}"}
         before = self.snapshot()
         # The route reads the clock itself: give it the simulated one.
         with mock.patch("vouchers.routes.utcnow", return_value=self.now):
@@ -547,7 +546,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         def work():
             reversal.reverse_redemption(
                 redemption=db.session.get(Redemption, redemption), reason="扫错了",
-                actor=self.user(self.world.admin_id if by_admin else provider.user_id), now=self.now)
+                actor=self.user(self.world.admin_id if by_admin else provider.user.id), now=self.now)
 
         if isinstance(self.act("reverse", expected, work), Refused):
             return
@@ -615,7 +614,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         recipient = self.recipient_by_id(before.recipient_id)
 
         def work():
-            actor = self.user(recipient.user_id if by_recipient else self.world.admin_id)
+            actor = self.user(recipient.user.id if by_recipient else self.world.admin_id)
             feedback.rate_redemption(redemption_id=redemption, score=score,
                                             comment=None, source="recipient" if by_recipient else "phone_followup",
                                             actor=actor, now=self.now)
@@ -628,7 +627,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         recipient = self.recipient_by_id(before.recipient_id)
 
         def work():
-            actor = self.user(recipient.user_id if by_recipient else self.world.admin_id)
+            actor = self.user(recipient.user.id if by_recipient else self.world.admin_id)
             return feedback.complain(provider_id=before.provider_id, text="服务人员迟到",
                                             redemption_id=redemption, recipient_id=None, actor=actor,
                                             now=self.now).id

@@ -15,8 +15,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from marketplace.app import create_app
-from tests.conftest import app_config
 from vouchers import cards, tokens
 
 NOW = datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC)
@@ -24,19 +22,6 @@ OLD_KEYS = "1:old-secret-for-printed-cards"
 ROTATED_KEYS = "2:new-secret-after-rotation,1:old-secret-for-printed-cards"
 # The apps these tests sign with hold no state between examples: sharing one across examples is fine.
 SHARED_APP = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
-
-
-@pytest.fixture
-def make_app(database_url, tmp_path):
-    """An app with its own TOKEN_KEYS (and other overrides); tokens need no database rows."""
-    made = 0
-
-    def factory(**overrides):
-        nonlocal made
-        made += 1
-        return create_app(app_config(database_url, INSTANCE_PATH=str(tmp_path / f"instance-{made}"), **overrides))
-
-    return factory
 
 
 @pytest.fixture

@@ -15,27 +15,13 @@ from hypothesis import strategies as st
 from marketplace.audit.models import AuditEvent
 from marketplace.programmes.models import JournalEntry
 from tests.conftest import error_code
-from tests.vouchers_fixtures import (
-    BATH_PRICE,
-    BATH_QUOTA,
-    MEAL_PRICE,
-    MEAL_QUOTA,
-    Builder,
-    first_of_month,
-    last_of_month,
-    period_days,
-    years_before,
-)
+from tests.support.dates import first_of_month, last_of_month, period_days, years_before
+from tests.support.scenario import BATH_PRICE, BATH_QUOTA, MEAL_PRICE, MEAL_QUOTA
 from vouchers.models import Issuance, Voucher
 from vouchers.serials import voucher_id_for
 from vouchers.service.issuance import copay_fen
 
 API = "/api/v1"
-
-
-@pytest.fixture
-def build(app):
-    return Builder(app)
 
 
 def ceil_percent(price: int, percent: int) -> int:
@@ -783,7 +769,7 @@ def test_a_voucher_that_is_not_issued_cannot_be_revoked(build, client):
     build.choose_all(world, world.p1, world.alice)
     [voucher_id] = build.supplementary(world.programme, world.alice.id, world.meal, 1)
     [redeemed_id] = build.supplementary(world.programme, world.alice.id, world.meal, 1)
-    build.redeem(world.p1, voucher_token=build.voucher_token(redeemed_id))
+    build.redeem(world.p1, voucher=redeemed_id)
     assert revoke(client, headers, voucher_id).status_code == 200
     balances = ledger_of(client, headers, world.programme.id)
 
@@ -824,7 +810,7 @@ def test_expiry_ends_only_issued_vouchers_past_their_validity_and_releases_them_
     build.choose_all(world, world.p1, world.alice)
     last_month = first_of_month(build.today(), -1) + timedelta(days=14)
     used = build.vouchers(Voucher.recipient_id == world.alice.id, Voucher.valid_until < build.today())[0]
-    build.redeem(world.p1, voucher_token=build.voucher_token(used.id), now=build.instant_on(last_month))
+    build.redeem(world.p1, voucher=used.id, now=build.at(last_month))
     past = [v for v in build.vouchers(Voucher.valid_until < build.today()) if v.id != used.id]
 
     response = client.post(f"{API}/programmes/{world.programme.id}/expire", headers=headers)
@@ -899,7 +885,7 @@ def test_closing_a_programme_revokes_its_open_vouchers_and_releases_the_commitme
     issued(client, headers, world.programme.id, build.period())
     issued(client, headers, other.id, build.period())
     build.choose_all(world, world.p1, world.alice)
-    used = build.redeem(world.p1, presence_token=build.presence_token(world.alice.id), item_code=world.bath)
+    used = build.redeem(world.p1, world.alice, world.bath)
 
     response = client.post(f"{API}/programmes/{world.programme.id}/close", headers=headers)
 
@@ -925,7 +911,7 @@ def test_a_recipient_who_dies_or_moves_loses_their_open_vouchers(build, client, 
     issued(client, headers, world.programme.id, build.period(1))
     issued(client, headers, other.id, build.period())
     build.choose_all(world, world.p1, world.alice)
-    used = build.redeem(world.p1, presence_token=build.presence_token(world.alice.id), item_code=world.meal)
+    used = build.redeem(world.p1, world.alice, world.meal)
     bob_before = {v.id: v.status for v in build.vouchers(Voucher.recipient_id == world.bob.id)}
 
     response = client.patch(f"{API}/recipients/{world.alice.id}", json={"status": status}, headers=headers)

@@ -4,52 +4,25 @@ Each racer is a real thread with its own app context, session and database conne
 for real. A barrier releases them together.
 """
 
-import threading
-
 from sqlalchemy import select
 
-from marketplace.db import db, transaction, utcnow
+from marketplace.db import db, utcnow
 from marketplace.programmes import ledger
 from marketplace.programmes import service as programme_service
 from marketplace.programmes.models import Programme, ProgrammeBudget
+from tests.support.races import race_transactions
 
 RACERS = 32
 ROOM = 20
 PRICE_FEN = 1_250
+# What a racer may be refused with: no room left, or a cut below what is committed.
+REFUSALS = (ledger.InsufficientBudget, programme_service.BudgetBelowCommitted)
 
 
 def ledger_checks_failing(programme_id) -> set[str]:
     """Failing reconciliation checks, apart from the vouchers one (raw commitments have no vouchers)."""
     checks = ledger.reconcile(programme_id)["checks"]
     return {check["name"] for check in checks if not check["ok"]} - {"committed_matches_issued_vouchers"}
-
-
-def race(app, programme_id, racers, work):
-    barrier = threading.Barrier(racers)
-    outcomes, errors = [], []
-
-    def racer():
-        try:
-            with app.app_context():
-                barrier.wait(timeout=30)
-                try:
-                    with transaction():
-                        work(programme_id)
-                    outcomes.append("committed")
-                except (ledger.InsufficientBudget, programme_service.BudgetBelowCommitted):
-                    outcomes.append("refused")
-                finally:
-                    db.session.remove()
-        except Exception as error:  # noqa: BLE001 - reported by the assertion below
-            errors.append(repr(error))
-
-    threads = [threading.Thread(target=racer) for _ in range(racers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert errors == []
-    return outcomes
 
 
 def test_32_racers_for_room_for_20_commit_exactly_20(app, make_programme):
@@ -61,10 +34,10 @@ def test_32_racers_for_room_for_20_commit_exactly_20(app, make_programme):
         low_water.append(db.session.scalar(select(ProgrammeBudget.available_fen)
                                            .where(ProgrammeBudget.programme_id == programme_id)))
 
-    outcomes = race(app, programme.id, RACERS, commit)
+    outcomes = race_transactions(app, lambda _index: commit(programme.id), racers=RACERS, refusals=REFUSALS)
 
-    assert outcomes.count("committed") == ROOM
-    assert outcomes.count("refused") == RACERS - ROOM
+    assert outcomes.count("ok") == ROOM
+    assert outcomes.count("InsufficientBudget") == RACERS - ROOM
     assert min(low_water) == 0
     with app.app_context():
         balances = ledger.balances(programme.id)
@@ -85,7 +58,7 @@ def test_a_budget_cut_racing_commitments_never_takes_available_below_zero(app, m
         else:
             ledger.commit_budget(programme_id=programme_id, amount_fen=PRICE_FEN, now=utcnow())
 
-    race(app, programme.id, RACERS, commit_or_cut)
+    race_transactions(app, lambda _index: commit_or_cut(programme.id), racers=RACERS, refusals=REFUSALS)
 
     with app.app_context():
         balances = ledger.balances(programme.id)

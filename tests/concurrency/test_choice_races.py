@@ -11,8 +11,8 @@ from marketplace.auth.models import User
 from marketplace.db import db, utcnow
 from marketplace.programmes.models import Programme
 from marketplace.recipients.models import Recipient
-from tests.concurrency.test_redemption_races import race
-from tests.vouchers_fixtures import Builder
+from tests.support.races import race_transactions
+from tests.support.scenario import Builder
 from vouchers.models import Choice, ChoiceEvent
 from vouchers.service import choice
 
@@ -42,7 +42,7 @@ def run_race(app, build, world):
                                    provider_id=providers[index % 2], actor=db.session.get(User, admin_id),
                                    now=utcnow())
 
-    return race(app, choose, racers=RACERS)
+    return race_transactions(app, choose, racers=RACERS)
 
 
 def assert_one_unbroken_chain(history, current, *, starts_from):

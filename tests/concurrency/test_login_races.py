@@ -19,8 +19,9 @@ import pytest
 
 from marketplace.auth import service as auth_service
 from marketplace.db import transaction, utcnow
-from tests.conftest import REDIS_URL, redis_unavailable_reason
-from tests.server_support import Server, fresh_database, postgres_reason, race
+from tests.support.databases import REDIS_URL, fresh_database, postgres_unavailable_reason, redis_unavailable_reason
+from tests.support.races import race
+from tests.support.servers import Server
 
 log = logging.getLogger(__name__)  # the measured outcomes: pytest --log-cli-level=INFO shows them
 PASSWORD = "correct horse battery"
@@ -51,13 +52,13 @@ def outcomes(replies) -> Counter:
 
 @pytest.fixture(scope="module", params=["postgresql", "sqlite"])
 def redis_server(request, tmp_path_factory):
-    if request.param == "postgresql" and (reason := postgres_reason()):
+    if request.param == "postgresql" and (reason := postgres_unavailable_reason()):
         pytest.skip(reason)
     if reason := redis_unavailable_reason():
         pytest.skip(reason)
     folder = tmp_path_factory.mktemp(f"login-{request.param}")
     prefix = f"test-login-races-{secrets.token_hex(6)}"
-    with fresh_database(request.param, folder) as url:
+    with fresh_database(request.param, folder, prefix="vm_login") as url:
         server = Server(url, folder, ratelimit_uri=REDIS_URL, settings={**SETTINGS, "RATELIMIT_KEY_PREFIX": prefix})
         try:
             server.start()
@@ -105,7 +106,7 @@ def test_concurrent_wrong_logins_from_many_clients_get_at_most_the_ceiling_of_40
 
 def test_with_memory_counters_gunicorn_runs_one_worker_and_the_limit_holds(tmp_path):
     # What `make run` does: gunicorn.conf.py picks the worker count; RATELIMIT_STORAGE_URI is memory://.
-    with fresh_database("sqlite", tmp_path) as url:
+    with fresh_database("sqlite", tmp_path, prefix="vm_login") as url:
         server = Server(url, tmp_path, workers=None, threads=None, settings=SETTINGS)
         try:
             server.start()
@@ -120,7 +121,7 @@ def test_with_memory_counters_gunicorn_runs_one_worker_and_the_limit_holds(tmp_p
 
 
 def test_several_workers_with_memory_counters_are_warned_about_at_start(tmp_path):
-    with fresh_database("sqlite", tmp_path) as url:
+    with fresh_database("sqlite", tmp_path, prefix="vm_login") as url:
         server = Server(url, tmp_path, workers=2, threads=1)
         try:
             server.start()

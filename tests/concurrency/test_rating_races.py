@@ -6,58 +6,26 @@ rules allow: one rating per redemption, running totals equal to a recomputation,
 complaint.
 """
 
-import threading
-
 from marketplace.auth.models import User
-from marketplace.db import db, transaction, utcnow
-from marketplace.errors import DomainError
+from marketplace.db import db, utcnow
 from providers.models import Complaint
 from providers.service import complaints
-from tests.ratings_fixtures import RatingsBuilder
+from tests.support.races import race_transactions
+from tests.support.scenario import Builder
 from vouchers.models import Redemption
 from vouchers.service import feedback, reversal
 
 RACERS = 8
 
 
-def race(app, work, racers: int = RACERS) -> list[str]:
-    """Run *work(index)* in *racers* threads at once; each outcome is "ok" or the DomainError's class name."""
-    barrier = threading.Barrier(racers)
-    outcomes: list[str] = []
-    errors: list[str] = []
-
-    def racer(index):
-        try:
-            with app.app_context():
-                barrier.wait(timeout=30)
-                try:
-                    with transaction():
-                        work(index)
-                    outcomes.append("ok")
-                except DomainError as refusal:
-                    outcomes.append(type(refusal).__name__)
-                finally:
-                    db.session.remove()
-        except Exception as error:  # noqa: BLE001 - reported by the assertion below
-            errors.append(repr(error))
-
-    threads = [threading.Thread(target=racer, args=(index,)) for index in range(racers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert errors == []
-    return outcomes
-
-
 def _served(app, times):
-    build = RatingsBuilder(app)
+    build = Builder(app)
     meal = build.item()
-    programme = build.programme([meal])
-    provider = build.provider([meal], enrol_in=[programme])
-    recipient = build.recipient(login=False)
+    programme = build.programme(items=[meal])
+    provider = build.provider(items=[meal], enrol_in=[programme])
+    recipient = build.recipient()
     build.issue(programme)
-    return build, build.serve(provider, [recipient], programme, meal, times)
+    return build, build.serve(provider, [recipient], programme, meal, times=times)
 
 
 def test_first_ratings_racing_for_the_same_totals_row_all_count(app):
@@ -69,7 +37,7 @@ def test_first_ratings_racing_for_the_same_totals_row_all_count(app):
                                         score=index % 5 + 1, comment=None, source="phone_followup",
                                         actor=db.session.get(User, admin.id), now=utcnow())
 
-    outcomes = race(app, rate)
+    outcomes = race_transactions(app, rate, racers=RACERS)
 
     assert outcomes == ["ok"] * RACERS
     first = redemptions[0]
@@ -88,7 +56,7 @@ def test_racing_ratings_of_one_redemption_give_one_rating(app):
                                         comment=None, source="phone_followup", actor=db.session.get(User, admin.id),
                                         now=utcnow())
 
-    outcomes = race(app, rate)
+    outcomes = race_transactions(app, rate, racers=RACERS)
 
     assert sorted(outcomes) == ["AlreadyRated"] * (RACERS - 1) + ["ok"]
     [rating] = build.ratings()
@@ -112,7 +80,7 @@ def test_a_rating_racing_the_reversal_of_its_service_never_counts_a_reversed_ser
             feedback.rate_redemption(redemption_id=redemption.id, score=5, comment=None, source="phone_followup",
                                      actor=actor, now=utcnow())
 
-    outcomes = race(app, work)
+    outcomes = race_transactions(app, work, racers=RACERS)
 
     assert outcomes.count("ok") >= pairs  # every reversal wins; a rating loses only to its reversal
     assert set(outcomes) <= {"ok", "InvalidTransition"}
@@ -122,16 +90,14 @@ def test_a_rating_racing_the_reversal_of_its_service_never_counts_a_reversed_ser
 def test_racing_resolutions_of_one_complaint_give_one_resolution(app):
     build, [redemption] = _served(app, 1)
     admins = [build.admin() for _ in range(RACERS)]
-    complaint_id = build.run(lambda: feedback.complain(
-        provider_id=redemption.provider_id, text="服务人员迟到", redemption_id=redemption.id, recipient_id=None,
-        actor=db.session.get(User, admins[0].id), now=utcnow()).id)
+    complaint_id = build.complain(redemption.provider_id, redemption=redemption, by=admins[0], text="服务人员迟到")
 
     def resolve(index):
         actor = db.session.get(User, admins[index].id)
         complaints.resolve_complaint(complaint_id=complaint_id, upheld=index % 2 == 0, resolution=f"处理意见 {index}",
                                      actor=actor, now=utcnow())
 
-    outcomes = race(app, resolve)
+    outcomes = race_transactions(app, resolve, racers=RACERS)
 
     assert sorted(outcomes) == ["InvalidTransition"] * (RACERS - 1) + ["ok"]
     stored = build.read(lambda: db.session.get(Complaint, complaint_id))

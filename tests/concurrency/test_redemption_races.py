@@ -6,61 +6,45 @@ what the rules allow — one winner per voucher, never more redemptions than vou
 committed than allocated — and reconciliation must come out clean afterwards.
 """
 
-import threading
-
 from sqlalchemy import func, select
 
 from marketplace.audit import service as audit_service
 from marketplace.auth.models import User
-from marketplace.db import db, transaction, utcnow
+from marketplace.db import db, utcnow
 from marketplace.errors import DomainError
 from marketplace.programmes import ledger
 from marketplace.programmes.models import Programme
 from marketplace.recipients.models import Recipient
-from tests.vouchers_fixtures import Builder
+from tests.support.races import race_transactions
+from tests.support.scenario import Builder
 from vouchers.models import Issuance, Redemption, Voucher
 from vouchers.service import issuance, redemption, revocation
 
 RACERS = 32
 
 
-def race(app, work, racers: int = RACERS) -> list[str]:
-    """Run *work(index)* in *racers* threads at once; return each one's outcome.
-
-    The outcome is "ok", or the class name of the DomainError it raised; anything else fails the test.
-    """
-    barrier = threading.Barrier(racers)
-    outcomes: list[str] = []
-    errors: list[str] = []
-
-    def racer(index: int):
-        try:
-            with app.app_context():
-                barrier.wait(timeout=30)
-                try:
-                    with transaction():
-                        work(index)
-                    outcomes.append("ok")
-                except DomainError as refusal:
-                    outcomes.append(type(refusal).__name__)
-                finally:
-                    db.session.remove()
-        except Exception as error:  # noqa: BLE001 - reported by the assertion below
-            errors.append(repr(error))
-
-    threads = [threading.Thread(target=racer, args=(index,)) for index in range(racers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=180)
-    assert not any(thread.is_alive() for thread in threads), "a racer hung"
-    assert errors == []
-    assert len(outcomes) == racers
-    return outcomes
-
-
 def audit_chain_ok(build) -> bool:
     return build.read(lambda: audit_service.verify_chain().ok)
+
+
+def world_with_meal_vouchers(app, count: int):
+    """The standard world where alice and bob chose p1 for everything and alice holds *count* supplementary
+    meal vouchers: (builder, world, alice's voucher ids)."""
+    build = Builder(app)
+    world = build.world()
+    build.choose_all(world, world.p1)
+    return build, world, build.supplementary(world.programme, world.alice, world.meal, count)
+
+
+def scan_meals_at_once(app, world, codes: list[str]) -> list[str]:
+    """p1's staff scan the presence codes for a meal all at once (racer i scans codes[i]); their outcomes."""
+    scanner_id = world.p1.user.id
+
+    def scan(index):
+        redemption.redeem(actor=db.session.get(User, scanner_id), now=utcnow(), presence_token=codes[index],
+                          item_code=world.meal)
+
+    return race_transactions(app, scan, racers=len(codes))
 
 
 def test_32_scans_of_one_voucher_card_redeem_it_exactly_once(app):
@@ -77,7 +61,7 @@ def test_32_scans_of_one_voucher_card_redeem_it_exactly_once(app):
     def scan(_index):
         redemption.redeem(actor=db.session.get(User, scanner_id), now=utcnow(), voucher_token=token)
 
-    outcomes = race(app, scan)
+    outcomes = race_transactions(app, scan, racers=RACERS)
 
     assert outcomes.count("ok") == 1
     assert outcomes.count("VoucherAlreadyRedeemed") == RACERS - 1
@@ -91,18 +75,10 @@ def test_32_scans_of_one_voucher_card_redeem_it_exactly_once(app):
 
 
 def test_32_presence_codes_racing_for_three_vouchers_redeem_exactly_three(app):
-    build = Builder(app)
-    world = build.world()
-    build.choose_all(world, world.p1)
-    vouchers = build.supplementary(world.programme, world.alice.id, world.meal, 3)
+    build, world, vouchers = world_with_meal_vouchers(app, 3)
     codes = [build.presence_token(world.alice.id) for _ in range(RACERS)]
-    scanner_id = world.p1.user.id
 
-    def scan(index):
-        redemption.redeem(actor=db.session.get(User, scanner_id), now=utcnow(), presence_token=codes[index],
-                               item_code=world.meal)
-
-    outcomes = race(app, scan)
+    outcomes = scan_meals_at_once(app, world, codes)
 
     assert outcomes.count("ok") == 3
     assert set(outcomes) - {"ok"} <= {"VoucherAlreadyRedeemed", "NoValidVoucher"}
@@ -116,20 +92,12 @@ def test_32_presence_codes_racing_for_three_vouchers_redeem_exactly_three(app):
 
 
 def test_scans_of_two_recipients_racing_do_not_take_each_others_vouchers(app):
-    build = Builder(app)
-    world = build.world()
-    build.choose_all(world, world.p1)
-    alices = build.supplementary(world.programme, world.alice.id, world.meal, 2)
+    build, world, alices = world_with_meal_vouchers(app, 2)
     bobs = build.supplementary(world.programme, world.bob.id, world.meal, 2)
     people = [world.alice.id, world.bob.id] * (RACERS // 2)
     codes = [build.presence_token(recipient_id) for recipient_id in people]
-    scanner_id = world.p1.user.id
 
-    def scan(index):
-        redemption.redeem(actor=db.session.get(User, scanner_id), now=utcnow(), presence_token=codes[index],
-                               item_code=world.meal)
-
-    outcomes = race(app, scan)
+    outcomes = scan_meals_at_once(app, world, codes)
 
     assert outcomes.count("ok") == 4
     by_recipient = {r.voucher_id: r.recipient_id for r in build.redemptions()}
@@ -139,18 +107,10 @@ def test_scans_of_two_recipients_racing_do_not_take_each_others_vouchers(app):
 
 
 def test_one_presence_code_scanned_by_32_at_once_is_used_once(app):
-    build = Builder(app)
-    world = build.world()
-    build.choose_all(world, world.p1)
-    build.supplementary(world.programme, world.alice.id, world.meal, 5)
+    build, world, _vouchers = world_with_meal_vouchers(app, 5)
     code = build.presence_token(world.alice.id)
-    scanner_id = world.p1.user.id
 
-    def scan(_index):
-        redemption.redeem(actor=db.session.get(User, scanner_id), now=utcnow(), presence_token=code,
-                               item_code=world.meal)
-
-    outcomes = race(app, scan)
+    outcomes = scan_meals_at_once(app, world, [code] * RACERS)
 
     assert outcomes.count("ok") == 1
     assert outcomes.count("TokenAlreadyUsed") == RACERS - 1
@@ -180,7 +140,7 @@ def test_supplementary_issues_racing_a_monthly_run_at_the_budget_edge_never_over
         finally:
             low_water.append(ledger.guarded_available(programme.id))
 
-    outcomes = race(app, issue)
+    outcomes = race_transactions(app, issue, racers=RACERS)
 
     monthly_issued = build.count(Issuance, Issuance.kind == "monthly")  # 0 or 1: refused runs leave no row
     extras = build.count(Issuance, Issuance.kind == "supplementary")  # one voucher each
@@ -208,7 +168,7 @@ def test_two_monthly_runs_of_one_period_racing_issue_it_once(app):
         results.append(issuance.issue_monthly(programme=db.session.get(Programme, world.programme.id),
                                                      period=period, actor=None, now=utcnow()))
 
-    outcomes = race(app, run, racers=8)
+    outcomes = race_transactions(app, run, racers=8)
 
     assert outcomes == ["ok"] * 8
     assert sorted(result.already_issued for result in results) == [False] + [True] * 7
@@ -219,10 +179,7 @@ def test_two_monthly_runs_of_one_period_racing_issue_it_once(app):
 
 
 def test_redemptions_racing_revocations_leave_every_voucher_in_one_state(app):
-    build = Builder(app)
-    world = build.world()
-    build.choose_all(world, world.p1)
-    vouchers = build.supplementary(world.programme, world.alice.id, world.meal, RACERS // 2)
+    build, world, vouchers = world_with_meal_vouchers(app, RACERS // 2)
     tokens = [build.voucher_token(voucher_id) for voucher_id in vouchers]
     scanner_id, admin_id = world.p1.user.id, world.admin.id
 
@@ -235,7 +192,7 @@ def test_redemptions_racing_revocations_leave_every_voucher_in_one_state(app):
             revocation.revoke_voucher(voucher=db.session.get(Voucher, voucher_id), reason="核查",
                                            actor=db.session.get(User, admin_id), now=utcnow())
 
-    outcomes = race(app, act)
+    outcomes = race_transactions(app, act, racers=RACERS)
 
     assert set(outcomes) <= {"ok", "InvalidTransition", "NoValidVoucher", "VoucherAlreadyRedeemed"}
     assert outcomes.count("ok") == len(vouchers)  # for each voucher exactly one of the two got there
@@ -255,18 +212,10 @@ def test_scans_crowding_more_vouchers_than_a_scan_looks_at_never_overspend_and_l
     """A scan tries the recipient's five earliest-expiring vouchers; in a crush it may find all five
     taken and be refused ("scan again"). Never more redemptions than vouchers; a refused scan has not
     used its code, so scanning again redeems what is left."""
-    build = Builder(app)
-    world = build.world()
-    build.choose_all(world, world.p1)
-    vouchers = build.supplementary(world.programme, world.alice.id, world.meal, 8)
+    build, world, vouchers = world_with_meal_vouchers(app, 8)
     codes = [build.presence_token(world.alice.id) for _ in range(RACERS)]
-    scanner_id = world.p1.user.id
 
-    def scan(index):
-        redemption.redeem(actor=db.session.get(User, scanner_id), now=utcnow(), presence_token=codes[index],
-                               item_code=world.meal)
-
-    outcomes = race(app, scan)
+    outcomes = scan_meals_at_once(app, world, codes)
 
     assert 1 <= outcomes.count("ok") <= 8
     assert set(outcomes) - {"ok"} <= {"VoucherAlreadyRedeemed", "NoValidVoucher"}
@@ -274,8 +223,8 @@ def test_scans_crowding_more_vouchers_than_a_scan_looks_at_never_overspend_and_l
     retried = []
     for code in codes:
         try:
-            build.run(lambda code=code: redemption.redeem(actor=db.session.get(User, scanner_id), now=utcnow(),
-                                                               presence_token=code, item_code=world.meal))
+            build.run(lambda code=code: redemption.redeem(actor=db.session.get(User, world.p1.user.id), now=utcnow(),
+                                                          presence_token=code, item_code=world.meal))
             retried.append("ok")
         except DomainError as refusal:
             retried.append(type(refusal).__name__)

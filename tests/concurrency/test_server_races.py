@@ -29,8 +29,10 @@ from sqlalchemy import func, select
 
 from marketplace.db import db
 from marketplace.idempotency import IdempotencyRecord
-from tests.server_support import Server, fresh_database, postgres_reason, race
-from tests.vouchers_fixtures import Builder
+from tests.support.databases import fresh_database, postgres_unavailable_reason
+from tests.support.races import race
+from tests.support.scenario import Builder
+from tests.support.servers import Server
 from vouchers.models import Redemption, Voucher
 
 SCANS = 40
@@ -71,10 +73,10 @@ class Live:
 
 @pytest.fixture(scope="module", params=["postgresql", "sqlite"])
 def live(request, tmp_path_factory):
-    if request.param == "postgresql" and (reason := postgres_reason()):
+    if request.param == "postgresql" and (reason := postgres_unavailable_reason()):
         pytest.skip(reason)
     folder = tmp_path_factory.mktemp(f"server-{request.param}")
-    with fresh_database(request.param, folder) as url:
+    with fresh_database(request.param, folder, prefix="vm_server") as url:
         server = Server(url, folder)
         try:
             server.start()

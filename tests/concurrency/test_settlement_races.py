@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from marketplace.audit import service as audit_service
 from marketplace.db import db, utcnow
 from marketplace.programmes.models import Programme
-from tests.concurrency.test_redemption_races import race
-from tests.settlement_fixtures import SettlementBuilder
+from tests.support.races import race_transactions
+from tests.support.scenario import Builder
 from vouchers.models import Redemption, Settlement
 from vouchers.service import settlement
 
@@ -25,17 +25,17 @@ def settle(programme_id: int, period: str) -> None:
                                           evaluations={}, actor=None, now=utcnow())
 
 
-def scene(build: SettlementBuilder):
+def scene(build: Builder):
     """Three providers with services in each of the last two months."""
     meal = build.item()
-    programme = build.programme([(meal, 1237, 20)])
-    providers = [build.provider([meal], enrol_in=[programme]) for _ in range(3)]
+    programme = build.programme(items=[(meal, 1237, 20)]).id
+    providers = [build.provider(items=[meal], enrol_in=[programme]) for _ in range(3)]
     recipients = [build.recipient() for _ in range(3)]
     for offset in (-2, -1):
         build.issue(programme, build.period(offset))
     for provider, recipient in zip(providers, recipients, strict=True):
-        build.serve(provider, recipient, programme, meal,
-                    [build.at(build.first_day(offset), 9 + hour) for offset in (-2, -1) for hour in range(3)])
+        build.serve(provider, [recipient], programme, meal,
+                    delivered_at=[build.in_month(offset, 1, 9 + hour) for offset in (-2, -1) for hour in range(3)])
     return programme, providers
 
 
@@ -57,11 +57,11 @@ def drafts_match_their_redemptions(build) -> list[tuple[int, int, int]]:
 
 
 def test_racing_runs_for_one_month_draft_each_providers_settlement_once(app):
-    build = SettlementBuilder(app)
+    build = Builder(app)
     programme, providers = scene(build)
     period = build.period(-1)
 
-    outcomes = race(app, lambda _index: settle(programme, period), racers=RUNS)
+    outcomes = race_transactions(app, lambda _index: settle(programme, period), racers=RUNS)
 
     assert outcomes == ["ok"] * RUNS
     drafts = drafts_match_their_redemptions(build)
@@ -69,16 +69,15 @@ def test_racing_runs_for_one_month_draft_each_providers_settlement_once(app):
     assert sum(count for _id, count, _gross in drafts) == 3 * 6  # both months, delivered before period's end
     assert build.count(Redemption, Redemption.settlement_id.is_(None)) == 0
     assert build.read(lambda: audit_service.verify_chain().ok)
-    assert build.failing_checks(programme) == set()
+    assert build.failing_checks(programme) == []
 
 
 def test_racing_runs_for_consecutive_months_never_share_a_redemption(app):
-    build = SettlementBuilder(app)
+    build = Builder(app)
     programme, providers = scene(build)
     periods = [build.period(-2), build.period(-1)]
 
-    outcomes = race(app, lambda index: settle(programme, periods[index % 2]),
-                    racers=RUNS)
+    outcomes = race_transactions(app, lambda index: settle(programme, periods[index % 2]), racers=RUNS)
 
     assert outcomes == ["ok"] * RUNS
     drafts = drafts_match_their_redemptions(build)
@@ -90,4 +89,4 @@ def test_racing_runs_for_consecutive_months_never_share_a_redemption(app):
             Settlement.provider_id, Settlement.period)).all())
     assert all(count == 1 for _provider, _period, count in per_provider_and_period)
     assert build.read(lambda: audit_service.verify_chain().ok)
-    assert build.failing_checks(programme) == set()
+    assert build.failing_checks(programme) == []

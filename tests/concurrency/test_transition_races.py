@@ -21,8 +21,8 @@ from marketplace.recipients import service as recipient_service
 from marketplace.recipients.models import Recipient
 from providers.models import Provider, ProviderStatusChange
 from providers.service import qualification
-from tests.concurrency.test_redemption_races import race
-from tests.vouchers_fixtures import Builder
+from tests.support.races import race_transactions
+from tests.support.scenario import Builder
 from vouchers.models import Voucher
 from vouchers.service import issuance
 
@@ -46,7 +46,7 @@ def test_racing_approvals_of_a_pending_provider_approve_it_once(app):
     provider = build.provider(items=[meal], status="pending")
     admin_id = build.system_admin.id
 
-    outcomes = race(app, lambda _index: _decide(admin_id, provider.id, "approve"), racers=RACERS)
+    outcomes = race_transactions(app, lambda _index: _decide(admin_id, provider.id, "approve"), racers=RACERS)
 
     assert sorted(outcomes) == ["InvalidTransition"] * (RACERS - 1) + ["ok"]
     assert _history(build, provider.id) == [(None, "pending"), ("pending", "approved")]
@@ -60,7 +60,8 @@ def test_revoke_racing_reinstate_leaves_one_decision_and_a_true_history(app):
     for _pair in range(5):
         provider = build.provider(items=[meal], status="suspended")
 
-        outcomes = race(app, lambda index, p=provider.id: _decide(admin_id, p, actions[index]), racers=RACERS)
+        outcomes = race_transactions(app, lambda index, p=provider.id: _decide(admin_id, p, actions[index]),
+                                     racers=RACERS)
 
         assert sorted(outcomes) == ["InvalidTransition"] * (RACERS - 1) + ["ok"]
         history = _history(build, provider.id)
@@ -81,7 +82,7 @@ def test_deceased_racing_moved_changes_the_recipient_once(app):
         recipient_service.update_recipient(recipient=db.session.get(Recipient, world.alice.id), status=statuses[index],
                                            actor=None, now=utcnow())
 
-    outcomes = race(app, change, racers=RACERS)
+    outcomes = race_transactions(app, change, racers=RACERS)
 
     # One change from "active" wins; a "deceased" that read "moved" after the move committed may follow
     # it (moved, then died), nothing else: the history is one chain that never repeats a "from".
@@ -121,7 +122,7 @@ def test_activate_racing_close_never_leaves_an_active_programme_closed(app):
             change(programme=db.session.get(Programme, programme_id), actor=db.session.get(User, admin_id),
                    now=utcnow())
 
-        outcomes = race(app, decide, racers=RACERS)
+        outcomes = race_transactions(app, decide, racers=RACERS)
 
         # One decision from "draft" wins; a close that read "active" after the activation committed may
         # follow it (activate, then close), nothing else.
@@ -148,7 +149,7 @@ def test_issues_racing_the_close_leave_no_open_voucher_in_the_closed_programme(a
             issuance.issue_supplementary(programme=programme, recipient=recipient, item_code=world.meal, count=2,
                                          actor=actor, now=utcnow())
 
-    outcomes = race(app, work, racers=RACERS)
+    outcomes = race_transactions(app, work, racers=RACERS)
 
     assert set(outcomes) <= {"ok", "ProgrammeNotActive"}
     assert build.vouchers(Voucher.programme_id == programme_id, Voucher.status == "issued") == []
@@ -166,7 +167,7 @@ def test_two_closes_at_once_close_once(app):
         programme_service.close(programme=db.session.get(Programme, world.programme.id),
                                 actor=db.session.get(User, admin_id), now=utcnow())
 
-    outcomes = race(app, close, racers=4)
+    outcomes = race_transactions(app, close, racers=4)
 
     assert sorted(outcomes) == ["InvalidTransition"] * 3 + ["ok"]
     closes = build.read(lambda: db.session.scalars(select(AuditEvent.id).where(

@@ -59,9 +59,15 @@ if __package__ in (None, ""):  # run as a file: make the project importable
 
 import psycopg  # noqa: E402
 
-from tests.conftest import psycopg_dsn  # noqa: E402
-from tests.server_support import Server, create_pg_database, drop_pg_database, postgres_reason  # noqa: E402
-from tests.vouchers_fixtures import Builder  # noqa: E402
+from tests.support.databases import (  # noqa: E402
+    create_database,
+    drop_database,
+    maintenance_url,
+    postgres_unavailable_reason,
+    psycopg_dsn,
+)
+from tests.support.scenario import Builder  # noqa: E402
+from tests.support.servers import Server  # noqa: E402
 
 VOUCHERS_PER_RECIPIENT = 100  # supplementary issues are at most 100 at a time
 RECIPIENTS = 30  # 3,000 vouchers: more than the load can use
@@ -305,14 +311,14 @@ def say(message: str) -> None:
 
 def run(workdir: Path | None = None, *, log=say) -> dict:
     """Run the crash scenario; return a report. :raises AssertionError: an invariant broke."""
-    if (reason := postgres_reason()) is not None:
+    if (reason := postgres_unavailable_reason()) is not None:
         raise RuntimeError(reason)
     if shutil.which("pg_ctlcluster") is None:
         raise RuntimeError("pg_ctlcluster is not installed: the crash test needs a Debian PostgreSQL cluster")
     workdir = Path(workdir or tempfile.mkdtemp(prefix="crash-"))
-    url = create_pg_database("vm_crash")
+    url = create_database("vm_crash")
     dsn = psycopg_dsn(url)
-    maintenance = psycopg_dsn(url.rsplit("/", 1)[0] + "/postgres")
+    maintenance = psycopg_dsn(maintenance_url(url))
     server = Server(url, workdir)
     report: dict = {"database": url.rsplit("/", 1)[1], "workdir": str(workdir)}
     load = None
@@ -427,7 +433,7 @@ def run(workdir: Path | None = None, *, log=say) -> dict:
         finally:
             server.stop()
             with contextlib.suppress(psycopg.Error):
-                drop_pg_database(url)
+                drop_database(url)
 
 
 def main() -> int:

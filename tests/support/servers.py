@@ -1,22 +1,24 @@
-"""A real gunicorn serving the app, for the race and crash tests.
+"""A real gunicorn serving the app, for the server race tests, the crash test and the benchmarks.
 
-The tests elsewhere call the service layer or Flask's test client inside one process. Here the app
-runs the way it is deployed — `gunicorn --config gunicorn.conf.py -w 2 --threads 8 wsgi:app` — in
-its own process group, against a database of its own: a fresh PostgreSQL database (created through
-the `postgres` maintenance database and dropped afterwards) or a fresh SQLite file. Data is prepared
-through the service layer by a second app in the test process (`Server.local_app()`, same database,
-same secrets, so voucher cards signed here verify there), and the server is exercised over HTTP
-with http.client from plain threads, with bounded timeouts everywhere.
+The tests elsewhere call the service layer or Flask's test client inside one process. `Server` runs
+an app the way it is deployed — `gunicorn --config gunicorn.conf.py … wsgi:app`, production settings
+with secrets of its own — in its own process group, against a database of its own (see
+databases.fresh_database), with its access and error logs in its work folder. Data is prepared
+through the service layer by a second app in this process (`Server.local_app()`: same database, same
+secrets, so voucher cards signed here verify there) or in bulk, and the server is exercised over HTTP
+(`call`, with bounded timeouts) or by a load generator on `server.port`.
 
-    with fresh_database("postgresql") as url:
+    with fresh_database("postgresql", workdir, prefix="vm_server") as url:
         server = Server(url, workdir)
-        server.start()
+        server.start()            # migrates first (flask db upgrade), then waits for /health
         try:
             ...
         finally:
-            server.stop()
+            server.stop()         # the whole process group; closes the logs, disposes local apps
 
-Ports come from 18100–18199, one free port per server.
+Each suite listens in a range of its own so that they can run side by side: the tests in 18100–18199
+(TEST_PORTS, the default), the benchmarks in 18200–18299 (bench/common.py). A port is picked at random
+among the free ones of the range; a start that loses the port to someone else tries another.
 """
 
 import contextlib
@@ -25,74 +27,28 @@ import json
 import os
 import random
 import re
-import secrets
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-from sqlalchemy import make_url
+from tests.support.apps import app_config, dispose, make_app, new_secrets
 
-from marketplace.app import create_app
-from marketplace.db import db
-from tests.conftest import pg_url, postgres_unavailable_reason, psycopg_dsn
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# The checkout's own .venv, or (a git worktree without one) the virtualenv running the tests.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The checkout's own .venv, or (a git worktree without one) the virtualenv running this process.
 VENV_BIN = PROJECT_ROOT / ".venv" / "bin" if (PROJECT_ROOT / ".venv" / "bin").is_dir() else Path(sys.executable).parent
-PORTS = range(18100, 18200)
-WORKERS = 2
-THREADS = 8
+TEST_PORTS = range(18100, 18200)
 # gunicorn's access log line (gunicorn.conf.py): host [time] "METHOD /path" status bytes Nms
 ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+)" (?P<status>\d{3}) ')
+# Settings of the calling environment that would change how gunicorn or Flask start.
+FOREIGN_SETTINGS = ("GUNICORN_CMD_ARGS", "FLASK_APP", "FLASK_DEBUG")
 
 
-# --- databases ------------------------------------------------------------------------------------
-
-def postgres_reason() -> str | None:
-    """Why the PostgreSQL half cannot run here, or None."""
-    return postgres_unavailable_reason()
-
-
-def _maintenance_dsn() -> str:
-    return psycopg_dsn(make_url(pg_url()).set(database="postgres").render_as_string(hide_password=False))
-
-
-def create_pg_database(prefix: str = "vm_server") -> str:
-    """Create a fresh, empty PostgreSQL database on the test server; return its SQLAlchemy URL."""
-    name = f"{prefix}_{secrets.token_hex(5)}"
-    with psycopg.connect(_maintenance_dsn(), autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return make_url(pg_url()).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_pg_database(url: str) -> None:
-    name = make_url(url).database
-    with psycopg.connect(_maintenance_dsn(), autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@contextlib.contextmanager
-def fresh_database(backend: str, folder: Path) -> Iterator[str]:
-    """A database nobody else uses, removed afterwards: a new PostgreSQL database or a new SQLite file."""
-    if backend == "sqlite":
-        yield f"sqlite:///{folder / f'server-{secrets.token_hex(4)}.sqlite3'}"
-        return
-    url = create_pg_database()
-    try:
-        yield url
-    finally:
-        drop_pg_database(url)
-
-
-# --- the server -----------------------------------------------------------------------------------
+# --- ports and processes --------------------------------------------------------------------------
 
 def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -103,32 +59,47 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def free_port() -> int:
-    """A port in 18100–18199 that nothing listens on (tried in random order: other suites share the range)."""
-    candidates = list(PORTS)
+def free_port(ports: range = TEST_PORTS) -> int:
+    """A port of *ports* that nothing listens on (tried in random order: other runs share the range)."""
+    candidates = list(ports)
     random.shuffle(candidates)
     for port in candidates:
         if port_is_free(port):
             return port
-    raise RuntimeError("no free port in 18100-18199")
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
+
+
+def _stat_fields(pid: int | str) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name. :raises OSError: no such process."""
+    # "pid (comm) state ppid ..." — comm may hold spaces or parentheses, so split after the last ')'.
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def child_pids(parent: int) -> list[int]:
-    """Processes whose parent is *parent* (from /proc: no psutil needed)."""
+    """Processes whose parent is *parent*, in pid order (from /proc: no psutil needed)."""
     children = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            fields = _stat_fields(entry.name)
         except OSError:
             continue
-        # "pid (comm) state ppid ..." — comm may hold spaces or parentheses, so split after the last ')'.
-        fields = stat.rsplit(")", 1)[1].split()
         if int(fields[1]) == parent:
             children.append(int(entry.name))
     return sorted(children)
 
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process *pid* has used so far; 0 when it is gone."""
+    try:
+        fields = _stat_fields(pid)
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- the server -----------------------------------------------------------------------------------
 
 @dataclass
 class Reply:
@@ -153,93 +124,98 @@ class Reply:
 
 @dataclass
 class Server:
-    """One gunicorn (WORKERS × THREADS) serving *database_url* from *workdir* (logs, instance folder).
+    """One gunicorn serving *target* on *database_url* from *workdir* (instance folder, logs).
 
-    workers or threads None: what gunicorn.conf.py decides. *settings*: more of the app's settings, for
-    the server and local_app() alike.
+    *workers* and *threads* become `-w` and `--threads`; None leaves them to gunicorn.conf.py (one
+    worker with memory:// login counters, two with a shared store; 4 threads each on PostgreSQL, 1 on
+    SQLite). The logs are `<name>-access.log` and `<name>-error.log` in *workdir*. *settings*: more of
+    the app's settings, for the server and local_app() alike.
     """
 
     database_url: str
     workdir: Path
-    workers: int | None = WORKERS
-    threads: int | None = THREADS
+    target: str = "wsgi:app"
+    name: str = "gunicorn"
+    workers: int | None = 2
+    threads: int | None = 8
+    ports: range = TEST_PORTS
     ratelimit_uri: str = "memory://"
     settings: dict = field(default_factory=dict)
+    secrets: dict = field(default_factory=new_secrets)
     port: int = 0
     process: subprocess.Popen | None = None
-    secrets_: dict = field(default_factory=lambda: {
-        "SECRET_KEY": secrets.token_hex(32),
-        "ID_HASH_KEY": secrets.token_hex(32),
-        "TOKEN_KEYS": f"1:{secrets.token_hex(32)}",
-    })
     _apps: list = field(default_factory=list)
     _log_files: list = field(default_factory=list)
     _replies_lock: threading.Lock = field(default_factory=threading.Lock)
     statuses: list = field(default_factory=list)  # (status, method, path) of every reply seen by call()
 
-    # --- configuration shared by the server and the test process ----------------------------------
+    # --- configuration shared by the server and this process ----------------------------------------
 
     @property
     def instance_path(self) -> Path:
         return self.workdir / "instance"
 
-    def config(self) -> dict:
-        return {"APP_ENV": "production", "DATABASE_URL": self.database_url,
-                "RATELIMIT_STORAGE_URI": self.ratelimit_uri, **self.secrets_, **self.settings}
-
     def environment(self) -> dict:
-        env = {name: value for name, value in os.environ.items()
-               if name not in ("GUNICORN_CMD_ARGS", "FLASK_APP", "FLASK_DEBUG")}
-        env.update({name: str(value) for name, value in self.config().items()})
-        env["INSTANCE_PATH"] = str(self.instance_path)
+        """The server's environment: ours without FOREIGN_SETTINGS, plus the app's production settings."""
+        env = {name: value for name, value in os.environ.items() if name not in FOREIGN_SETTINGS}
+        env.update({key: str(value) for key, value in app_config(
+            self.database_url, secrets=self.secrets, instance_path=self.instance_path,
+            RATELIMIT_STORAGE_URI=self.ratelimit_uri, **self.settings).items()})
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
     def local_app(self):
-        """An app in the test process on the same database with the same secrets (for the service layer)."""
-        application = create_app(self.config())
+        """An app in this process on the same database with the same secrets (for the service layer)."""
+        application = make_app(self.database_url, secrets=self.secrets, instance_path=self.instance_path,
+                               RATELIMIT_STORAGE_URI=self.ratelimit_uri, **self.settings)
         self._apps.append(application)
         return application
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
     def migrate(self) -> None:
+        """Upgrade the schema with the project's CLI (`flask db upgrade`), in the server's environment."""
         self.instance_path.mkdir(parents=True, exist_ok=True)
         subprocess.run([str(VENV_BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=PROJECT_ROOT,
                        env=self.environment(), check=True, timeout=180, capture_output=True)
 
     @property
     def access_log(self) -> Path:
-        return self.workdir / "gunicorn-access.log"
+        return self.workdir / f"{self.name}-access.log"
 
     @property
     def error_log(self) -> Path:
-        return self.workdir / "gunicorn-error.log"
+        return self.workdir / f"{self.name}-error.log"
+
+    def command(self) -> list[str]:
+        command = [str(VENV_BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}"]
+        if self.workers is not None:
+            command += ["-w", str(self.workers)]
+        if self.threads is not None:
+            command += ["--threads", str(self.threads)]
+        return [*command, self.target]
 
     def start(self, *, migrate: bool = True, timeout: float = 60.0) -> None:
-        """Upgrade the schema, start gunicorn in its own process group and wait until /health answers 200."""
+        """Upgrade the schema (unless not *migrate*), start gunicorn in its own process group and wait
+        until /health answers 200. :raises RuntimeError: it did not, with the end of its error log."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         if migrate:
             self.migrate()
         for _attempt in range(5):
-            self.port = free_port()
+            self.port = free_port(self.ports)
             access = open(self.access_log, "ab")  # noqa: SIM115 - closed in stop()
             errors = open(self.error_log, "ab")  # noqa: SIM115 - closed in stop()
             self._log_files += [access, errors]
-            sizes = ([] if self.workers is None else ["-w", str(self.workers)]) + (
-                [] if self.threads is None else ["--threads", str(self.threads)])
-            self.process = subprocess.Popen(
-                [str(VENV_BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
-                 *sizes, "wsgi:app"],
-                cwd=PROJECT_ROOT, env=self.environment(), stdout=access, stderr=errors, stdin=subprocess.DEVNULL,
-                start_new_session=True)
+            self.process = subprocess.Popen(self.command(), cwd=PROJECT_ROOT, env=self.environment(), stdout=access,
+                                            stderr=errors, stdin=subprocess.DEVNULL, start_new_session=True)
             if self.wait_healthy(timeout=timeout):
                 return
             lost_port_race = self.process.poll() is not None and "Address already in use" in self.error_text()
             self.stop()
             if not lost_port_race:
                 break
-        raise RuntimeError(f"gunicorn did not become healthy on port {self.port}:\n{self.error_text()[-4000:]}")
+        raise RuntimeError(f"{self.name} ({self.target}) did not become healthy on port {self.port}:\n"
+                           f"{self.error_text()[-4000:]}")
 
     def wait_healthy(self, *, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -267,8 +243,14 @@ class Server:
             time.sleep(0.1)
         raise RuntimeError(f"gunicorn has {len(self.worker_pids())} workers, expected {count}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the master and its workers, from /proc."""
+        if self.process is None:
+            return 0.0
+        return sum(process_cpu_seconds(pid) for pid in [self.process.pid, *self.worker_pids()])
+
     def stop(self) -> None:
-        """Stop gunicorn and every process of its group; close the logs; dispose the test-process engines."""
+        """Stop gunicorn and every process of its group; close the logs; dispose the local apps."""
         process, self.process = self.process, None
         if process is not None:
             if process.poll() is None:
@@ -284,9 +266,7 @@ class Server:
             handle.close()
         self._log_files.clear()
         for application in self._apps:
-            with application.app_context():
-                db.session.remove()
-                db.engine.dispose()
+            dispose(application)
         self._apps.clear()
 
     # --- HTTP -----------------------------------------------------------------------------------------
@@ -321,15 +301,17 @@ class Server:
 
     # --- what the server itself logged ------------------------------------------------------------------
 
-    def error_text(self) -> str:
+    def _flush_logs(self) -> None:
         for handle in self._log_files:
             handle.flush()
+
+    def error_text(self) -> str:
+        self._flush_logs()
         return self.error_log.read_text(errors="replace") if self.error_log.exists() else ""
 
     def server_side_5xx(self) -> list[str]:
         """Access-log lines with a 5xx status: what the server answered, whether or not a client read it."""
-        for handle in self._log_files:
-            handle.flush()
+        self._flush_logs()
         if not self.access_log.exists():
             return []
         return [line for line in self.access_log.read_text(errors="replace").splitlines()
@@ -338,29 +320,3 @@ class Server:
     def client_side_5xx(self) -> list[tuple[int, str, str]]:
         with self._replies_lock:
             return [entry for entry in self.statuses if entry[0] >= 500]
-
-
-def race(count: int, work, *, timeout: float = 60.0) -> list:
-    """Run work(index) in *count* threads released together by a barrier; return results in index order.
-
-    A result is whatever work returned, or the exception it raised (as an object, never swallowed).
-    """
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def runner(index):
-        try:
-            barrier.wait(timeout=timeout)
-            results[index] = work(index)
-        except BaseException as error:  # noqa: BLE001 - handed to the caller
-            results[index] = error
-
-    threads = [threading.Thread(target=runner, args=(index,), daemon=True) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + timeout
-    for thread in threads:
-        thread.join(timeout=max(0.1, deadline - time.monotonic()))
-    hung = sum(thread.is_alive() for thread in threads)
-    assert hung == 0, f"{hung} of {count} racers hung past {timeout}s"
-    return results
