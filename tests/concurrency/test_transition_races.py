@@ -6,7 +6,6 @@ the same "from" twice. Each racer is a real thread with its own session and conn
 """
 
 import json
-from collections import Counter
 
 import pytest
 from sqlalchemy import select
@@ -63,12 +62,17 @@ def test_revoke_racing_reinstate_leaves_one_decision_and_a_true_history(app):
         outcomes = race_transactions(app, lambda index, p=provider.id: _decide(admin_id, p, actions[index]),
                                      racers=RACERS)
 
-        assert sorted(outcomes) == ["InvalidTransition"] * (RACERS - 1) + ["ok"]
+        # One decision from "suspended" wins; a revoke that read "approved" after a reinstatement committed
+        # may follow it (reinstate, then revoke), nothing else: the history is one unbroken chain.
+        assert set(outcomes) <= {"ok", "InvalidTransition"}
+        assert outcomes.count("ok") in (1, 2)
         history = _history(build, provider.id)
-        froms = Counter(row[0] for row in history)
-        assert froms["suspended"] == 1, history  # never two decisions taken from the same status
+        history = history[history.index(("approved", "suspended")) + 1:]  # what the racers decided
+        assert len(history) == outcomes.count("ok")
+        assert history[0][0] == "suspended"
+        assert [row[0] for row in history[1:]] == [row[1] for row in history[:-1]]
         final = build.read(lambda p=provider.id: db.session.get(Provider, p).status)
-        assert history[-1] == ("suspended", final)
+        assert history[-1][1] == final
         assert final in ("revoked", "approved")
 
 
