@@ -420,3 +420,19 @@ def load_complaints(bulk: Bulk, *, provider_ids: list[int], first_redemption: in
     bulk.load("complaint", ["provider_id", "recipient_id", "redemption_id", "text", "status", "upheld", "resolution",
                             "created_at", "created_by", "resolved_at", "resolved_by"], rows)
     return {"complaints": len(rows), "held": held}
+
+
+def load_choices(bulk: Bulk, *, programme_id: int, recipients: tuple[int, int], offered: dict[int, list[str]],
+                 item_codes: list[str], chosen_by: int, now: datetime) -> int:
+    """Every recipient's choice of provider for every item, among the providers offering it (spread evenly),
+    with its choice event; returns how many choices."""
+    first, count = recipients
+    by_item = {code: [pid for pid, codes in offered.items() if code in codes] for code in item_codes}
+    rows = [(rid, programme_id, code, by_item[code][(rid * 31 + k) % len(by_item[code])], now, chosen_by)
+            for rid in range(first, first + count) for k, code in enumerate(item_codes) if by_item[code]]
+    bulk.load("choice", ["recipient_id", "programme_id", "item_code", "provider_id", "chosen_at", "chosen_by"], rows)
+    bulk.load("choice_event", ["recipient_id", "programme_id", "item_code", "from_provider_id", "to_provider_id",
+                               "chosen_at", "chosen_by", "acted_as"],
+              ((rid, pid_, code, None, provider, at, by, "admin") for rid, pid_, code, provider, at, by in rows))
+    bulk.fix_sequences("choice_event")
+    return len(rows)
