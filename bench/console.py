@@ -2,10 +2,11 @@
 
 Data: the demo's five home-care items (助餐 助浴 助洁 助急 助医, with its prices and monthly quotas) in an
 active programme of 蒲江县 (510131); `console_providers` providers (one in twenty suspended, each
-offering three items), those serving the county enrolled; `console_recipients` recipients, each with
+offering four items), those serving the county enrolled; `console_recipients` recipients, each with
 a provider chosen for every item; `console_months` months of redemptions (`console_redemptions_per_month`
-a month, this month's so far in proportion, a third of them rated; complaints about last month's),
-all loaded in bulk (datagen.py); then through the service layer, as the product does it, this month's
+a month, this month's so far in proportion, a third of them rated; complaints about last month's;
+the audit events of every redemption, hash-chained as the app chains them), all loaded in bulk
+(datagen.py); then through the service layer, as the product does it, this month's
 vouchers for every eligible recipient (`issue_monthly`) and every earlier month settled, approved by a
 second admin and paid. Logins: a region-limited admin of 510131, an auditor, the staff login of the
 busiest provider and a recipient served by it.
@@ -54,6 +55,7 @@ from bench.datagen import (
     load_providers,
     load_recipients,
     load_redeemed_month,
+    load_redemption_audit,
     month_instants,
     provider_items,
     setup_programme,
@@ -88,6 +90,7 @@ def periods_back(now, months: int) -> list[str]:
 
 def build_county(options: Options, staged) -> dict:
     """Load the county (see the module's docstring); return the ids the pages are filled with and the logins."""
+    from marketplace.audit.service import verify_chain
     from marketplace.auth import service as auth_service
     from marketplace.db import db, transaction
     from marketplace.programmes.models import Programme
@@ -105,7 +108,7 @@ def build_county(options: Options, staged) -> dict:
                                    eligibility={"min_age": 60, "tags_any": []}, now=now)
     with Bulk(url, checkpoints=not options.smoke) as bulk:
         approved = load_providers(bulk, int(options.size("console_providers")), codes, programme_id, now,
-                                  items_each=3, unapproved_every=20)
+                                  items_each=4, unapproved_every=20)
         serving = [pid for pid in approved if PROVIDER_REGIONS[pid % len(PROVIDER_REGIONS)] in ("510131", "510100")]
         offered = provider_items(bulk, serving)
         recipients = load_recipients(bulk, recipients_wanted, now)
@@ -123,10 +126,14 @@ def build_county(options: Options, staged) -> dict:
                 last_month = (period, month["first_redemption"], count)
         complaints = load_complaints(bulk, provider_ids=serving, first_redemption=last_month[1],
                                      redemptions=last_month[2], period=last_month[0], created_by=admin.id, now=now)
+        first, last = bulk.execute("SELECT MIN(id), MAX(id) FROM redemption")[0]
+        audited = load_redemption_audit(bulk, first_redemption=first, last_redemption=last, actor_id=admin.id,
+                                        actor=admin.username)
         bulk.analyze()
     note(f"loaded {len(approved):,} approved providers ({len(serving):,} serving the county), "
          f"{recipients_wanted:,} recipients, {choices:,} choices, {redemptions:,} redemptions over "
-         f"{len(periods)} months, {ratings:,} ratings, {complaints['complaints']:,} complaints")
+         f"{len(periods)} months, {ratings:,} ratings, {complaints['complaints']:,} complaints, "
+         f"{audited:,} audit events")
 
     with app.app_context():
         with transaction():
@@ -161,12 +168,14 @@ def build_county(options: Options, staged) -> dict:
                                                         username="bench-recipient", password=PASSWORD, actor=None,
                                                         now=now)
         ids["user"] = staff.id
+        chain_ok = verify_chain().ok if options.smoke else None  # re-hashing a year of events takes minutes
         logins = {"recipient": resident.username, "provider": staff.username, "admin": county.username,
                   "auditor": auditor.username}
         db.session.remove()
     return {"ids": ids, "logins": logins, "programme_id": programme_id, "recipients": recipients_wanted,
             "providers": len(approved), "redemptions": redemptions, "ratings": ratings, "months": len(periods),
-            "vouchers_this_month": issued.vouchers, "settlements": settled}
+            "vouchers_this_month": issued.vouchers, "settlements": settled, "audit_events": audited,
+            "audit_chain_ok": chain_ok}
 
 
 def pick_ids(programme_id: int, periods: list[str]) -> dict:

@@ -85,6 +85,7 @@ def test_bench_smoke_runs_every_benchmark_and_writes_results(tmp_path):
         assert all(export["rows"] == statements["lines"] for export in statements["exports"].values())
 
         console = result("console", backend)
+        assert console["world"]["audit_chain_ok"]
         assert console["clean"], (console["server_5xx"], [(p["page"], p["statuses"], p["problems"])
                                                            for p in console["pages"]])
         assert console_pages(tmp_path) == {page["page"] for page in console["pages"] + console["skipped"]}
