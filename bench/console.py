@@ -14,9 +14,9 @@ busiest provider and a recipient served by it.
 Pages: every GET route of `app.url_map` that is not under /api/ or /static/ (nor a blueprint's static
 files), so a page added later is measured without touching this file. Path parameters are filled with
 real ids of that world (programme, item code, recipient, provider, redemption, settlement, complaint,
-voucher, issuance, user, period; `<id>` from the segment before it). Each page is requested as the
-role whose pages it lives among first (/me → recipient, /provider → provider, /staff → admin, else
-anonymous), then as every other role, and measured as the first that gets 200. A page that cannot be
+voucher, issuance, user, period; `<id>` from the segment before it). Each page is requested
+anonymously, then as the role whose pages it lives among (/me → recipient, /provider → provider,
+/staff → admin, then auditor), then as every other role, and measured as the first that gets 200. A page that cannot be
 filled, that no role gets 200 from, or that is an action (GET /logout ends the session) is listed as
 skipped with the reason.
 
@@ -237,10 +237,12 @@ def fill(rule, ids: dict) -> tuple[str | None, str | None]:
 
 
 def role_order(path: str) -> list[str]:
+    """Anonymous first (pages for anyone are measured as the public sees them; the others redirect to
+    /login), then the role whose pages *path* lives among, then the rest."""
     hinted = [role for prefix, role in HINTS if path == prefix or path.startswith(prefix + "/")]
     if hinted == ["admin"]:
         hinted.append("auditor")
-    return hinted + [role for role in ROLES if role not in hinted]
+    return ["anonymous", *hinted] + [role for role in ROLES if role not in hinted and role != "anonymous"]
 
 
 def login(server, username: str) -> str:
