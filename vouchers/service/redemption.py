@@ -76,22 +76,32 @@ def create_presence_code(*, recipient_id: int, now: datetime) -> dict:
 
 
 def _issue_short_code(claims: tokens.PresenceClaims, *, now: datetime) -> str:
-    """Draw 8 digits that no live code has, and keep their hash for the life of the presence code."""
+    """Draw 8 digits that no live code has, and keep their hash for the life of the presence code.
+
+    Usually one INSERT: only when the digits' hash is taken is a dead holder (expired, or its presence code
+    used) cleared away, and only while an older token key still verifies are its hashes looked at too.
+    """
+    values = {"nonce": claims.nonce, "recipient_id": claims.recipient_id, "expires_at": claims.expires_at}
     for _draw in range(SHORT_CODE_DRAWS):
         code = tokens.new_short_code()
-        hashes = tokens.short_code_hashes(code)
-        mine = _SHORT_CODE.c.code_hash.in_(hashes)
-        # A dead code (expired, or its presence code used) gives its hash up; a live one keeps it.
-        db.session.execute(delete(_SHORT_CODE).where(mine, _dead(now)))
-        if db.session.execute(select(_SHORT_CODE.c.code_hash).where(mine).limit(1)).first() is not None:
-            continue
-        # ON CONFLICT DO NOTHING: a racing request that drew the same digits waits for the first, then skips.
-        inserted = db.session.execute(insert_ignoring_conflicts(_SHORT_CODE, _SHORT_CODE.c.code_hash), {
-            "code_hash": hashes[0], "nonce": claims.nonce, "recipient_id": claims.recipient_id,
-            "expires_at": claims.expires_at}).first()
-        if inserted is not None:
+        mine, *older = tokens.short_code_hashes(code)
+        if older and db.session.execute(select(_SHORT_CODE.c.code_hash).where(
+                _SHORT_CODE.c.code_hash.in_(older), ~_dead(now)).limit(1)).first() is not None:
+            continue  # the same digits are live under a key being rotated out
+        if _insert_short_code(mine, values):
+            return code
+        db.session.execute(delete(_SHORT_CODE).where(_SHORT_CODE.c.code_hash == mine, _dead(now)))
+        if _insert_short_code(mine, values):
             return code
     raise RuntimeError(f"no free short code in {SHORT_CODE_DRAWS} draws")
+
+
+def _insert_short_code(code_hash: str, values: dict) -> bool:
+    # ON CONFLICT DO NOTHING: a taken hash (or a racing request that drew the same digits, once it commits)
+    # inserts nothing, and the transaction stays usable.
+    inserted = db.session.execute(insert_ignoring_conflicts(_SHORT_CODE, _SHORT_CODE.c.code_hash),
+                                  {"code_hash": code_hash, **values}).first()
+    return inserted is not None
 
 
 def _dead(now: datetime):
