@@ -22,10 +22,11 @@ from sqlalchemy import select
 
 from marketplace.audit.models import AuditEvent
 from marketplace.config import parse_token_keys
-from marketplace.db import db, utcnow
+from marketplace.db import db, transaction, utcnow
 from tests.conftest import error_code
 from vouchers import tokens
 from vouchers.models import PresenceShortCode, Redemption, UsedPresenceCode, Voucher
+from vouchers.service import redemption as redemption_service
 
 API = "/api/v1"
 ALICE_MEAL = 1140  # alice is low_income: 5 % co-payment of 1200
@@ -116,6 +117,25 @@ def test_a_dead_codes_digits_may_be_drawn_again(app, build, client, chosen, monk
     with app.app_context():
         claims = tokens.read_presence_token(again["token"], now=utcnow())
     assert [(row.nonce, row.recipient_id) for row in rows(build, PresenceShortCode)] == [(claims.nonce, chosen.bob.id)]
+
+
+def test_codes_issued_just_before_a_key_rotation_still_work_and_keep_their_digits(make_app, build, chosen,
+                                                                                  monkeypatch):
+    before = make_app(TOKEN_KEYS="1:the-old-token-key")
+    after = make_app(TOKEN_KEYS="2:the-new-token-key,1:the-old-token-key")  # a new signing key in front
+    with before.app_context(), transaction():
+        old = redemption_service.create_presence_code(recipient_id=chosen.alice.id, now=utcnow())
+    draws = iter([old["short_code"], "00000042"])
+    monkeypatch.setattr(tokens, "new_short_code", lambda: next(draws))
+
+    with after.app_context(), transaction():
+        new = redemption_service.create_presence_code(recipient_id=chosen.bob.id, now=utcnow())
+    typed = redeem(after.test_client(), build.headers(chosen.p1.user), short_code=old["short_code"],
+                   item_code=chosen.meal)
+
+    assert new["short_code"] == "00000042"  # the old code's digits were live under the old key
+    assert typed.status_code == 201, typed.get_json()
+    assert typed.get_json()["recipient_id"] == chosen.alice.id
 
 
 # --- redeeming by typed code ------------------------------------------------------------------------
