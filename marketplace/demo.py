@@ -61,7 +61,7 @@ WANG = {"name": "王秀英", "birth": date(1942, 3, 15), "sequence": "902", "pho
 # Her providers per item (logins of DEMO_PROVIDERS); 助餐 first from 大塘镇, switched after a late meal.
 WANG_FIRST_CHOICE = {"HC-MEAL": "provider-datang", "HC-BATH": "provider-leling", "HC-CLEAN": "provider-leling",
                      "HC-EMERGENCY": "provider-hospital", "HC-MEDICAL": "provider-hospital"}
-WANG_SWITCH = ("HC-MEAL", "provider-heshan")
+WANG_SWITCH = ("HC-MEAL", "provider-heshan")  # with its reason (timeliness) and her words
 # Who to log in as, per audience, and the page to open (CONSOLE.md, "Fixed addresses").
 AUDIENCES = [
     # audience, page, username (None: no login)
@@ -191,9 +191,9 @@ def seed_wang(*, programme, wang, admin, approver, periods: tuple[str, str], now
     this_start = settlement.month_start_instant(this_month)
     recipient = db.session.get(Recipient, wang.recipient_id)
 
-    def choose(item_code, login, at):
+    def choose(item_code, login, at, **reason):
         choice.set_choice(recipient=recipient, programme=programme, item_code=item_code,
-                          provider_id=providers[login].provider_id, actor=wang, now=at)
+                          provider_id=providers[login].provider_id, actor=wang, now=at, **reason)
 
     def serve(item_code, at, *, rate: str | None, score: int = 5):
         provider = providers[current[item_code]]
@@ -224,7 +224,8 @@ def seed_wang(*, programme, wang, admin, approver, periods: tuple[str, str], now
         if not switched and at > day(10, 10):
             item_code_switched, login = WANG_SWITCH
             current[item_code_switched] = login
-            choose(item_code_switched, login, day(10, 10))
+            choose(item_code_switched, login, day(10, 10), switch_reason="timeliness",
+                   switch_note="午餐经常晚送，饭菜凉了。")
             switched = True
         late = item_code == "HC-MEAL" and at == day(9, 11.5)
         done = serve(item_code, at, rate="phone", score=2 if late else 4 if "datang" in current[item_code] else 5)

@@ -150,7 +150,8 @@ def test_seed_demo_gives_the_demo_recipient_a_month_to_try(app, runner, client):
     # A provider chosen for every item, and one earlier switch.
     choices = client.get(f"/api/v1/recipients/{recipient_id}/choices", headers=headers).get_json()
     assert {choice["item_code"] for choice in choices["current"]} == items
-    assert [event["item_code"] for event in choices["history"] if event["from_provider_id"]] == ["HC-MEAL"]
+    switches = [event for event in choices["history"] if event["from_provider_id"]]
+    assert [(event["item_code"], event["switch_reason"]) for event in switches] == [("HC-MEAL", "timeliness")]
 
     # Services this month and last, every one rated but one, which is inside the rating window.
     assert len(services) > 20
