@@ -16,7 +16,9 @@ files), so a page added later is measured without touching this file. Path param
 real ids of that world (programme, item code, recipient, provider, redemption, settlement, complaint,
 voucher, issuance, user, period; `<id>` from the segment before it). Each page is requested
 anonymously, then as the role whose pages it lives among (/me → recipient, /provider → provider,
-/staff → admin, then auditor), then as every other role, and measured as the first that gets 200. A page that cannot be
+/staff → admin, then auditor), then as every other role, and measured as the first that gets 200. A
+page that needs a query string (the confirmation of a choice: ?programme_id=…&provider_id=…) gets the
+one of a link to it on the pages that answered. A page that cannot be
 filled, that no role gets 200 from, or that is an action (GET /logout ends the session) is listed as
 skipped with the reason.
 
@@ -40,6 +42,7 @@ p95 ≤ 50 ms, for every page.
 """
 
 import gzip
+import html
 import re
 import time
 from html.parser import HTMLParser
@@ -386,9 +389,39 @@ def server_time(server, path: str, cookie: str | None, *, warmup: int, requests:
             "max_ms": summary["max_ms"], "statuses": summary["statuses"], "errors": summary["errors"]}
 
 
+HREF = re.compile(r"""href=["']([^"']+)["']""")
+
+
+def first_answer(server, path: str, roles: list[str], cookies: dict) -> tuple[str | None, dict, dict]:
+    """(the first of *roles* that gets 200 from *path*, every role's status, the 200 page's text by role)."""
+    answers, texts = {}, {}
+    for role in roles:
+        reply = server.call("GET", path, headers=headers_for(cookies.get(role)), record=False)
+        answers[role] = reply.status
+        if reply.status == 200:
+            if "html" in reply.headers.get("content-type", ""):
+                texts[role] = readable(server, path, reply, cookies.get(role))
+            return role, answers, texts
+    return None, answers, texts
+
+
+def linked(path: str, texts: dict[str, str]) -> str | None:
+    """A link on a page already seen to *path* with a query string (a page needing one, such as the
+    confirmation of a choice: /me/providers/<item>/choose?programme_id=…&provider_id=…)."""
+    for text in texts.values():
+        for href in HREF.findall(text):
+            parts = urlsplit(html.unescape(href))
+            if parts.path == path and parts.query:
+                return f"{parts.path}?{parts.query}"
+    return None
+
+
 def survey(app, server, ids: dict, cookies: dict) -> tuple[list[dict], list[dict]]:
-    """Which pages there are, filled and matched with a role: (to measure, skipped)."""
-    pages, skipped = [], []
+    """Which pages there are, filled and matched with a role: (to measure, skipped).
+
+    A page no role gets 200 from is tried once more with the query string of a link to it found on
+    the pages that did answer (every role that answered 200 somewhere)."""
+    pages, skipped, texts = [], [], {}
     for rule in console_rules(app):
         if rule.rule in ACTIONS:
             skipped.append({"page": rule.rule, "endpoint": rule.endpoint, "reason": ACTIONS[rule.rule]})
@@ -397,18 +430,27 @@ def survey(app, server, ids: dict, cookies: dict) -> tuple[list[dict], list[dict
         if path is None:
             skipped.append({"page": rule.rule, "endpoint": rule.endpoint, "reason": why})
             continue
-        answers = {}
-        for role in role_order(rule.rule):
-            answers[role] = server.call("GET", path, headers=headers_for(cookies.get(role)), record=False).status
-            if answers[role] == 200:
-                pages.append({"page": rule.rule, "endpoint": rule.endpoint, "path": path, "role": role})
-                break
+        role, answers, seen = first_answer(server, path, role_order(rule.rule), cookies)
+        texts.update({(role_, path): text for role_, text in seen.items()})
+        entry = {"page": rule.rule, "endpoint": rule.endpoint, "path": path, "role": role, "answers": answers}
+        (pages if role else skipped).append(entry)
+    for entry in [entry for entry in skipped if "answers" in entry]:
+        answers = entry["answers"]
+        statuses = ", ".join(f"{role} {status}" for role, status in answers.items())
+        link = linked(entry["path"], texts)
+        if link:
+            role, again, _seen = first_answer(server, link, role_order(entry["page"]), cookies)
+            if role:
+                skipped.remove(entry)
+                pages.append({**entry, "path": link, "role": role, "answers": {**answers, **{
+                    f"{r} (with the link's query)": s for r, s in again.items()}}})
+                continue
+        if all(300 <= status < 400 for status in answers.values()):
+            entry["reason"] = f"an action, not a page: every role is redirected ({statuses})"
         else:
-            statuses = ", ".join(f"{role} {status}" for role, status in answers.items())
-            reason = (f"an action, not a page: every role is redirected ({statuses})"
-                      if all(300 <= status < 400 for status in answers.values()) else f"no role got 200: {statuses}")
-            skipped.append({"page": rule.rule, "endpoint": rule.endpoint, "path": path, "reason": reason})
-    return pages, skipped
+            entry["reason"] = f"no role got 200: {statuses}" + (f"; nor with {link}" if link else
+                                                                "; no page links to it with a query string")
+    return sorted(pages, key=lambda entry: entry["page"]), skipped
 
 
 def judge(entry: dict) -> dict:
