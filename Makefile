@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint browser screenshots fuzz soak crash bench clean
+.PHONY: help run test lint browser screenshots fuzz soak crash bench clean translations
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -55,6 +55,13 @@ crash: $(VENV)/.test-installed ## Crash test: kill -9 a worker and crash Postgre
 
 bench: $(VENV)/.test-installed ## Benchmarks at full size on SQLite and PostgreSQL (~30 min); JSON in bench/results/
 	$(BIN)/python -m bench
+
+TRANSLATIONS := marketplace/web/translations
+translations: $(VENV)/.test-installed ## Extract the console's messages, update the English catalog, compile it
+	$(BIN)/pybabel extract -F babel.cfg -k _l -o $(TRANSLATIONS)/messages.pot --no-location --sort-output --omit-header .
+	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) -D messages -l en --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel compile -d $(TRANSLATIONS) -D messages
+	@echo "Translate the empty msgstr entries in $(TRANSLATIONS)/en/LC_MESSAGES/messages.po, then run make translations again."
 
 clean: ## Remove the virtualenv, caches and the local SQLite database
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis instance

@@ -28,6 +28,8 @@ from marketplace.programmes import routes as programme_routes
 from marketplace.recipients import cli as recipients_cli
 from marketplace.recipients import routes as recipient_routes
 from marketplace.reports import routes as report_routes
+from marketplace.reports import staff_pages
+from marketplace.web.setup import init_web
 from providers import models as provider_models  # noqa: F401  (complete metadata)
 from providers import routes as provider_routes
 from vouchers import cli as vouchers_cli
@@ -39,6 +41,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 API_TITLE = "Service-voucher marketplace API"
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+FORM_MIMETYPE = "application/x-www-form-urlencoded"  # the console's forms; the API takes JSON
 
 
 class IdConverter(IntegerConverter):
@@ -49,7 +52,8 @@ class IdConverter(IntegerConverter):
 
 
 def create_app(config: dict | None = None) -> Flask:
-    app = Flask(__name__, instance_path=os.environ.get("INSTANCE_PATH") or str(PROJECT_ROOT / "instance"),
+    app = Flask(__name__, static_folder=None,  # the console serves its own (marketplace/web/static.py)
+                instance_path=os.environ.get("INSTANCE_PATH") or str(PROJECT_ROOT / "instance"),
                 instance_relative_config=True)
     app.config.update(Config.from_env().as_flask_config())
     app.config.update(config or {})
@@ -76,6 +80,9 @@ def create_app(config: dict | None = None) -> Flask:
                       report_routes.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(system.docs_assets)
+    init_web(app)
+    for pages in (staff_pages.staff_home,):
+        app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):
         app.register_blueprint(commands)
@@ -91,6 +98,7 @@ def register_request_hooks(app: Flask) -> None:
         g.write_intent_token = set_write_intent(request.method not in ("GET", "HEAD", "OPTIONS"))
         if request.method in BODY_METHODS and request.content_length and not (
             request.is_json or request.mimetype == "multipart/form-data"
+            or (request.mimetype == FORM_MIMETYPE and not request.path.startswith("/api/"))
         ):
             raise UnsupportedMediaType()
 

@@ -14,7 +14,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, current_app, g, has_request_context, jsonify, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, default_exceptions
 
@@ -116,6 +116,10 @@ FRAMEWORK_ERRORS: tuple[FrameworkError, ...] = (*HTTP_CODES.values(), MALFORMED_
 
 
 def envelope(status: int, code: str, message: str, details: dict | None = None):
+    """The API's error body; outside /api/ a browser gets the console's error page instead (when installed)."""
+    html_page = current_app.extensions.get("html_error_page")
+    if html_page is not None and has_request_context() and not request.path.startswith("/api/"):
+        return html_page(status, code, message, details or {})
     response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
     response.status_code = status
     return response

@@ -29,8 +29,11 @@ def test_unknown_api_path_is_a_not_found_envelope(client):
     assert_envelope(client.get("/api/v1/no-such-thing"), 404, "not_found")
 
 
-def test_unknown_path_outside_the_api_is_a_not_found_envelope(client):
-    assert_envelope(client.get("/no-such-page"), 404, "not_found")
+def test_unknown_path_outside_the_api_is_the_consoles_not_found_page(client):
+    page = client.get("/no-such-page")
+    assert page.status_code == 404
+    assert page.mimetype == "text/html"
+    assert "找不到这个页面" in page.get_data(as_text=True)
 
 
 def test_wrong_method_is_a_method_not_allowed_envelope_listing_the_allowed_ones(client):

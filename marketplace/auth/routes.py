@@ -1,11 +1,8 @@
-import secrets
-
 from flask import request, session
-from flask_login import login_user, logout_user
 
 from marketplace.api import Blueprint
 from marketplace.auth import service
-from marketplace.auth.access import current_actor, require_actor, role_required
+from marketplace.auth.access import begin_session, end_session, require_actor, role_required
 from marketplace.auth.schemas import (
     CredentialsSchema,
     SessionSchema,
@@ -48,20 +45,7 @@ def revoke_token():
 @blp.response(200, SessionSchema)
 def login(credentials):
     """Start a cookie session (browsers); the session id is new on every login and the old one dies."""
-    now = utcnow()
-    replaced = current_actor() if not request.headers.get("Authorization") else None
-    replaced_secret = replaced.auth_token if replaced is not None else None
-    with transaction():
-        user = service.authenticate(**credentials, client=request.remote_addr or "unknown")
-        if replaced_secret:
-            # Rotation: a copy of the previous cookie must not outlive the session that replaced it.
-            service.revoke_token(raw=replaced_secret, actor=replaced, now=now)
-        raw, token = service.issue_token(user=user, kind="session", now=now)
-    session.clear()
-    user.auth_token = raw
-    login_user(user)
-    session.permanent = True
-    session["csrf_token"] = secrets.token_urlsafe(32)
+    user, token = begin_session(**credentials)
     return {"csrf_token": session["csrf_token"], "expires_at": token.expires_at, "user": user}
 
 
@@ -69,12 +53,7 @@ def login(credentials):
 @blp.response(204)
 def logout():
     """End the session (or revoke the bearer token) of this request; a captured cookie dies with it."""
-    actor = current_actor()
-    if actor is not None:
-        with transaction():
-            service.revoke_token(raw=actor.auth_token, actor=actor, now=utcnow())
-    logout_user()
-    session.clear()
+    end_session()
 
 
 @blp.get("/me")
