@@ -6,9 +6,10 @@
   cover everything since the page was opened, so the page must be watched from its start: the
   `page` fixture and every context of `new_context` are (tests/browser/conftest.py); `watch(page)`
   does it for a page made otherwise.
-- `check_elder_rules(page)`: the elder profile of the recipient pages (适老化): body text ≥ 18 px,
+- `check_elder_rules(page)`: the elder profile of the recipient pages (适老化): text ≥ 18 px,
   contrast of text with its background ≥ 7:1, every link, button and field ≥ 48 × 48 px, line
-  height ≥ 1.5 — and the same with the 大字模式 switch on (class `large-text` on <html>) with text ≥ 24 px.
+  height of body text (not headings) ≥ 1.5 — and the same with the 大字模式 switch on (class
+  `large-text` on <html>) with text ≥ 24 px.
 - `shoot(page, name)`: full-page PNGs at phone (360 × 780) and desk (1280 × 900) widths, in
   tests/browser/screenshots/ (git-ignored) or, with SCREENSHOTS_TO_DOCS=1, in docs/screenshots/.
 - `each_width(page)`: runs the body of a loop once per width, the viewport set to it.
@@ -153,9 +154,9 @@ def check_page(page) -> None:
 # --- the elder profile (适老化) -------------------------------------------------------------------------
 
 # Runs in the page; returns problems as strings. Text elements are those with a text node of their own;
-# controls count for the font size too. Contrast: the text colour over the backgrounds of the element
-# and its ancestors, composited down to the (white) canvas; text over a background image cannot be
-# measured this way and is reported as such.
+# controls count for the font size too. Line height is a rule of body text: headings may be set tighter.
+# Contrast: the text colour over the backgrounds of the element and its ancestors, composited down to
+# the (white) canvas; text over a background image cannot be measured this way and is reported as such.
 ELDER_RULES_JS = r"""
 ([minFont, minContrast, minTarget, minLineHeight]) => {
   const problems = [];
@@ -233,7 +234,7 @@ ELDER_RULES_JS = r"""
     const style = getComputedStyle(el);
     const size = parseFloat(style.fontSize);
     if (size < minFont - 0.01) problems.push(`font size ${size}px < ${minFont}px: ${name(el)}`);
-    if (!['INPUT', 'SELECT', 'TEXTAREA'].includes(el.tagName)) {
+    if (!['INPUT', 'SELECT', 'TEXTAREA'].includes(el.tagName) && !el.closest('h1, h2, h3, h4, h5, h6')) {
       const lineHeight = style.lineHeight === 'normal' ? null : parseFloat(style.lineHeight) / size;
       if (lineHeight === null || lineHeight < minLineHeight - 0.01) {
         problems.push(`line height ${lineHeight === null ? 'normal' : lineHeight.toFixed(2)} < ${minLineHeight}: `
@@ -335,12 +336,16 @@ def shoot(page, name: str) -> list[Path]:
 
 # --- logging in like a person ------------------------------------------------------------------------------
 
-def log_in(page, user, password: str = PASSWORD) -> None:
-    """Log in as *user* (a User or a username) through the /login form; returns on the page it lands on."""
+def log_in(page, user, password: str = PASSWORD):
+    """Log in as *user* (a User or a username) through the /login form (in Chinese, the default).
+
+    Returns the response of the page it lands on (the role's home, or /login again when refused).
+    """
     username = user if isinstance(user, str) else user.username
     page.goto("/login")
     page.get_by_label("用户名").fill(username)
     page.get_by_label("密码").fill(password)
     form = page.locator("form").filter(has=page.get_by_label("密码"))
-    with page.expect_navigation():
+    with page.expect_navigation() as navigation:
         form.locator("button[type=submit], button:not([type]), input[type=submit]").first.click()
+    return navigation.value

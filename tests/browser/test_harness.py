@@ -178,6 +178,10 @@ def test_check_elder_rules_fails_a_page_breaking_one_rule(site, css, expected):
     assert expected in message, message
 
 
+def test_headings_may_be_set_tighter_than_body_text(site):
+    check_elder_rules(site.open(css="h1 { line-height: 1.2; }"))
+
+
 def test_a_large_check_box_label_is_its_target(site):
     body = '<p><input type="checkbox" id="c"><label for="c" class="big">记住我</label></p>'
     page = site.open(body=body, css="label.big { display: inline-block; min-height: 48px; min-width: 120px; }"
