@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.harness import WIDTHS, watch
+from tests.browser.harness import WIDTHS, scripts_off, watch
 from tests.conftest import BROWSER_REASON
 from tests.support.browsers import CHROMIUM
 from tests.support.servers import LiveServer
@@ -59,6 +59,8 @@ def new_context(new_context, live_server):
     def factory(**settings):
         context = new_context(**{"base_url": live_server.url, **CONTEXT_DEFAULTS, **settings})
         context.on("page", watch)
+        if settings.get("java_script_enabled") is False:
+            scripts_off(context)
         return context
 
     return factory
