@@ -53,7 +53,7 @@ soak: $(VENV)/.test-installed ## The stateful test for much longer (about an hou
 crash: $(VENV)/.test-installed ## Crash test: kill -9 a worker and crash PostgreSQL mid-load (RESTARTS the local PostgreSQL)
 	RUN_CRASH=1 $(BIN)/pytest tests/crash -q
 
-bench: $(VENV)/.test-installed ## Benchmarks at full size on SQLite and PostgreSQL (~30 min); JSON in bench/results/
+bench: $(VENV)/.test-installed ## Benchmarks at full size on SQLite and PostgreSQL (~45 min, the console's county included); JSON in bench/results/
 	$(BIN)/python -m bench
 
 TRANSLATIONS := marketplace/web/translations
