@@ -10,6 +10,7 @@ from marketplace.db import db
 from providers.models import Complaint, Rating
 from tests.conftest import PASSWORD
 from tests.support.console import csrf_from, login_page, post_form, qr_codes_in, visible_text
+from tests.support.races import race
 from vouchers import tokens
 from vouchers.models import Choice, ChoiceEvent, Redemption, Voucher
 
@@ -384,3 +385,19 @@ def test_hostile_bytes_in_any_form_get_a_4xx_and_change_nothing(client, build, w
     assert build.count(ChoiceEvent) == events
     assert build.ratings() == []
     assert build.count(Complaint) == complaints
+
+
+def test_a_form_posted_from_many_tabs_at_once_is_filed_once(app, client, build, world, served):
+    log_in(client, world.alice.user)
+    form = next(f for f in page_forms(client.get("/me/services").get_data(as_text=True))
+                if f["action"].endswith("/complaint"))
+    cookie = client.get_cookie("session").value
+    tabs = []
+    for _ in range(6):
+        tab = app.test_client()
+        tab.set_cookie("session", cookie)
+        tabs.append(tab)
+    fields = {**form["fields"], "provider_id": str(world.p1.id), "text": "同一个投诉点了好几次"}
+    answers = race(len(tabs), lambda index: tabs[index].post(form["action"], data=fields).status_code)
+    assert answers == [303] * len(tabs)
+    assert build.count(Complaint) == 1
