@@ -86,7 +86,8 @@ def test_a_choice_made_for_the_recipient_is_the_admins_for_them(client, build, w
     [event] = build.read(lambda: db.session.scalars(select(ChoiceEvent)).all())
     assert (event.recipient_id, event.chosen_by, event.acted_as) == (world.alice.id, world.admin.id, "admin")
     audit = build.read(lambda: db.session.scalars(select(AuditEvent).where(AuditEvent.action == "choice.made")).one())
-    assert (audit.actor_id, audit.entity_id) == (world.admin.id, str(world.alice.id))
+    assert (audit.actor_id, audit.entity_id, audit.on_behalf_of) == (world.admin.id, str(world.alice.id),
+                                                                     world.alice.id)
 
 
 def test_a_rating_heard_on_the_phone_is_recorded_as_a_follow_up_by_the_admin(client, build, world):
@@ -131,3 +132,46 @@ def test_the_admin_prints_the_recipients_cards(client, build, world, app):
     with app.app_context():
         printed = sorted(tokens.read_voucher_token(token) for token in qr_codes_in(page.get_data(as_text=True)))
     assert printed == sorted(voucher.id for voucher in issued)
+
+
+def acted_for(build, action: str) -> list[tuple[int, int | None]]:
+    """(actor, on_behalf_of) of the audit events of *action*."""
+    return build.read(lambda: [(event.actor_id, event.on_behalf_of) for event in db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id))])
+
+
+def test_every_action_for_the_recipient_is_audited_as_the_admins_on_their_behalf(client, build, world):
+    build.choose_all(world, world.p1, world.alice)
+    served = build.redeem(world.p1, world.alice, world.meal)
+    log_in(client, world.admin)
+    form = form_with(client, act(world.alice, "/services"), "redemption_id", str(served.id))
+    assert submit(client, form, score="3").status_code == 303
+    form = next(f for f in page_forms(client.get(act(world.alice, "/services")).get_data(as_text=True))
+                if f["action"].endswith("/complaint"))
+    assert submit(client, form, provider_id=str(world.p1.id), text="电话里说送餐晚了").status_code == 303
+    reason_form = form_with(client, act(world.alice, f"/providers/{world.meal}/choose?provider_id={world.p2.id}"),
+                            "step", "reason")
+    confirmation = submit(client, reason_form, switch_reason="timeliness")
+    [confirm] = [f for f in page_forms(confirmation.get_data(as_text=True)) if f["fields"].get("step") == "confirm"]
+    assert submit(client, confirm).status_code == 303
+    client.get(act(world.alice, "/cards"))
+
+    mine = (world.admin.id, world.alice.id)
+    assert acted_for(build, "rating.recorded") == [mine]
+    assert acted_for(build, "complaint.filed") == [mine]
+    assert acted_for(build, "choice.made")[-1] == mine
+    printed = acted_for(build, "voucher.card_printed")
+    assert printed == [mine] * build.count(Voucher, Voucher.recipient_id == world.alice.id, Voucher.status == "issued")
+    verified = client.get("/api/v1/audit/verify", headers=build.headers(world.admin)).get_json()
+    assert verified["ok"] is True
+
+
+def test_a_recipient_acting_for_themself_is_on_behalf_of_nobody(client, build, world):
+    build.choose_all(world, world.p1, world.alice)
+    served = build.redeem(world.p1, world.alice, world.meal)
+    log_in(client, world.alice.user)
+    form = form_with(client, "/me/services", "redemption_id", str(served.id))
+    assert submit(client, form, score="5").status_code == 303
+    client.get("/me/cards")
+    assert acted_for(build, "rating.recorded") == [(world.alice.user.id, None)]
+    assert acted_for(build, "voucher.card_printed") == []  # only a card an admin prints is audited

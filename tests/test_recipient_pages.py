@@ -139,6 +139,80 @@ def test_a_first_choice_is_confirmed_then_done_and_recorded_once(client, build, 
     assert choice.provider_id == world.p1.id
 
 
+def switch_form(client, world, reason: dict) -> dict:
+    """Alice's meal goes from p1 to p2: the reason step posted, the confirmation's form returned."""
+    reason_form = form_with(client, f"/me/providers/{world.meal}/choose?provider_id={world.p2.id}", "step", "reason")
+    confirmation = submit(client, reason_form, **reason)
+    assert confirmation.status_code == 200, visible_text(confirmation)
+    assert "请确认" in visible_text(confirmation)
+    [form] = [f for f in page_forms(confirmation.get_data(as_text=True)) if f["fields"].get("step") == "confirm"]
+    return form
+
+
+def test_a_switch_asks_why_then_confirms_and_keeps_the_reason(client, build, world):
+    build.choose(world.alice, world.programme, world.meal, world.p1)
+    log_in(client, world.alice.user)
+    reason_page = visible_text(client.get(f"/me/providers/{world.meal}/choose?provider_id={world.p2.id}"))
+    assert "为什么要换？" in reason_page
+    for words in ("服务做得不好", "服务人员态度不好", "上门不准时", "自己要付的钱太多", "我搬家了", "别的原因"):
+        assert words in reason_page
+    form = switch_form(client, world, {"switch_reason": "other", "switch_note": "  饭菜太咸了  "})
+    assert (form["fields"]["switch_reason"], form["fields"]["switch_note"]) == ("other", "饭菜太咸了")
+    done = submit(client, form)
+    assert done.status_code == 303
+    assert submit(client, form).status_code == 303  # a double tap
+    text = visible_text(client.get(done.location))
+    assert f"“助餐”由 {world.p2.name} 为您服务" in text
+    events = build.read(lambda: db.session.scalars(select(ChoiceEvent).order_by(ChoiceEvent.id)).all())
+    assert [(e.from_provider_id, e.to_provider_id, e.switch_reason, e.switch_note) for e in events] == [
+        (None, world.p1.id, None, None), (world.p1.id, world.p2.id, "other", "饭菜太咸了")]
+
+
+def test_a_switch_without_a_reason_is_fine_too(client, build, world):
+    build.choose(world.alice, world.programme, world.meal, world.p1)
+    log_in(client, world.alice.user)
+    form = switch_form(client, world, {})
+    assert "没有说" in visible_text(client.post(form["action"], data={**form["fields"], "step": "reason"}))
+    assert submit(client, form).status_code == 303
+    last = build.read(lambda: db.session.scalars(select(ChoiceEvent).order_by(ChoiceEvent.id.desc())).first())
+    assert (last.to_provider_id, last.switch_reason) == (world.p2.id, None)
+
+
+@pytest.mark.parametrize(("reason", "field", "message"), [
+    ({"switch_reason": "other"}, "switch_note", "Say in a few words why"),
+    ({"switch_reason": "price", "switch_note": "贵" * 201}, "switch_note", "最多 200 个字"),
+    ({"switch_note": "只写了话"}, "switch_reason", "Choose a reason for the note"),
+    ({"switch_reason": "bored"}, "switch_reason", "请从给出的选项中选一个"),
+])
+def test_a_bad_reason_is_refused_beside_its_field_and_nothing_changes(client, build, world, reason, field, message):
+    build.choose(world.alice, world.programme, world.meal, world.p1)
+    log_in(client, world.alice.user)
+    reason_form = form_with(client, f"/me/providers/{world.meal}/choose?provider_id={world.p2.id}", "step", "reason")
+    answer = submit(client, reason_form, **reason)
+    assert answer.status_code == 422
+    body = answer.get_data(as_text=True)
+    assert f'href="#field-{field}"' in body
+    assert "为什么要换？" in visible_text(answer)  # the reason form again, not the confirmation
+    assert message in visible_text(answer) or field == "switch_note" and "请在这里写一写" in visible_text(answer)
+    assert build.count(ChoiceEvent) == 1
+
+
+def test_a_stale_switch_form_does_not_undo_a_change_made_meanwhile(client, build, world):
+    third = build.provider(items=[world.meal], enrol_in=[world.programme])
+    build.choose(world.alice, world.programme, world.meal, world.p1)
+    log_in(client, world.alice.user)
+    form = switch_form(client, world, {"switch_reason": "timeliness"})
+    build.choose(world.alice, world.programme, world.meal, third)  # the community worker, by phone, meanwhile
+    answer = submit(client, form)
+    assert answer.status_code == 409
+    text = visible_text(answer)
+    assert "刚才有人改过这项服务的服务机构" in text
+    assert f"现在为您服务的是：{third.name}" in text
+    choice = build.read(lambda: db.session.scalar(select(Choice).where(Choice.recipient_id == world.alice.id)))
+    assert choice.provider_id == third.id
+    assert build.count(ChoiceEvent) == 2
+
+
 def test_choosing_a_provider_that_cannot_serve_is_not_found(client, build, world):
     elsewhere = build.provider(items=[world.meal])  # not enrolled
     log_in(client, world.alice.user)
@@ -161,6 +235,8 @@ def test_a_forged_choice_of_an_ineligible_provider_is_refused_and_changes_nothin
     ({"programme_id": "abc"}, 422), ({"programme_id": ""}, 422), ({"provider_id": "-1"}, 422),
     ({"provider_id": "1e9"}, 422), ({"programme_id": "99999"}, 404), ({"replacing": "x"}, 422),
     ({"step": "\x00"}, 200),  # not the confirmation: the confirmation is shown (again)
+    ({"switch_note": "\x00"}, 422), ({"switch_reason": "bored"}, 422),
+    ({"switch_reason": "price"}, 422),  # a first choice replaces nobody: it has no reason
 ])
 def test_garbled_choice_forms_get_a_clear_answer_never_a_5xx(client, build, world, fields, status):
     log_in(client, world.alice.user)
@@ -203,6 +279,25 @@ def test_the_code_page_draws_a_qr_code_the_provider_can_redeem(client, build, wo
     redeemed = client.post("/api/v1/redemptions", json={"presence_token": token, "item_code": world.meal},
                            headers=build.headers(world.p1.user))
     assert redeemed.status_code == 201, redeemed.get_json()
+
+
+def test_the_code_page_shows_the_short_code_in_two_groups_and_it_is_the_same_code(client, build, world):
+    build.choose_all(world, world.p1, world.alice)
+    log_in(client, world.alice.user)
+    body = client.get("/me/code").get_data(as_text=True)
+    groups = re.search(r'<p class="short-code"[^>]*><span>(\d{4})</span><span>(\d{4})</span></p>', body)
+    assert groups, "no short code in two groups of four"
+    short_code = groups.group(1) + groups.group(2)
+    [token] = qr_codes_in(body)
+    scanner = build.headers(world.p1.user)
+    typed = client.post("/api/v1/redemptions", json={"short_code": f"{groups.group(1)} {groups.group(2)}",
+                                                     "item_code": world.meal}, headers=scanner)
+    assert typed.status_code == 201, typed.get_json()
+    scanned = client.post("/api/v1/redemptions", json={"presence_token": token, "item_code": world.meal},
+                          headers=scanner)
+    assert scanned.status_code == 409  # using either uses both
+    assert scanned.get_json()["error"]["code"] == "token_already_used"
+    assert short_code not in visible_text(client.get("/me"))
 
 
 def test_every_visit_draws_a_new_code_and_the_button_asks_for_one_without_javascript(client, world):

@@ -1,12 +1,14 @@
-"""The read models of the recipients' pages (vouchers/service/recipient_view.py), on both databases."""
+"""The read models of the recipients' pages (vouchers/service/recipient_view.py), and the service rules their
+forms rely on (a choice replacing what the form showed, a rating for one recipient), on both databases."""
 
 import pytest
 
 from marketplace.db import db, utcnow
 from marketplace.errors import Forbidden, NotFound
+from marketplace.programmes.models import Programme
 from marketplace.recipients.models import Recipient
-from vouchers.models import Voucher
-from vouchers.service import feedback, recipient_view
+from vouchers.models import ChoiceEvent, Voucher
+from vouchers.service import choice, feedback, recipient_view
 
 
 def _recipient(build, ref) -> Recipient:
@@ -185,3 +187,32 @@ def test_a_recipient_cannot_rate_anothers_service_whatever_they_claim(build):
         build.run(lambda: feedback.rate_redemption(
             redemption_id=bobs.id, score=5, comment=None, source="recipient", recipient_id=world.bob.id,
             actor=db.session.get(type(world.alice.user), world.alice.user.id), now=utcnow()))
+
+
+def choose_replacing(build, world, provider, replacing):
+    return build.run(lambda: choice.set_choice(
+        recipient=db.session.get(Recipient, world.alice.id), programme=db.session.get(Programme, world.programme.id),
+        item_code=world.meal, provider_id=provider.id, replacing=replacing,
+        actor=db.session.get(type(world.alice.user), world.alice.user.id), now=utcnow()).provider_id)
+
+
+def test_a_choice_replacing_what_is_no_longer_chosen_is_refused(build):
+    world = build.world()
+    third = build.provider(items=[world.meal], enrol_in=[world.programme])
+    build.choose(world.alice, world.programme, world.meal, world.p1)
+    build.choose(world.alice, world.programme, world.meal, third)  # meanwhile
+    with pytest.raises(choice.ChoiceChanged):
+        choose_replacing(build, world, world.p2, world.p1.id)
+    with pytest.raises(choice.ChoiceChanged):
+        choose_replacing(build, world, world.p2, None)  # "nothing was chosen" is stale too
+    assert choose_replacing(build, world, world.p2, third.id) == world.p2.id
+    assert build.count(ChoiceEvent) == 3
+
+
+def test_the_same_choice_posted_again_changes_nothing(build):
+    world = build.world()
+    assert choose_replacing(build, world, world.p1, None) == world.p1.id
+    assert choose_replacing(build, world, world.p1, None) == world.p1.id  # the repeat of a first choice
+    assert choose_replacing(build, world, world.p2, world.p1.id) == world.p2.id
+    assert choose_replacing(build, world, world.p2, world.p1.id) == world.p2.id  # the repeat of a switch
+    assert build.count(ChoiceEvent) == 2

@@ -22,7 +22,7 @@ from marshmallow import fields, validate
 
 from marketplace.auth.access import require_actor, role_required
 from marketplace.auth.models import User
-from marketplace.db import transaction, utcnow
+from marketplace.db import transaction, utcnow, writes
 from marketplace.errors import DomainError, NotFound
 from marketplace.idempotency import FORM_KEY_FIELD, new_form_key, once_per_form
 from marketplace.programmes.service import get_programme
@@ -186,25 +186,29 @@ def choose(item_code: str):
         step = "reason" if options.current is not None else "confirm"
         return _render("choose.html", options=options, option=option, step=step, form={}, errors={})
     step = request.form.get("step")
-    try:
-        data = form_input(ChoiceForm(exclude=("item_code",)))
+    try:  # which choice: without it there is no form to show again
+        target = form_input(ChoiceForm(only=("programme_id", "provider_id")))
         options = recipient_view.provider_options(recipient=owner.recipient, item_code=item_code,
-                                                  programme_id=data["programme_id"], now=utcnow())
-        option = options.option(data["provider_id"])
+                                                  programme_id=target["programme_id"], now=utcnow())
+        option = options.option(target["provider_id"])
         if option is None:
             raise choice.ProviderNotEligible()
     except DomainError as refused:
         return _refused_choice(item_code, refused)
-    form = {"switch_reason": data.get("switch_reason"), "switch_note": data.get("switch_note"),
-            "replacing": data.get("replacing")}
-    if step != "confirm":  # the reason was given: confirm it
-        return _render("choose.html", options=options, option=option, step="confirm", form=form, errors={})
+    form = {"switch_reason": request.form.get("switch_reason"), "switch_note": request.form.get("switch_note")}
+    back = "reason" if options.current is not None else "confirm"
     try:
+        data = form_input(ChoiceForm(exclude=("item_code",)))
+        if step != "confirm":  # the reason was given: the same rules as the switch, then the confirmation
+            form["switch_reason"], form["switch_note"] = choice.checked_reason(data.get("switch_reason"),
+                                                                              data.get("switch_note"))
+            return _render("choose.html", options=options, option=option, step="confirm", form=form, errors={})
         with transaction():
             programme = get_programme(data["programme_id"], actor=owner.actor)
             once_per_form(lambda: _choose(owner, programme, item_code, data))
+    except choice.ChoiceChanged as refused:  # the form is stale: show the choice as it is now
+        return _refused_choice(item_code, refused, programme_id=data["programme_id"])
     except DomainError as refused:
-        back = "reason" if options.current is not None else "confirm"
         return _render("choose.html", status=refused.status, options=options, option=option, step=back, form=form,
                        errors=domain_refusal(refused))
     flash(gettext("已经选好了。"), "success")
@@ -212,18 +216,20 @@ def choose(item_code: str):
 
 
 def _choose(owner: Whose, programme, item_code: str, data: dict) -> str:
-    reason = {key: data[key] for key in ("switch_reason", "switch_note") if data.get(key) is not None}
     choice.set_choice(recipient=owner.recipient, programme=programme, item_code=item_code,
-                      provider_id=data["provider_id"], actor=owner.actor, now=utcnow(), **reason)
+                      provider_id=data["provider_id"], switch_reason=data.get("switch_reason"),
+                      switch_note=data.get("switch_note"), replacing=data.get("replacing"), actor=owner.actor,
+                      now=utcnow())
     return url_for(".chosen", item_code=item_code, programme_id=programme.id)
 
 
-def _refused_choice(item_code: str, refused: DomainError):
-    """A choice form that cannot even be read again: back to the list, the refusal at its top."""
+def _refused_choice(item_code: str, refused: DomainError, programme_id: int | None = None):
+    """A choice form that cannot be shown again: back to the list as it is now, the refusal at its top."""
     owner = whose()
     try:
         options = recipient_view.provider_options(recipient=owner.recipient, item_code=item_code,
-                                                  programme_id=_query_id("programme_id"), now=utcnow())
+                                                  programme_id=programme_id or _query_id("programme_id"),
+                                                  now=utcnow())
     except NotFound:
         raise refused from None
     return _render("providers.html", status=refused.status, options=options, errors=domain_refusal(refused))
@@ -324,11 +330,11 @@ PAGES = [
     ("/providers/<item_code>", "providers", providers, ["GET"], True),
     ("/providers/<item_code>/choose", "choose", choose, ["GET", "POST"], True),
     ("/providers/<item_code>/chosen", "chosen", chosen, ["GET"], True),
-    ("/code", "code", code, ["GET", "POST"], False),  # shown by the recipient's own phone only
+    ("/code", "code", writes(code), ["GET", "POST"], False),  # the recipient's own phone only; draws a code
     ("/services", "services", services, ["GET"], True),
     ("/services/rating", "rate", rate, ["POST"], True),
     ("/services/complaint", "complain", complain, ["POST"], True),
-    ("/cards", "cards", voucher_cards, ["GET"], True),
+    ("/cards", "cards", writes(voucher_cards), ["GET"], True),  # a card an admin prints is audited
 ]
 
 for rule, endpoint, view, methods, acting_too in PAGES:
