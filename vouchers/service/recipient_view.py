@@ -239,12 +239,15 @@ def past_services(*, recipient: Recipient, now: datetime) -> PastServices:
     """The services delivered to *recipient*, newest first, each with its rating or whether it can still be
     rated (no rating yet, inside the programme's rating window); the providers they may complain about and
     their latest complaints."""
+    # Through the recipient's vouchers (indexed by recipient), then each voucher's redemptions (indexed by
+    # voucher): a county's year of redemptions is never scanned for one person's services.
     rows = db.session.execute(
         select(Redemption, Rating.score, Rating.source, Programme.rating_window_days, Provider.name)
+        .join(Voucher, Voucher.id == Redemption.voucher_id)
         .join(Programme, Programme.id == Redemption.programme_id)
         .join(Provider, Provider.id == Redemption.provider_id)
         .outerjoin(Rating, Rating.redemption_id == Redemption.id)
-        .where(Redemption.recipient_id == recipient.id, Redemption.status == "completed")
+        .where(Voucher.recipient_id == recipient.id, Redemption.status == "completed")
         .order_by(Redemption.delivered_at.desc(), Redemption.id.desc()).limit(PAST_SERVICES_SHOWN)).all()
     items = items_by_code(sorted({row[0].item_code for row in rows}))
     services = []
