@@ -345,7 +345,7 @@ def test_a_rating_is_recorded_once_however_often_it_is_posted(client, build, wor
 
 
 @pytest.mark.parametrize(("score", "message"), [
-    ("", "请填写这一项"), ("0", "应在 1 到 5 之间"), ("6", "应在 1 到 5 之间"), ("abc", "请填写一个整数")])
+    ("", "请选一个分数"), ("0", "应在 1 到 5 之间"), ("6", "应在 1 到 5 之间"), ("abc", "请填写一个整数")])
 def test_a_bad_score_is_refused_beside_the_stars(client, build, world, served, score, message):
     log_in(client, world.alice.user)
     form = form_with(client, "/me/services", "redemption_id", str(served.id))
@@ -393,7 +393,7 @@ def test_a_complaint_is_filed_once_and_listed(client, build, world, served):
 @pytest.mark.parametrize(("fields", "status", "message"), [
     ({"text": ""}, 422, "请填写这一项"),
     ({"text": "x" * 2001}, 422, "应为 1 到 2000 个字"),
-    ({"provider_id": ""}, 422, "请填写这一项"),
+    ({"provider_id": ""}, 422, "请选一家服务机构"),
     ({"provider_id": "99999"}, 404, "没有找到"),
     ({"provider_id": "abc"}, 422, "请填写一个整数"),
     ({"redemption_id": "99999"}, 404, "没有找到"),
@@ -435,10 +435,16 @@ def test_cards_are_printed_for_issued_vouchers_only_each_with_its_voucher_token(
     assert "您自付 ¥0.60" in text
 
 
-def test_the_cards_print_one_a6_card_a_page(client):
-    css = client.get("/static/console.css").get_data(as_text=True)
-    assert "@page voucher-card { size: A6 landscape;" in css
-    assert ".voucher-card { page: voucher-card; break-after: page;" in css
+def test_the_cards_page_prints_one_a6_card_a_page_and_no_other_page_does(client, world):
+    log_in(client, world.alice.user)
+    body = client.get("/me/cards").get_data(as_text=True)
+    printing = re.search(r'<link rel="stylesheet" href="(/static/voucher-cards-print.css\?v=\w+)" media="print">', body)
+    assert printing
+    css = client.get(printing.group(1)).get_data(as_text=True)
+    assert "@page { size: 148mm 105mm;" in css
+    assert ".voucher-card { break-after: page;" in css
+    assert "voucher-cards-print.css" not in client.get("/me").get_data(as_text=True)
+    assert "@page" not in client.get("/static/console.css").get_data(as_text=True)
 
 
 def test_nobody_sees_another_recipients_redemptions_through_the_api_either(client, build, world, served):

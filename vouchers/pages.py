@@ -271,6 +271,13 @@ def services(errors: dict | None = None, failed: str | None = None, status: int 
                    posted=request.form if request.method == "POST" else {})
 
 
+def _unpicked(errors: dict, field: str, message: str) -> dict:
+    """A set of radio buttons left unpicked says "pick one", not the text fields' "fill this in"."""
+    if errors.get(field) and not request.form.get(field, "").strip():
+        errors = {**errors, field: [message]}
+    return errors
+
+
 def rate():
     """Rate one service 1–5 (an admin records what the recipient said on a phone follow-up)."""
     owner = whose()
@@ -280,7 +287,9 @@ def rate():
         with transaction():
             once_per_form(lambda: _rate(owner, data))
     except DomainError as refused:
-        return services(errors=domain_refusal(refused), failed=f"rating-{redemption_id}", status=refused.status)
+        errors = _unpicked(domain_refusal(refused), "score",
+                           gettext("请选一个分数：从 1 分（很不满意）到 5 分（很满意）。"))
+        return services(errors=errors, failed=f"rating-{redemption_id}", status=refused.status)
     flash(gettext("谢谢您的评价。"), "success")
     return redirect(url_for(".services", _anchor=f"service-{data['redemption_id']}"), 303)
 
@@ -300,7 +309,8 @@ def complain():
         with transaction():
             once_per_form(lambda: _complain(owner, data))
     except DomainError as refused:
-        return services(errors=domain_refusal(refused), failed="complaint", status=refused.status)
+        errors = _unpicked(domain_refusal(refused), "provider_id", gettext("请选一家服务机构。"))
+        return services(errors=errors, failed="complaint", status=refused.status)
     flash(gettext("投诉已经收到，民政部门会尽快处理，处理结果会告诉您。"), "success")
     return redirect(url_for(".services", _anchor="complaints"), 303)
 
