@@ -52,6 +52,14 @@ PROVIDER_KIND_WORDS = {
     "social_organisation": _l("社会组织"), "enterprise": _l("企业"), "public_institution": _l("事业单位"),
     "community_organisation": _l("社区组织"), "rural_collective": _l("农村集体经济组织"),
 }
+# The choice service words its refusals for the API; these are the same refusals said plainly.
+CHOICE_REFUSALS = {
+    "Choose a reason for the note (`other` when none fits).": _l("写了话，也请选一个原因（都不合适就选“别的原因”）。"),
+    "Say in a few words why, when the reason is `other`.": _l("选了“别的原因”，请写一写是什么原因。"),
+    "Only a switch from another provider has a reason: nothing is replaced here.": _l("第一次选服务机构，不用说原因。"),
+    "The programme does not buy this item.": _l("这个项目不包括这项服务。"),
+    "The recipient lives outside this programme's region.": _l("您住的地方不在这个项目的范围内。"),
+}
 COMPLAINT_STATUS_WORDS = {"open": _l("正在处理"), "resolved": _l("已处理")}
 CARD_LABELS = {"serial": _l("编号"), "service": _l("服务"), "programme pays": _l("政府支付"),
                "you pay": _l("您自付"), "valid": _l("有效期"), "programme": _l("项目")}
@@ -209,8 +217,10 @@ def choose(item_code: str):
     except choice.ChoiceChanged as refused:  # the form is stale: show the choice as it is now
         return _refused_choice(item_code, refused, programme_id=data["programme_id"])
     except DomainError as refused:
+        errors = {name: [str(CHOICE_REFUSALS.get(message, message)) for message in messages]
+                  for name, messages in domain_refusal(refused).items()}
         return _render("choose.html", status=refused.status, options=options, option=option, step=back, form=form,
-                       errors=domain_refusal(refused))
+                       errors=errors)
     flash(gettext("已经选好了。"), "success")
     return redirect(url_for(".chosen", item_code=item_code, programme_id=data["programme_id"]), 303)
 
