@@ -221,7 +221,6 @@ def choose(item_code: str):
                   for name, messages in domain_refusal(refused).items()}
         return _render("choose.html", status=refused.status, options=options, option=option, step=back, form=form,
                        errors=errors)
-    flash(gettext("已经选好了。"), "success")
     return redirect(url_for(".chosen", item_code=item_code, programme_id=data["programme_id"]), 303)
 
 
