@@ -35,6 +35,7 @@ from providers import models as provider_models  # noqa: F401  (complete metadat
 from providers import routes as provider_routes
 from vouchers import cli as vouchers_cli
 from vouchers import models as voucher_models  # noqa: F401  (complete metadata)
+from vouchers import pages as voucher_pages
 from vouchers import receivers  # noqa: F401  (connects the vouchers domain to the kernel's signals)
 from vouchers import routes as voucher_routes
 
@@ -82,7 +83,8 @@ def create_app(config: dict | None = None) -> Flask:
         api.register_blueprint(blueprint)
     app.register_blueprint(system.docs_assets)
     init_web(app)
-    for pages in (staff_pages.staff_home, recipient_pages.staff_recipients):
+    for pages in (staff_pages.staff_home, recipient_pages.staff_recipients, voucher_pages.recipient_pages,
+                  voucher_pages.staff_acting):
         app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):
