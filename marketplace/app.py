@@ -29,6 +29,7 @@ from marketplace.recipients import cli as recipients_cli
 from marketplace.recipients import routes as recipient_routes
 from marketplace.reports import pages as report_pages
 from marketplace.reports import routes as report_routes
+from marketplace.reports import staff_pages
 from marketplace.web.setup import init_web
 from providers import models as provider_models  # noqa: F401  (complete metadata)
 from providers import routes as provider_routes
@@ -81,7 +82,8 @@ def create_app(config: dict | None = None) -> Flask:
         api.register_blueprint(blueprint)
     app.register_blueprint(system.docs_assets)
     init_web(app)
-    app.register_blueprint(report_pages.portal)
+    for pages in (report_pages.portal, staff_pages.staff_home):
+        app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):
         app.register_blueprint(commands)

@@ -22,14 +22,14 @@ NAVIGATION = {
                   (_l("评价服务"), "recipient_pages.services"), (_l("打印服务券"), "recipient_pages.cards")],
     "provider": [(_l("今天"), "provider_pages.home"), (_l("扫码核销"), "provider_pages.scan"),
                  (_l("结算"), "provider_pages.settlements")],
-    "admin": [(_l("工作台"), "staff_pages.home"), (_l("服务对象"), "staff_pages.recipients"),
-              (_l("服务机构"), "staff_pages.providers"), (_l("结算"), "staff_pages.settlements"),
-              (_l("投诉"), "staff_pages.complaints"), (_l("审计"), "staff_pages.audit")],
+    "admin": [(_l("工作台"), "staff_home.home"), (_l("服务对象"), "staff_recipients.index"),
+              (_l("服务机构"), "staff_providers.index"), (_l("结算"), "staff_settlements.index"),
+              (_l("投诉"), "staff_complaints.index"), (_l("审计"), "staff_audit.index")],
 }
 NAVIGATION["auditor"] = NAVIGATION["admin"]
 
 HOMES = {"recipient": "recipient_pages.home", "provider": "provider_pages.home",
-         "admin": "staff_pages.home", "auditor": "staff_pages.home"}
+         "admin": "staff_home.home", "auditor": "staff_home.home"}
 
 
 def _exists(endpoint: str) -> bool:

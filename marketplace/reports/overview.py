@@ -1,0 +1,80 @@
+"""The staff home's read model: every programme in the admin's scope with its ledger, and what needs attention.
+
+Built from the same service functions the API uses (scope included), so the home never shows what
+the lists behind its links would refuse.
+"""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from marketplace.db import local_date
+from marketplace.programmes import ledger
+from marketplace.programmes import service as programme_service
+from marketplace.programmes.models import Programme
+from marketplace.reports import service as report_service
+from providers.service import complaints, registry
+from vouchers.service import settlement
+
+OPEN_PROGRAMMES_SHOWN = 50
+COMPLAINT_AGE_DAYS = (3, 7, 15)  # open complaints are counted by age: under 3 days, 3–7, 7–15, older
+
+
+@dataclass(frozen=True)
+class ProgrammeSummary:
+    programme: Programme
+    ledger: ledger.Ledger
+    projected_exhaustion_date: date | None
+
+    @property
+    def runs_out_early(self) -> bool:
+        """The money runs out at the recent rate before the programme ends."""
+        ends = self.programme.ends_on
+        return self.projected_exhaustion_date is not None and self.projected_exhaustion_date < ends
+
+
+@dataclass(frozen=True)
+class Attention:
+    providers_pending: int
+    complaints_open: int
+    complaints_by_age: list[tuple[str, int]]
+    settlements_awaiting_approval: int
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.providers_pending or self.complaints_open or self.settlements_awaiting_approval)
+
+
+def staff_overview(*, actor, now: datetime) -> dict:
+    """{programmes: [ProgrammeSummary], attention: Attention} for an admin (its scope) or an auditor (all)."""
+    listed = programme_service.list_programmes(actor=actor, page=1, per_page=OPEN_PROGRAMMES_SHOWN)["items"]
+    order = {"active": 0, "draft": 1, "closed": 2}
+    summaries = []
+    for programme in sorted(listed, key=lambda p: (order.get(p.status, 3), p.id)):
+        projected = None
+        if programme.status == "active":
+            projected = report_service.dashboard(programme, now=now)["projected_exhaustion_date"]
+        summaries.append(ProgrammeSummary(programme=programme, ledger=ledger.balances(programme.id),
+                                          projected_exhaustion_date=projected))
+    open_complaints = complaints.list_complaints(actor=actor, page=1, per_page=500, status="open")
+    return {
+        "programmes": summaries,
+        "attention": Attention(
+            providers_pending=registry.list_providers(actor=actor, page=1, per_page=1, status="pending")["total"],
+            complaints_open=open_complaints["total"],
+            complaints_by_age=_by_age([c.created_at for c in open_complaints["items"]], now=now),
+            settlements_awaiting_approval=settlement.list_settlements(
+                actor=actor, page=1, per_page=1, status="draft")["total"],
+        ),
+    }
+
+
+def _by_age(created: list[datetime], *, now: datetime) -> list[tuple[str, int]]:
+    today = local_date(now)
+    bands = [0] * (len(COMPLAINT_AGE_DAYS) + 1)
+    for instant in created:
+        age = (today - local_date(instant)).days
+        bands[sum(age >= limit for limit in COMPLAINT_AGE_DAYS)] += 1
+    labels = [f"<{COMPLAINT_AGE_DAYS[0]}"] + [f"{a}–{b}" for a, b in zip(COMPLAINT_AGE_DAYS, COMPLAINT_AGE_DAYS[1:],
+                                                                         strict=False)]
+    labels.append(f"≥{COMPLAINT_AGE_DAYS[-1]}")
+    return list(zip(labels, bands, strict=True))

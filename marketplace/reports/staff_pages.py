@@ -1,0 +1,19 @@
+"""The staff home `/staff`: programmes in scope with their ledger bars, and what needs attention."""
+
+from flask import Blueprint, render_template
+from flask_babel import lazy_gettext as _l
+
+from marketplace.auth.access import require_actor, role_required
+from marketplace.db import utcnow
+from marketplace.reports.overview import staff_overview
+
+PROGRAMME_STATUS_NAMES = {"draft": _l("草稿"), "active": _l("进行中"), "closed": _l("已结束")}
+
+staff_home = Blueprint("staff_home", __name__, template_folder="templates")
+
+
+@staff_home.get("/staff")
+@role_required("admin", "auditor")
+def home():
+    return render_template("staff_home/home.html", status_names=PROGRAMME_STATUS_NAMES,
+                           **staff_overview(actor=require_actor(), now=utcnow()))
