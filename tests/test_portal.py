@@ -9,6 +9,7 @@ from fractions import Fraction
 
 import pytest
 
+from marketplace.catalogue import service as catalogue_service
 from marketplace.db import transaction
 from marketplace.reports import service as reports
 from tests.support.console import visible_text
@@ -124,8 +125,8 @@ def test_a_programme_page_shows_budget_vouchers_and_the_settlements_with_scores(
     paid, approved = build.settlement(full.paid), build.settlement(full.approved)
     month = build.period(-1)
     year, number = month.split("-")
-    assert (f"{year}年{int(number)}月的结算（应付 {money(paid.gross_fen + approved.gross_fen)}，"
-            f"实付 {money(paid.net_fen + approved.net_fen)}）") in text
+    assert (f"{year}年{int(number)}月 应付 {money(paid.gross_fen + approved.gross_fen)}，"
+            f"按考核结果实付 {money(paid.net_fen + approved.net_fen)}。") in text
     for settlement, provider, status in ((paid, p1, "已支付"), (approved, p2, "已审核，待支付")):
         assert (f"{provider.name} 社会组织" if provider is p1 else f"{provider.name} 企业") in text
         assert (f"{settlement.redemptions_count} {money(settlement.gross_fen)} {settlement.performance_score} 分 "
@@ -265,10 +266,13 @@ def test_rankings_show_the_order_the_numbers_and_the_formula(client, ranked):
     order = [text.index(name) for name in names]
     assert order == sorted(order)
     assert "邻县的服务机构" not in text
-    assert f"1 评价多的服务机构 社会组织 ★★★★★ 4.8 分（20 人评价） 100% {two(many)} 0 件" in text
-    assert f"2 评价少的服务机构 企业 ★★★★★ 5.0 分（1 人评价） 100% {two(few)} 0 件" in text
-    assert f"3 新来的服务机构 社会组织 还没有评价 — {two(m)} 0 件" in text
-    assert f"4 评价低的服务机构 社会组织 ★★★☆☆ 3.0 分（5 人评价） 0% {two(low)} 0 件" in text
+    assert (f"第 1 名 评价多的服务机构 类型 社会组织 评价 ★★★★★ 4.8 分（20 人评价） 满意率 100% "
+            f"加权得分 {two(many)} 投诉 0 件") in text
+    assert (f"第 2 名 评价少的服务机构 类型 企业 评价 ★★★★★ 5.0 分（1 人评价） 满意率 100% "
+            f"加权得分 {two(few)} 投诉 0 件") in text
+    assert f"第 3 名 新来的服务机构 类型 社会组织 评价 还没有评价 满意率 — 加权得分 {two(m)} 投诉 0 件" in text
+    assert (f"第 4 名 评价低的服务机构 类型 社会组织 评价 ★★★☆☆ 3.0 分（5 人评价） 满意率 0% "
+            f"加权得分 {two(low)} 投诉 0 件") in text
     assert f"这次 m = {two(m)} 分，来自 26 个评价" in text
     assert "这次 C = 10" in text
     assert "加权得分 =（C × m + 这家机构得到的所有分数之和）÷（C + 这家机构的评价人数）" in text
@@ -351,13 +355,15 @@ def test_the_ranking_read_model_gives_the_prior_the_ranking_used(app, ranked):
 # --- /public/catalogue -------------------------------------------------------------------------------
 
 def test_the_catalogue_lists_the_six_categories_their_items_and_the_negative_list(build, client):
-    build.item(code="HC-MEAL", name="助餐", unit="餐", price=1500)
+    build.run(lambda: catalogue_service.create_item(
+        code="HC-MEAL", name="助餐", category_code="basic_public", unit="餐", standard_price_fen=1500,
+        nature="service", description="居家养老服务：助餐", actor=None, now=build.now()))
     text = page(client, "/public/catalogue")
     categories = ["基本公共服务", "社会管理性服务", "行业管理与协调性服务", "技术性服务", "政府履职所需辅助性事项",
                   "其他适宜由社会力量承担的服务事项"]
     positions = [text.index(f"{number}. {name}") for number, name in enumerate(categories, start=1)]
     assert positions == sorted(positions)
-    assert "助餐 HC-MEAL ¥15.00/餐" in text
+    assert "助餐 标准价 ¥15.00/餐 编码 HC-MEAL 居家养老服务：助餐" in text
     assert text.count("这一类目前没有登记服务项目") == 5
     assert "负面清单" in text
     for rule in ("货物", "建设工程", "融资及借贷", "岗位聘用", "司法审判", "行政处罚", "行政强制"):
