@@ -277,7 +277,7 @@ def test_rankings_show_the_order_the_numbers_and_the_formula(client, ranked):
     assert "这次 C = 10" in text
     assert "加权得分 =（C × m + 这家机构得到的所有分数之和）÷（C + 这家机构的评价人数）" in text
     assert f"评价多的服务机构：（10 × {two(m)} + 96）÷（10 + 20）= {two(many)}" in text
-    assert "新来的服务机构：还没有评价，不计分" not in text  # it scores m, shown as such
+    assert "新来的服务机构：还没有评价" not in text  # it scores m, shown as such
     assert f"新来的服务机构：（10 × {two(m)} + 0）÷（10 + 0）= {two(m)}" in text
     # the example: 3 ratings of 5 against 300 averaging 4.8, with this m
     few_example, many_example = (10 * m + 15) / 13, (10 * m + 1440) / 310
