@@ -393,3 +393,63 @@ def test_portal_pages_need_no_login_and_carry_the_console_headers(client, addres
 def test_portal_pages_put_their_own_link_in_the_navigation(client, address):
     body = client.get(address).get_data(as_text=True)
     assert f'<a href="{address}" aria-current="page">' in body
+
+
+# --- the read models behind the pages -------------------------------------------------------------------
+
+def test_the_programme_report_groups_public_settlements_by_month_newest_first(app, build, full):
+    p1, p2, _p3 = full.providers
+    build.settle(full.programme, build.period(-2), by=build.admin())  # nothing delivered then: no settlement
+    with app.app_context(), transaction():
+        report = reports.public_programme_report(full.programme)
+        public = reports.public_programme(full.programme)
+    assert report["programme"] == public
+    assert [month["period"] for month in report["settlements"]] == [build.period(-1)]
+    month = report["settlements"][0]
+    assert [row["provider_id"] for row in month["rows"]] == [p1.id, p2.id]  # p3's draft is not public
+    assert month["gross_fen"] == sum(row["gross_fen"] for row in month["rows"])
+    assert month["net_fen"] == build.settlement(full.paid).net_fen + build.settlement(full.approved).net_fen
+
+
+def test_the_public_programme_prices_every_co_payment_tier_as_issuance_does(app, build, full):
+    with app.app_context(), transaction():
+        public = reports.public_programme(full.programme)
+    assert public["copay_tiers"] == [{"tag": "default", "percent": 20}, {"tag": "disabled", "percent": 10},
+                                     {"tag": "low_income", "percent": 5}]
+    meal = next(item for item in public["items"] if item["item_code"] == full.meal)
+    assert [(price["copay_fen"], price["face_value_fen"]) for price in meal["prices"]] == [
+        (1237 - face_value(1237, percent), face_value(1237, percent)) for percent in (20, 10, 5)]
+    # what issuance really charged r0 (low income, 5 %) for a meal
+    voucher = build.vouchers(Voucher.recipient_id == full.recipients[0].id, Voucher.item_code == full.meal)[0]
+    assert (voucher.copay_fen, voucher.face_value_fen) == (meal["prices"][2]["copay_fen"],
+                                                            meal["prices"][2]["face_value_fen"])
+    ledger = build.ledger(full.programme)
+    assert (public["budget_committed_fen"], public["budget_available_fen"]) == (ledger.committed_fen,
+                                                                                ledger.available_fen)
+
+
+def test_the_catalogue_overview_has_the_six_categories_even_empty_and_the_negative_list(app, build):
+    meal = build.item(name="助餐")
+    with app.app_context(), transaction():
+        overview = catalogue_service.catalogue_overview()
+        categories = [(entry["category"].code, [item.code for item in entry["items"]])
+                      for entry in overview["categories"]]
+        rules = {rule.code for rule in overview["negative_list"]}
+    assert categories[0] == ("basic_public", [meal])
+    assert [code for code, _items in categories] == ["basic_public", "social_management", "industry_coordination",
+                                                     "technical", "government_support", "other_social"]
+    assert all(items == [] for _code, items in categories[1:])
+    assert rules == {"goods", "construction", "financing", "staff_hiring", "judicial", "administrative_penalty",
+                     "administrative_coercion"}
+
+
+def test_the_provider_directory_counts_pages_and_names_items(app, build):
+    meal, bath = build.item(name="助餐"), build.item(name="助浴")
+    for _ in range(5):
+        build.provider(items=[meal, bath], login=False)
+    with app.app_context(), transaction():
+        first = reports.public_provider_directory(page=1, per_page=2)
+        last = reports.public_provider_directory(page=3, per_page=2)
+    assert (first["total"], first["pages"], len(first["items"])) == (5, 3, 2)
+    assert len(last["items"]) == 1
+    assert first["item_names"] == {meal: "助餐", bath: "助浴"}
