@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fuzz soak crash bench clean translations
+.PHONY: help run test lint browser screenshots fuzz soak crash bench clean translations
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ run: $(VENV)/.run-installed ## Serve the API with a demo dataset on http://127.0
 	@echo "Serving http://127.0.0.1:8000  (health: /api/v1/health, docs: /api/v1/docs)"
 	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
-test: $(VENV)/.test-installed ## Lint, check the layering, run every test on SQLite and PostgreSQL
+test: $(VENV)/.test-installed ## Lint, check the layering, run every test on SQLite and PostgreSQL (browser tests too)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/pytest
@@ -37,6 +37,12 @@ test: $(VENV)/.test-installed ## Lint, check the layering, run every test on SQL
 lint: $(VENV)/.test-installed ## Only ruff and the import-linter contracts
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+
+browser: $(VENV)/.test-installed ## Only the browser tests (Chromium at /usr/bin/chromium); screenshots in tests/browser/screenshots/
+	$(BIN)/pytest tests/browser
+
+screenshots: $(VENV)/.test-installed ## The browser tests, saving their screenshots to docs/screenshots/
+	SCREENSHOTS_TO_DOCS=1 $(BIN)/pytest tests/browser
 
 fuzz: $(VENV)/.test-installed ## Long schemathesis run: every operation, every role, valid and invalid data
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} $(BIN)/pytest -q tests/test_fuzz.py

@@ -95,8 +95,11 @@ def register_request_hooks(app: Flask) -> None:
     def _start_request():
         given = request.headers.get("X-Request-Id", "")
         g.request_id = given if REQUEST_ID_RE.match(given) else secrets.token_hex(8)
-        # GET and HEAD never write, so on SQLite they need not take the write lock.
-        g.write_intent_token = set_write_intent(request.method not in ("GET", "HEAD", "OPTIONS"))
+        # GET and HEAD never write, so on SQLite they need not take the write lock — except the few GET views
+        # marked `writes` (an admin printing a voucher card is audited).
+        view = app.view_functions.get(request.endpoint)
+        g.write_intent_token = set_write_intent(request.method not in ("GET", "HEAD", "OPTIONS")
+                                                or getattr(view, "may_write", False))
         if request.method in BODY_METHODS and request.content_length and not (
             request.is_json or request.mimetype == "multipart/form-data"
             or (request.mimetype == FORM_MIMETYPE and not request.path.startswith("/api/"))

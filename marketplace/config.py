@@ -65,6 +65,10 @@ class Config:
     LOGIN_FAILURES_PER_CLIENT: int = 20
     LOGIN_FAILURES_PER_USERNAME: int = 100
     LOGIN_FAILURE_WINDOW_SECONDS: int = 900
+    # Wrong typed presence codes (8 digits) one provider login may send within SHORT_CODE_FAILURE_WINDOW_SECONDS
+    # before 429 (vouchers.service.redemption), counted in the same store as the login failures.
+    SHORT_CODE_FAILURES_PER_LOGIN: int = 10
+    SHORT_CODE_FAILURE_WINDOW_SECONDS: int = 600
     TOKEN_TTL_SECONDS: int = 8 * 3600
     SESSION_TTL_SECONDS: int = 8 * 3600
     # Largest request body; JSON requests are small. The recipient CSV import has its own limit.
@@ -108,7 +112,7 @@ def finalise(config: dict, instance_path: str) -> None:
     if config.get("RANKING_PRIOR_WEIGHT", 10) < 0:
         raise ConfigError("RANKING_PRIOR_WEIGHT (C in the ranking formula) cannot be negative.")
     for key in ("LOGIN_FAILURES_PER_USERNAME_AND_CLIENT", "LOGIN_FAILURES_PER_CLIENT", "LOGIN_FAILURES_PER_USERNAME",
-                "LOGIN_FAILURE_WINDOW_SECONDS"):
+                "LOGIN_FAILURE_WINDOW_SECONDS", "SHORT_CODE_FAILURES_PER_LOGIN", "SHORT_CODE_FAILURE_WINDOW_SECONDS"):
         if config.get(key, 1) < 1:
             raise ConfigError(f"{key} must be at least 1; got {config[key]}.")
     for key in ("SECRET_KEY", "ID_HASH_KEY", "TOKEN_KEYS"):

@@ -147,6 +147,13 @@ def paginate(statement, *, page: int, per_page: int) -> dict:
 _write_intent: ContextVar[bool] = ContextVar("write_intent", default=True)
 
 
+def writes(view):
+    """Mark a GET view that may write (it records an audit event): its request's transactions take SQLite's
+    write lock at their first write, as those of POSTs do, instead of reading one snapshot they cannot upgrade."""
+    view.may_write = True
+    return view
+
+
 def set_write_intent(may_write: bool):
     return _write_intent.set(may_write)
 

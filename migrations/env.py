@@ -44,13 +44,37 @@ def run_migrations_online():
     configure_args.setdefault("process_revision_directives", process_revision_directives)
     configure_args.setdefault("render_item", render_item)
     with db.engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=db.metadata,
-            **configure_args,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            _sqlite_foreign_keys(connection, on=False)
+        try:
+            context.configure(
+                connection=connection,
+                target_metadata=db.metadata,
+                **configure_args,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+                if sqlite:
+                    _check_sqlite_foreign_keys(connection)
+        finally:
+            if sqlite:
+                _sqlite_foreign_keys(connection, on=True)
+
+
+def _sqlite_foreign_keys(connection, *, on: bool) -> None:
+    """SQLite's procedure for schema changes (sqlite.org/lang_altertable.html#otheralter): foreign keys off while
+    batch mode rebuilds a table others reference (dropping the old copy would otherwise delete through every
+    reference, or fail the commit when deferred), checked before the commit, on again after it. The pragma does
+    nothing inside a transaction, so it runs on its own, before the migrations' transaction and after it."""
+    connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    connection.commit()
+
+
+def _check_sqlite_foreign_keys(connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(f"the migration leaves {len(broken)} broken references, e.g. {tuple(broken[0])}")
 
 
 if context.is_offline_mode():

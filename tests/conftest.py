@@ -2,8 +2,9 @@
 
 PostgreSQL comes from TEST_DATABASE_URL (default: the local `test` database). When it does not answer,
 its half of the suite is skipped with the reason shown — unless REQUIRE_POSTGRES=1 (CI), where that
-is a failure. Schemas are built by running the migrations, never by `create_all`. Each backend gets
-one app for the session; after each test every table is emptied (reference data that the migrations
+is a failure. The browser tests (tests/browser/) are skipped the same way when Chromium is missing,
+unless REQUIRE_BROWSER=1. Schemas are built by running the migrations, never by `create_all`. Each
+backend gets one app for the session; after each test every table is emptied (reference data that the migrations
 seed is kept) and the login-failure counters are reset. The plumbing behind these fixtures (databases,
 apps, servers, races) is the package tests/support/.
 """
@@ -16,20 +17,25 @@ import pytest
 from marketplace.auth import service as auth_service
 from marketplace.db import transaction, utcnow
 from tests.support import apps
+from tests.support.browsers import chromium_unavailable_reason, chromium_version
 from tests.support.databases import empty_database, pg_url, postgres_unavailable_reason, reset_postgres_schema
 
 PASSWORD = "correct horse battery"
 
 _PG_REASON = postgres_unavailable_reason()
+BROWSER_REASON = chromium_unavailable_reason()
 
 
 def pytest_sessionstart(session):
     if _PG_REASON and os.environ.get("REQUIRE_POSTGRES") == "1":
         raise pytest.UsageError(f"REQUIRE_POSTGRES=1 but {_PG_REASON}")
+    if BROWSER_REASON and os.environ.get("REQUIRE_BROWSER") == "1":
+        raise pytest.UsageError(f"REQUIRE_BROWSER=1 but {BROWSER_REASON}")
 
 
 def pytest_report_header(config):
-    return f"databases: sqlite, postgresql ({'skipped: ' + _PG_REASON if _PG_REASON else pg_url()})"
+    return [f"databases: sqlite, postgresql ({'skipped: ' + _PG_REASON if _PG_REASON else pg_url()})",
+            f"browser tests: {'skipped: ' + BROWSER_REASON if BROWSER_REASON else chromium_version()}"]
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

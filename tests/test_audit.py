@@ -265,10 +265,25 @@ def test_edited_event_data_is_named(app, client, runner, chain):
 
 
 @pytest.mark.parametrize(("column", "value"), [("actor", "someone-else"), ("action", "thing.deleted"),
-                                               ("entity_id", "999"), ("region_code", "510129")])
+                                               ("entity_id", "999"), ("region_code", "510129"),
+                                               ("on_behalf_of", 7)])
 def test_edited_event_fields_are_named(app, client, runner, chain, column, value):
     tamper(app, f"UPDATE audit_event SET {column} = :value WHERE id = 5", value=value)
     assert_broken_at(client, runner, chain, 5)
+
+
+def test_who_an_admin_acted_for_is_hashed_with_the_event(app, client, runner, chain):
+    with app.app_context(), transaction():
+        audit.record(action="thing.changed", entity="thing", entity_id=7, region_code="510131", on_behalf_of=42,
+                     data={"n": 7})
+        audit.record(action="thing.changed", entity="thing", entity_id=8, region_code="510131", data={"n": 8})
+    assert [(event.id, event.on_behalf_of) for event in events(app)[-2:]] == [(7, 42), (8, None)]
+    assert verify_http(client, chain)["ok"] is True
+
+    tamper(app, "UPDATE audit_event SET on_behalf_of = :value WHERE id = 7", value=43)
+    assert_broken_at(client, runner, chain, 7)
+    tamper(app, "UPDATE audit_event SET on_behalf_of = NULL WHERE id = 7")
+    assert_broken_at(client, runner, chain, 7)
 
 
 def test_deleted_middle_event_is_named(app, client, runner, chain):

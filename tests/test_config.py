@@ -103,6 +103,14 @@ def test_integer_settings_are_read_from_the_environment(environment, built_apps)
     assert build(built_apps).config["LOGIN_FAILURES_PER_USERNAME"] == 7
 
 
+def test_the_wrong_short_code_limit_is_read_from_the_environment(environment, built_apps):
+    environment.setenv("APP_ENV", "testing")
+    environment.setenv("SHORT_CODE_FAILURES_PER_LOGIN", "4")
+    environment.setenv("SHORT_CODE_FAILURE_WINDOW_SECONDS", "120")
+    config = build(built_apps).config
+    assert (config["SHORT_CODE_FAILURES_PER_LOGIN"], config["SHORT_CODE_FAILURE_WINDOW_SECONDS"]) == (4, 120)
+
+
 def test_development_keeps_a_persistent_secret_in_the_instance_folder(environment, tmp_path, built_apps):
     environment.setenv("APP_ENV", "development")
     first = build(built_apps)
@@ -249,8 +257,9 @@ def test_a_development_key_from_the_environment_equal_to_the_kept_one_is_refused
 
 
 @pytest.mark.parametrize("name", ["LOGIN_FAILURES_PER_USERNAME_AND_CLIENT", "LOGIN_FAILURES_PER_CLIENT",
-                                  "LOGIN_FAILURES_PER_USERNAME", "LOGIN_FAILURE_WINDOW_SECONDS"])
-def test_login_throttling_settings_must_be_positive(environment, name):
+                                  "LOGIN_FAILURES_PER_USERNAME", "LOGIN_FAILURE_WINDOW_SECONDS",
+                                  "SHORT_CODE_FAILURES_PER_LOGIN", "SHORT_CODE_FAILURE_WINDOW_SECONDS"])
+def test_throttling_settings_must_be_positive(environment, name):
     environment.setenv("APP_ENV", "testing")
     environment.setenv(name, "0")
     with pytest.raises(ConfigError, match=f"^{name} must be at least 1"):

@@ -3,7 +3,8 @@ invalid data. No request may produce a 5xx, and every response must match its de
 
 Besides what schemathesis generates from the document, every case may be made hostile (`hostile_cases`):
 a body nested 2,000 or 100 levels deep, a lone surrogate in a string, a 5,001-digit integer, an instant at
-the edge of year 1 or 9999, a period in year 9999 — shapes that once made 500s (tests/test_hostile_input.py).
+the edge of year 1 or 9999, a period in year 9999 — shapes that once made 500s (tests/test_hostile_input.py) —
+and, for a typed presence code (`short_code`), digits that are not ASCII, too few or too many, or spaced oddly.
 `test_every_operation_answers_every_hostile_shape_with_a_4xx` sends each shape to each operation once,
 deterministically.
 
@@ -35,6 +36,11 @@ EXTREME_PERIOD = "9999-12"
 _HUGE = "\x00huge\x00"  # stands for HUGE_INTEGER until the body is written out (json.dumps cannot write it)
 DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T")
 PERIOD = re.compile(r"^\d{4}-\d{2}$")
+# Typed presence codes that are not 8 ASCII digits (each a 422 naming `short_code`), and odd spacings of
+# 8 digits that are (whitespace is ignored, an ideographic space included).
+BAD_SHORT_CODES = ("1234 567", "123456789", "１２３４５６７８", "١٢٣٤٥٦٧٨", "1234-5678", "+1234567", "1e7",
+                   "12345678" * 6, " ", "")
+ODD_SHORT_CODES = ("1234\u30005678", " 1 2 3 4 5 6 7 8 ", "\t12345678\n", "00000000")
 
 
 def deeply_nested(depth: int) -> bytes:
@@ -65,8 +71,10 @@ def _replaced(value, path, new):
     return copy
 
 
-def hostile_values(leaf) -> list:
+def hostile_values(leaf, name=None) -> list:
     values = [_HUGE]
+    if name == "short_code":
+        values.extend(BAD_SHORT_CODES + ODD_SHORT_CODES)
     if isinstance(leaf, str):
         values.append(leaf + SURROGATE)
         if DATE_TIME.match(leaf):
@@ -80,7 +88,8 @@ def hostile_bodies(body) -> list[bytes]:
     """The JSON *body* made hostile in each way: nested too deep, or one leaf (at any depth) replaced."""
     bodies = [deeply_nested(2000), deeply_nested(100)]
     for path, leaf in _leaves(body):
-        bodies.extend(json_bytes(_replaced(body, path, value)) for value in hostile_values(leaf))
+        name = path[-1] if path else None
+        bodies.extend(json_bytes(_replaced(body, path, value)) for value in hostile_values(leaf, name))
     return bodies
 
 
@@ -209,6 +218,11 @@ def test_every_operation_answers_every_hostile_shape_with_a_4xx(build, client, f
                 for value in (_HUGE, *EXTREME_INSTANTS, EXTREME_PERIOD):
                     label = "5,001 digits" if value == _HUGE else value
                     attempts.append((f"{name}: {label}", {"data": json_bytes({name: value})}, None, None))
+                if name == "short_code":
+                    attempts += [(f"{name}: {value!r}", {"data": json_bytes({name: value})}, 422, name)
+                                 for value in BAD_SHORT_CODES]
+                    attempts += [(f"{name}: {value!r}", {"data": json_bytes({name: value})}, None, None)
+                                 for value in ODD_SHORT_CODES]
             bodies_sent += 1
         for parameter in operation.get("parameters", []):
             if parameter.get("in") == "query":

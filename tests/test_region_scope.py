@@ -80,7 +80,8 @@ def build_scenario(app, client, *, extended: bool = False) -> SimpleNamespace:
     scenario = SimpleNamespace(
         programme=programme.id, draft=draft.id, meal=meal, bath=bath, p1=p1.id, p2=p2.id, p3=p3.id, p4=p4.id,
         recipient=alice.id, voucher=meals[2], r1=r1, r2=r2, settlement=drafts[0]["id"], complaint=complaint,
-        period=build.period(), next_period=build.period(1), root=root,
+        period=build.period(), next_period=build.period(1), root=root, id_number=alice.id_number,
+        id_tail=alice.id_number_masked[-4:],
         inside=build.headers(build.admin(region_code=INSIDE)),
         outside=build.headers(build.admin(region_code=OUTSIDE)))
     if extended:
@@ -101,7 +102,8 @@ class Row:
     path: str                              # {name} is an id of the scenario
     body: Callable | None = None           # scenario → JSON body (or multipart fields with form=True)
     ok: tuple[int, ...] = (200,)           # what INSIDE gets
-    out: int = 403                         # what the outsider gets (403 forbidden; 200 for filtered answers)
+    out: int = 403                         # what the outsider gets (403 forbidden; 404 not_found where existence
+                                           # must not show; 200 for filtered answers)
     outsider: str = "outside"              # or "county": the 510131 admin, outside a city-wide programme
     out_body: Callable | None = None       # the outsider's own body, when it differs
     extended: bool = False                 # needs build_scenario(extended=True)
@@ -186,6 +188,9 @@ ROWS = [
     Row("POST", "/api/v1/recipients/import", _csv, form=True, out=200,
         out_json=lambda body, s: body["created"] == 0 and {e["field"] for e in body["errors"]} == {"region_code"},
         in_json=lambda body, s: body["created"] == 1, label="a row in 510131"),
+    Row("GET", "/api/v1/recipients?q={id_tail}&per_page=500", **listed("recipient"), label="q= the ID number's tail"),
+    # Found by ID number only inside the region; outside, as if nobody had it (404, not 403: no existence leak).
+    Row("POST", "/api/v1/recipients/lookup", lambda s: {"id_number": s.id_number}, out=404),
     Row("GET", "/api/v1/recipients/{recipient}"),
     Row("PATCH", "/api/v1/recipients/{recipient}", lambda s: {"address": "蒲江县鹤山街道2村3组"}),
     Row("POST", "/api/v1/recipients/{recipient}/account", lambda s: {"username": "alice-login", "password": PASSWORD},
@@ -324,7 +329,7 @@ def test_outside_admin_is_refused_inside_admin_is_served(app, client, row):
     with call(client, row, s, getattr(s, row.outsider), row.out_body) as response:
         assert response.status_code == row.out, response.get_data(as_text=True)[:500]
         if refusal:
-            assert response.get_json()["error"]["code"] == "forbidden"
+            assert response.get_json()["error"]["code"] == ("not_found" if row.out == 404 else "forbidden")
         else:
             assert row.out_json(response.get_json(), s), f"outside admin saw 510131: {response.get_json()}"
     assert footprint(client, s, audit=refusal) == before, "a refused request changed something"

@@ -68,6 +68,7 @@ GRANTS = {
     ("GET", "/api/v1/recipients"): {"admin", "recipient"},
     ("POST", "/api/v1/recipients"): {"admin"},
     ("POST", "/api/v1/recipients/import"): {"admin"},
+    ("POST", "/api/v1/recipients/lookup"): {"admin"},
     ("GET", "/api/v1/recipients/<int:recipient_id>"): {"admin", "recipient"},
     ("PATCH", "/api/v1/recipients/<int:recipient_id>"): {"admin"},
     ("POST", "/api/v1/recipients/<int:recipient_id>/account"): {"admin"},

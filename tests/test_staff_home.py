@@ -60,3 +60,16 @@ def test_strangers_are_sent_to_login_and_back(client):
     answer = client.get("/staff")
     assert answer.status_code == 302
     assert answer.location == "/login?next=/staff"
+
+
+def test_the_projection_at_the_recent_rate_is_shown_and_an_early_end_is_flagged(build, client):
+    world = build.world(budget_fen=60_000)  # a small budget, most of it committed by one month's vouchers
+    build.issue(world.programme, build.period(0))
+    build.choose(world.alice, world.programme, world.meal, world.p1)
+    for _ in range(4):  # the whole month's quota: 345 days of money left at this rate
+        build.redeem(world.p1, world.alice, world.meal)
+    _as_admin = build.admin()
+    assert login_page(client, _as_admin.username, PASSWORD).status_code == 302
+    text = visible_text(client.get("/staff"))
+    assert "按最近的使用速度，预算将在" in text
+    assert "早于项目结束日" in text

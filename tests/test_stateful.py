@@ -4,9 +4,9 @@ Each example starts from an empty database and a small cast (one active programm
 providers and one that is not, three recipients, two admins) and then runs a random sequence of the
 operations of the scheme, each in its own transaction, with `now` taken from a simulated clock that a
 rule advances: monthly issuance of several periods (one the budget cannot cover), supplementary
-issuance, choice and switching, redemption by presence code and by voucher card, the replay of a
-redemption through the HTTP API with the same Idempotency-Key, reuse of a used or stale presence
-code, reversal, expiry, revocation, a recipient dying or moving, rating, complaints and their
+issuance, choice and switching, redemption by presence code (scanned, or its short code typed) and by
+voucher card, the replay of a redemption through the HTTP API with the same Idempotency-Key, reuse of a
+used or stale presence code, reversal, expiry, revocation, a recipient dying or moving, rating, complaints and their
 resolution, settlement drafting, approval by a second admin, payment and deletion, budget amendments up
 and down, and closing the programme.
 
@@ -413,26 +413,31 @@ class MarketplaceMachine(RuleBasedStateMachine):
         self.read(check)
 
     @rule(target=redemptions, scan=SCANNERS, recipient=RECIPIENTS, item=ITEM_CODES,
-          delivered=st.sampled_from(DELIVERIES), stale=MOSTLY_NOT, rating=RATINGS)
-    def redeem_by_presence_code(self, scan, recipient, item, delivered, stale, rating):
+          delivered=st.sampled_from(DELIVERIES), stale=MOSTLY_NOT, rating=RATINGS, typed=MOSTLY_NOT)
+    def redeem_by_presence_code(self, scan, recipient, item, delivered, stale, rating, typed):
+        """The recipient's phone shows a presence code; the provider scans it, or types its 8 digits (*typed*)."""
         recipient_id = self.recipient(recipient).id
         provider = self.scanner(scan, recipient_id, item)
         info = self.provider(provider)
         delivered_at = self.now + delivered
         expected, voucher_id = self.predict_presence(info.id, recipient_id, item, delivered_at, stale)
         issued_at = self.now - timedelta(minutes=3) if stale else self.now
-        token, expires_at = self.read(lambda: tokens.presence_token(recipient_id=recipient_id, now=issued_at))
+        shown = {}
 
         def work():
-            return redemption.redeem(actor=self.user(info.user.id), now=self.now, presence_token=token,
-                                          item_code=item, delivered_at=delivered_at).id
+            code = redemption.create_presence_code(recipient_id=recipient_id, now=issued_at)
+            shown.update(code)
+            typed_or_scanned = {"short_code": code["short_code"]} if typed else {"presence_token": code["token"]}
+            return redemption.redeem(actor=self.user(info.user.id), now=self.now, item_code=item,
+                                     delivered_at=delivered_at, **typed_or_scanned).id
 
-        outcome = self.act("redeem_by_presence_code", expected, work)
+        outcome = self.act("redeem_by_typed_code" if typed else "redeem_by_presence_code", expected, work)
         if isinstance(outcome, Refused):
             return multiple()
-        self.used_code = (token, provider, expires_at)
+        # Rescanning the token of a code whose digits were typed is refused alike: using either uses both.
+        self.used_code = (shown["token"], provider, shown["expires_at"])
         self.check_redemption(outcome, voucher_id=voucher_id, provider_id=info.id, delivered_at=delivered_at,
-                              presence="presence_code")
+                              presence="typed_code" if typed else "presence_code")
         if rating is not None:
             self.rate(redemption=outcome, score=rating, by_recipient=True)
         return outcome

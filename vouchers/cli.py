@@ -53,12 +53,14 @@ def expire_vouchers_command(programme_id: int | None):
 
 @cli.cli.command("purge-expired")
 def purge_expired_command():
-    """Delete remembered Idempotency-Keys past IDEMPOTENCY_TTL_HOURS and used presence codes past expiry."""
+    """Delete remembered Idempotency-Keys past IDEMPOTENCY_TTL_HOURS, used presence codes past expiry, and
+    short codes that are used or expired."""
     now = utcnow()
     with transaction():
         keys = idempotency.purge(now=now)
+        short_codes = redemption.purge_short_codes(now=now)
         codes = redemption.purge_used_presence_codes(now=now)
-    click.echo(f"purged {keys} idempotency keys and {codes} used presence codes")
+    click.echo(f"purged {keys} idempotency keys, {codes} used presence codes and {short_codes} short codes")
 
 
 @cli.cli.command("settle")

@@ -20,6 +20,10 @@ from vouchers.serials import serial_for
 
 BIGINT = BigInteger().with_variant(Integer, "sqlite")
 VOUCHER_STATUSES = ("issued", "redeemed", "expired", "revoked")
+# Why a recipient left a provider (optional, kept with the switch): the market's signal, counted per reason.
+SWITCH_REASONS = ("service_quality", "staff_attitude", "timeliness", "price", "moved", "other")
+# How the recipient proved presence: a scanned presence code, its 8 digits typed in, or a printed card.
+PRESENCE_KINDS = ("presence_code", "typed_code", "voucher_card")
 
 
 class Issuance(db.Model):
@@ -94,7 +98,11 @@ class ChoiceEvent(db.Model):
     """Every choice and switch, kept: the market signal of who recipients leave and join."""
 
     __tablename__ = "choice_event"
-    __table_args__ = (Index("ix_choice_event_recipient", "recipient_id", "programme_id", "item_code"),)
+    __table_args__ = (
+        Index("ix_choice_event_recipient", "recipient_id", "programme_id", "item_code"),
+        CheckConstraint("switch_reason IN ('service_quality', 'staff_attitude', 'timeliness', 'price', 'moved', "
+                        "'other')", name="switch_reason_known"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id"))
@@ -106,6 +114,10 @@ class ChoiceEvent(db.Model):
     chosen_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     # Who acted: the recipient themself, or an admin (community worker) acting for them.
     acted_as: Mapped[str] = mapped_column(String(16))
+    # Why the recipient left from_provider (one of SWITCH_REASONS), and in their words (`other` needs them);
+    # only a switch from another provider has them.
+    switch_reason: Mapped[str | None] = mapped_column(String(20))
+    switch_note: Mapped[str | None] = mapped_column(String(200))
 
 
 class Redemption(db.Model):
@@ -117,7 +129,7 @@ class Redemption(db.Model):
         # the voucher may then be redeemed again.
         Index("uq_redemption_voucher_completed", "voucher_id", unique=True,
               postgresql_where=text("status = 'completed'"), sqlite_where=text("status = 'completed'")),
-        CheckConstraint("presence IN ('presence_code', 'voucher_card')", name="presence_known"),
+        CheckConstraint("presence IN ('presence_code', 'typed_code', 'voucher_card')", name="presence_known"),
         CheckConstraint("status IN ('completed', 'reversed')", name="status_known"),
         Index("ix_redemption_provider_delivered", "provider_id", "delivered_at"),
         Index("ix_redemption_programme_delivered", "programme_id", "delivered_at"),
@@ -151,6 +163,22 @@ class UsedPresenceCode(db.Model):
 
     nonce: Mapped[str] = mapped_column(String(16), primary_key=True)
     recipient_id: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class PresenceShortCode(db.Model):
+    """The typed form of a presence code: 8 digits, kept only as a keyed hash (vouchers.tokens.short_code_hashes).
+
+    It names the presence code's nonce, so using either the code or its token uses both (the nonce goes
+    into used_presence_code), and it lives exactly as long as the token. A hash is unique: a dead code
+    (used or expired) gives its hash up to a new one, a live one makes the new code be drawn again.
+    """
+
+    __tablename__ = "presence_short_code"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(16), unique=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id"))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 

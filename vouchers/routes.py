@@ -2,7 +2,7 @@ from flask import Response, send_file, stream_with_context
 
 from marketplace.api import Blueprint
 from marketplace.auth.access import require_actor, role_required
-from marketplace.db import transaction, utcnow, whole_page
+from marketplace.db import transaction, utcnow, whole_page, writes
 from marketplace.idempotency import idempotent
 from marketplace.programmes.service import get_programme
 from marketplace.recipients.service import get_recipient
@@ -97,21 +97,26 @@ def get_voucher(voucher_id):
 @blp.get("/vouchers/<int:voucher_id>/card.png")
 @blp.response(200, BINARY, content_type="image/png")
 @role_required("admin", "recipient")
+@writes
 def voucher_card_png(voucher_id):
     """A printable A6 card (300 dpi): QR of the signed voucher token, serial, item, value, validity.
 
-    Only an issued voucher has a card: 409 `voucher_not_issued` once it is redeemed, expired or revoked.
+    Only an issued voucher has a card: 409 `voucher_not_issued` once it is redeemed, expired or revoked. A card an
+    admin prints is audited (`voucher.card_printed`, on behalf of the recipient).
     """
-    token, lines = lookup.voucher_card(voucher_id, actor=require_actor())
+    with transaction():
+        token, lines = lookup.voucher_card(voucher_id, actor=require_actor(), now=utcnow())
     return Response(cards.card_png(token, lines), mimetype="image/png")
 
 
 @blp.get("/vouchers/<int:voucher_id>/card.svg")
 @blp.response(200, BINARY, content_type="image/svg+xml")
 @role_required("admin", "recipient")
+@writes
 def voucher_card_svg(voucher_id):
-    """The same card as SVG (A6, vector); 409 `voucher_not_issued` as for the PNG."""
-    token, lines = lookup.voucher_card(voucher_id, actor=require_actor())
+    """The same card as SVG (A6, vector); 409 `voucher_not_issued` and the audit as for the PNG."""
+    with transaction():
+        token, lines = lookup.voucher_card(voucher_id, actor=require_actor(), now=utcnow())
     return Response(cards.card_svg(token, lines), mimetype="image/svg+xml")
 
 
@@ -145,13 +150,18 @@ def expire_vouchers(programme_id):
 @blp.response(200, ChoiceSchema)
 @role_required("recipient", "admin")
 def set_choice(data, recipient_id):
-    """Choose (or switch) the provider for one item of a programme; 422 `provider_not_eligible`."""
+    """Choose (or switch) the provider for one item of a programme; 422 `provider_not_eligible`.
+
+    A switch from another provider may say why (`switch_reason`, and `switch_note`, which `other` needs); a first
+    choice has no reason (422). An admin choosing for the recipient is audited as acting on their behalf.
+    """
     actor = require_actor()
     with transaction():
         recipient = get_recipient(recipient_id, actor=actor)
         programme = get_programme(data["programme_id"], actor=actor)
         return choice.set_choice(recipient=recipient, programme=programme, item_code=data["item_code"],
-                                 provider_id=data["provider_id"], actor=actor, now=utcnow())
+                                 provider_id=data["provider_id"], switch_reason=data.get("switch_reason"),
+                                 switch_note=data.get("switch_note"), actor=actor, now=utcnow())
 
 
 @blp.get("/recipients/<int:recipient_id>/choices")
@@ -166,8 +176,13 @@ def get_choices(recipient_id):
 @blp.response(201, PresenceCodeSchema)
 @role_required("recipient")
 def create_presence_code():
-    """A presence code to show the provider: valid about two minutes, works once."""
-    return redemption.create_presence_code(recipient_id=require_actor().recipient_id, now=utcnow())
+    """A presence code to show the provider: valid about two minutes, works once.
+
+    Its `token` goes into the QR code; `short_code` is the same code as 8 digits (shown `1234 5678`) to type in
+    where the QR code cannot be scanned. Using either uses both.
+    """
+    with transaction():
+        return redemption.create_presence_code(recipient_id=require_actor().recipient_id, now=utcnow())
 
 
 @blp.get("/me/presence-code.png")
@@ -186,7 +201,12 @@ def presence_code_png(query):
 @blp.response(201, RedemptionSchema)
 @role_required("provider")
 def redeem(data):
-    """Redeem (核销) a delivered service: scan the presence code and name the item, or scan a voucher card."""
+    """Redeem (核销) a delivered service: scan the presence code (or type its `short_code`) and name the item, or
+    scan a voucher card.
+
+    A wrong `short_code` is 422 `invalid_token`; more than SHORT_CODE_FAILURES_PER_LOGIN (10) wrong ones from one
+    login within SHORT_CODE_FAILURE_WINDOW_SECONDS (10 minutes) are 429 `too_many_attempts`.
+    """
     with transaction():
         return redemption.redeem(actor=require_actor(), now=utcnow(), **data)
 

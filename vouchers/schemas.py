@@ -1,8 +1,30 @@
+import re
+
 from marshmallow import Schema, fields, validate
 
-from marketplace.schemas import ID_RANGE, InputSchema, Instant, PageArgs, Period
-from vouchers.models import VOUCHER_STATUSES
+from marketplace.schemas import ID_RANGE, InputSchema, Instant, PageArgs, Period, Trimmed
+from vouchers.models import PRESENCE_KINDS, SWITCH_REASONS, VOUCHER_STATUSES
 from vouchers.serials import serial_for
+from vouchers.tokens import SHORT_CODE_DIGITS
+
+SHORT_CODE_RE = re.compile(f"[0-9]{{{SHORT_CODE_DIGITS}}}")
+
+
+class ShortCode(fields.String):
+    """The 8 digits of a presence code as typed: spaces (any whitespace) are ignored, nothing else is."""
+
+    default_error_messages = {"short_code": f"Type the {SHORT_CODE_DIGITS} digits of the code, e.g. 1234 5678."}
+
+    def __init__(self, **kwargs):
+        metadata = {"example": "1234 5678", "maxLength": 40, **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        digits = "".join(text.split())
+        if len(text) > 40 or not SHORT_CODE_RE.fullmatch(digits):
+            raise self.make_error("short_code")
+        return digits
 
 
 class IssuanceInputSchema(InputSchema):
@@ -55,6 +77,12 @@ class ChoiceInputSchema(InputSchema):
     programme_id = fields.Integer(required=True, strict=True, validate=ID_RANGE)
     item_code = fields.String(required=True, validate=validate.Length(min=1, max=32))
     provider_id = fields.Integer(required=True, strict=True, validate=ID_RANGE)
+    switch_reason = fields.String(validate=validate.OneOf(SWITCH_REASONS), metadata={
+        "description": "Why the recipient leaves the provider chosen before; only when switching from another "
+                       "provider. `other` needs a `switch_note`"})
+    switch_note = Trimmed(validate=validate.Length(max=200), metadata={
+        "description": "The reason in the recipient's words, at most 200 characters once trimmed; only with a "
+                       "`switch_reason`"})
 
 
 class ChoiceSchema(Schema):
@@ -74,6 +102,8 @@ class ChoiceEventSchema(Schema):
     chosen_at = fields.AwareDateTime(required=True)
     chosen_by = fields.Integer(allow_none=True)
     acted_as = fields.String(required=True, metadata={"description": "`recipient`, or `admin` acting for them"})
+    switch_reason = fields.String(allow_none=True, metadata={"enum": [*SWITCH_REASONS, None]})
+    switch_note = fields.String(allow_none=True)
 
 
 class ChoicesSchema(Schema):
@@ -82,8 +112,12 @@ class ChoicesSchema(Schema):
 
 
 class PresenceCodeSchema(Schema):
-    token = fields.String(required=True)
+    token = fields.String(required=True, metadata={"description": "For the QR code"})
     expires_at = fields.AwareDateTime(required=True)
+    short_code = fields.String(required=True, metadata={
+        "description": "The same presence code as 8 digits to type in where the QR code cannot be scanned; "
+                       "using either uses both", "example": "12345678"})
+    short_code_display = fields.String(metadata={"description": "The 8 digits as shown: `1234 5678`"})
 
 
 class PresenceImageQuerySchema(InputSchema):
@@ -92,6 +126,8 @@ class PresenceImageQuerySchema(InputSchema):
 
 class RedemptionInputSchema(InputSchema):
     presence_token = fields.String(validate=validate.Length(min=1, max=80))
+    short_code = ShortCode(metadata={"description": "The presence code's 8 digits, typed in place of "
+                                                    "`presence_token` (spaces ignored)"})
     item_code = fields.String(validate=validate.Length(min=1, max=32))
     voucher_token = fields.String(validate=validate.Length(min=1, max=80))
     delivered_at = Instant(metadata={"description": "When the service was delivered (default: now)"})
@@ -107,7 +143,9 @@ class RedemptionSchema(Schema):
     provider_id = fields.Integer(required=True)
     recipient_id = fields.Integer(required=True)
     item_code = fields.String(required=True)
-    presence = fields.String(required=True, metadata={"enum": ["presence_code", "voucher_card"]})
+    presence = fields.String(required=True, metadata={
+        "enum": list(PRESENCE_KINDS),
+        "description": "`presence_code` (scanned), `typed_code` (its 8 digits typed in) or `voucher_card`"})
     face_value_fen = fields.Integer(required=True)
     copay_fen = fields.Integer(required=True)
     delivered_at = fields.AwareDateTime(required=True)

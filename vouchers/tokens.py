@@ -15,10 +15,20 @@ A token has one spelling (read in any case, around any whitespace): base32 witho
 unused low bits of its last character zero. A voucher token's 22 bytes take 36 characters, 4 bits
 more than they need, so 16 different last characters would otherwise decode to the same card; a
 presence code's 30 bytes fill its 48 characters exactly. Any other spelling is `InvalidToken`.
+
+A presence code also has a short form to type in where a QR code cannot be scanned: 8 random digits
+(shown `1234 5678`). They carry nothing, so they are looked up: the database keeps only their keyed
+hash, HMAC-SHA256 under a key derived from each TOKEN_KEYS secret (`short_code_hashes`). TOKEN_KEYS,
+not ID_HASH_KEY: whoever holds a token key can already forge any presence code, so a short code's
+hash needs no secret of its own — while ID_HASH_KEY guards recipients' ID numbers, must never rotate
+and is better used for nothing else. The derivation (HMAC of the secret with a fixed label) keeps the
+hash from ever equalling a token's mac. Every listed key is tried, so codes issued just before a key
+rotation still work for their two minutes.
 """
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import secrets
@@ -33,6 +43,8 @@ from marketplace.errors import DomainError
 
 PRESENCE, VOUCHER = 1, 2
 MAC_BYTES = 12
+SHORT_CODE_DIGITS = 8
+SHORT_CODE_LABEL = b"marketplace presence short code v1"
 
 
 class InvalidToken(DomainError):
@@ -90,9 +102,39 @@ def _open(token: str, kind: int) -> bytes:
 
 def presence_token(*, recipient_id: int, now: datetime) -> tuple[str, datetime]:
     """A fresh presence code for the recipient and the instant it stops working."""
+    token, claims = issue_presence_token(recipient_id=recipient_id, now=now)
+    return token, claims.expires_at
+
+
+def issue_presence_token(*, recipient_id: int, now: datetime) -> tuple[str, PresenceClaims]:
+    """A fresh presence code for the recipient and what it claims (its expiry and its nonce)."""
     expires = int(now.timestamp()) + current_app.config["PRESENCE_CODE_TTL_SECONDS"]
-    token = _seal(PRESENCE, struct.pack(">II", recipient_id, expires) + secrets.token_bytes(8))
-    return token, datetime.fromtimestamp(expires, UTC)
+    nonce = secrets.token_bytes(8)
+    token = _seal(PRESENCE, struct.pack(">II", recipient_id, expires) + nonce)
+    return token, PresenceClaims(recipient_id=recipient_id, expires_at=datetime.fromtimestamp(expires, UTC),
+                                 nonce=nonce.hex())
+
+
+def new_short_code() -> str:
+    """8 random digits (the secrets module), the typed form of a presence code."""
+    return f"{secrets.randbelow(10 ** SHORT_CODE_DIGITS):0{SHORT_CODE_DIGITS}d}"
+
+
+def display_short_code(code: str) -> str:
+    """The digits as people read them: `1234 5678`."""
+    return f"{code[:4]} {code[4:]}"
+
+
+def short_code_hashes(code: str) -> list[str]:
+    """The keyed hashes of the 8 digits *code* under every token key, the signing key's first (hex)."""
+    message = code.encode("ascii")
+    return [hmac.new(key, message, hashlib.sha256).hexdigest()
+            for key in _short_code_keys(current_app.config["TOKEN_KEYS"])]
+
+
+@functools.lru_cache(maxsize=8)
+def _short_code_keys(raw: str) -> tuple[bytes, ...]:
+    return tuple(hmac.new(secret, SHORT_CODE_LABEL, hashlib.sha256).digest() for _kid, secret in parse_token_keys(raw))
 
 
 def read_presence_token(token: str, *, now: datetime) -> PresenceClaims:

@@ -4,6 +4,6 @@ Services call `audit.record(...)` for every change of money, status or qualifica
 appended to the chain when their transaction commits.
 """
 
-from marketplace.audit.service import record, verify_chain
+from marketplace.audit.service import acting_for, record, verify_chain
 
-__all__ = ["record", "verify_chain"]
+__all__ = ["acting_for", "record", "verify_chain"]

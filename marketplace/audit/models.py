@@ -32,6 +32,9 @@ class AuditEvent(db.Model):
     # region overlaps theirs.
     region_code: Mapped[str | None] = mapped_column(String(6))
     region_prefix: Mapped[str | None] = mapped_column(String(6), index=True)
+    # The recipient an admin acted for (代办: a choice, a complaint, a phone follow-up rating, a printed
+    # card), hashed with the event; None when the actor acted for themself or for nobody in particular.
+    on_behalf_of: Mapped[int | None] = mapped_column(Integer)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 

@@ -2,12 +2,14 @@ import json
 
 from marshmallow import Schema, fields, validate
 
-from marketplace.schemas import PageArgs
+from marketplace.schemas import ID_RANGE, PageArgs
 
 
 class AuditQuerySchema(PageArgs):
     entity = fields.String(validate=validate.Length(max=40))
     entity_id = fields.String(validate=validate.Length(max=64))
+    on_behalf_of = fields.Integer(validate=ID_RANGE, metadata={
+        "description": "Only what admins did for this recipient (代办)"})
 
 
 class AuditEventSchema(Schema):
@@ -22,6 +24,9 @@ class AuditEventSchema(Schema):
                            metadata={"type": "object"})
     region_code = fields.String(allow_none=True, metadata={
         "description": "The region the event concerns; null for every region (e.g. the catalogue)"})
+    on_behalf_of = fields.Integer(allow_none=True, metadata={
+        "description": "The recipient an admin acted for (代办: a choice, a complaint, a phone follow-up rating, "
+                       "a printed card); null otherwise"})
     prev_hash = fields.String(required=True)
     hash = fields.String(required=True)
 

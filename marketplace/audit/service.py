@@ -32,13 +32,14 @@ def canonical_json(value: Any) -> str:
 
 
 def record(*, action: str, entity: str, entity_id: int | str, region_code: str | None, data: dict | None = None,
-           actor=None, now: datetime | None = None) -> None:
+           actor=None, now: datetime | None = None, on_behalf_of: int | None = None) -> None:
     """Queue an audit event for the current transaction.
 
     *actor* is the acting user (anything with `id` and `username`) or None for the system (CLI,
     scheduled jobs). *region_code* is the region the event concerns (None: every region); a
-    region-limited admin reads only the events of regions overlapping theirs. *data* must never hold
-    personal data in clear: masked forms only.
+    region-limited admin reads only the events of regions overlapping theirs. *on_behalf_of* is the id
+    of the recipient an admin acted for (代办), None otherwise. *data* must never hold personal data in
+    clear: masked forms only.
     """
     session = db.session()
     # Remember the savepoint the event belongs to: rolling that savepoint back drops the event, rolling
@@ -52,11 +53,18 @@ def record(*, action: str, entity: str, entity_id: int | str, region_code: str |
         "entity_id": str(entity_id),
         "data": canonical_json(data or {}),
         "region_code": region_code,
+        "on_behalf_of": on_behalf_of,
     }))
 
 
+def acting_for(actor, recipient_id: int | None) -> int | None:
+    """*on_behalf_of* for an event about *recipient_id*: the recipient when an admin acts for them (代办: staff
+    or a community worker at the recipient's side), None when the recipient acts themself or nobody is named."""
+    return recipient_id if getattr(actor, "role", None) == "admin" else None
+
+
 def event_hash(prev_hash: str, *, id: int, at: datetime, actor_id: int | None, actor: str, action: str,
-               entity: str, entity_id: str, data: str, region_code: str | None) -> str:
+               entity: str, entity_id: str, data: str, region_code: str | None, on_behalf_of: int | None = None) -> str:
     fields = {
         "id": id,
         "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
@@ -69,6 +77,8 @@ def event_hash(prev_hash: str, *, id: int, at: datetime, actor_id: int | None, a
     }
     if region_code is not None:  # events from before regions were recorded hash as they always did
         fields["region_code"] = region_code
+    if on_behalf_of is not None:  # likewise events from before 代办 was recorded, and every other event
+        fields["on_behalf_of"] = on_behalf_of
     body = canonical_json(fields)
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
@@ -141,8 +151,8 @@ def verify_chain() -> Verification:
         return Verification(False, 0, None, "the chain head is missing")
     expected_id, expected_prev, count, anchor_hash = 1, GENESIS_HASH, 0, GENESIS_HASH
     columns = [AuditEvent.id, AuditEvent.at, AuditEvent.actor_id, AuditEvent.actor, AuditEvent.action,
-               AuditEvent.entity, AuditEvent.entity_id, AuditEvent.data, AuditEvent.region_code, AuditEvent.prev_hash,
-               AuditEvent.hash]
+               AuditEvent.entity, AuditEvent.entity_id, AuditEvent.data, AuditEvent.region_code,
+               AuditEvent.on_behalf_of, AuditEvent.prev_hash, AuditEvent.hash]
     # A server-side cursor on PostgreSQL: close it even when the walk stops at a broken event.
     with db.session.execute(select(*columns).order_by(AuditEvent.id).execution_options(yield_per=2000)) as rows:
         for row in rows:
@@ -152,7 +162,7 @@ def verify_chain() -> Verification:
                 return Verification(False, count, row.id, f"event {row.id} does not follow event {row.id - 1}")
             recomputed = event_hash(expected_prev, id=row.id, at=row.at, actor_id=row.actor_id, actor=row.actor,
                                     action=row.action, entity=row.entity, entity_id=row.entity_id, data=row.data,
-                                    region_code=row.region_code)
+                                    region_code=row.region_code, on_behalf_of=row.on_behalf_of)
             if recomputed != row.hash:
                 return Verification(False, count, row.id, f"event {row.id} was altered")
             if row.id == before.last_id:
@@ -175,13 +185,17 @@ def _head():
     return db.session.execute(select(AuditHead.last_id, AuditHead.last_hash).where(AuditHead.id == 1)).one_or_none()
 
 
-def list_events(*, actor, page: int, per_page: int, entity: str | None = None, entity_id: str | None = None) -> dict:
-    """One page of events, newest first, optionally for one entity: for a region-limited admin only
-    those whose region overlaps theirs (not those of every region); auditors and unscoped admins see all."""
+def list_events(*, actor, page: int, per_page: int, entity: str | None = None, entity_id: str | None = None,
+                on_behalf_of: int | None = None) -> dict:
+    """One page of events, newest first, optionally for one entity or of what admins did for one recipient:
+    for a region-limited admin only those whose region overlaps theirs (not those of every region);
+    auditors and unscoped admins see all."""
     statement = select(AuditEvent).where(scope.overlaps_within(actor, AuditEvent.region_prefix))
     statement = statement.order_by(AuditEvent.id.desc())
     if entity is not None:
         statement = statement.where(AuditEvent.entity == entity)
     if entity_id is not None:
         statement = statement.where(AuditEvent.entity_id == entity_id)
+    if on_behalf_of is not None:
+        statement = statement.where(AuditEvent.on_behalf_of == on_behalf_of)
     return paginate(statement, page=page, per_page=per_page)

@@ -43,7 +43,8 @@ class InvalidCredentials(DomainError):
 
 
 class TooManyAttempts(DomainError):
-    status, code, message = 429, "too_many_attempts", "Too many failed logins; wait and try again."
+    status, code = 429, "too_many_attempts"
+    message = "Too many failed attempts (logins, or typed presence codes); wait and try again."
 
 
 class DuplicateUsername(DomainError):
@@ -200,7 +201,8 @@ def authenticate(*, username: str, password: str, client: str) -> User:
     for taken, (item, identifiers) in enumerate(counters, start=1):
         if not limiter.hit(item, *identifiers):
             _give_back(limiter, counters[:taken])
-            raise TooManyAttempts(retry_after_seconds=_seconds_until_reset(limiter, item, identifiers))
+            raise TooManyAttempts("Too many failed logins; wait and try again.",
+                                  retry_after_seconds=_seconds_until_reset(limiter, item, identifiers))
     user = db.session.scalar(select(User).where(User.username == username))
     if user is None or not user.active:
         # Hash anyway so that response time does not tell whether the username exists.
@@ -216,6 +218,26 @@ def authenticate(*, username: str, password: str, client: str) -> User:
     if PASSWORD_HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     return user
+
+
+def take_attempt(item: RateLimitItem, *identifiers: str, message: str) -> None:
+    """Take a place in a counter of failures before checking an attempt (as `authenticate` does for logins).
+
+    The limiter's `hit` counts and compares in one atomic step, so racing attempts can never check
+    more than the limit's number; the caller gives the place back (`give_back_attempt`) unless the
+    attempt failed. Counted in the rate limiter's store (RATELIMIT_STORAGE_URI), shared by every process.
+
+    :raises TooManyAttempts: the limit is reached (*message*, and `retry_after_seconds`).
+    """
+    limiter = rate_limiter()
+    if not limiter.hit(item, *identifiers):
+        _give_back(limiter, [(item, identifiers)])
+        raise TooManyAttempts(message, retry_after_seconds=_seconds_until_reset(limiter, item, identifiers))
+
+
+def give_back_attempt(item: RateLimitItem, *identifiers: str) -> None:
+    """Give back the place `take_attempt` took: the attempt did not fail."""
+    _give_back(rate_limiter(), [(item, identifiers)])
 
 
 def _give_back(limiter: RateLimiter, counters: list[tuple[RateLimitItem, tuple[str, ...]]]) -> None:

@@ -12,6 +12,7 @@ from marketplace.recipients.schemas import (
     ImportFileSchema,
     ImportResultSchema,
     RecipientCreateSchema,
+    RecipientLookupSchema,
     RecipientQuerySchema,
     RecipientSchema,
     RecipientUpdateSchema,
@@ -59,8 +60,25 @@ def import_recipients(data):
 @blp.response(200, page_of(RecipientSchema))
 @role_required("admin", "recipient")
 def list_recipients(query):
-    """Recipients inside the admin's region (a recipient sees only themself)."""
+    """Recipients inside the admin's region (a recipient sees only themself).
+
+    `q` matches part of the name or phone number, or exactly the last 4 characters of the masked ID number.
+    """
     return service.list_recipients(actor=require_actor(), **query)
+
+
+@blp.post("/lookup")
+@blp.arguments(RecipientLookupSchema())
+@blp.response(200, RecipientSchema)
+@role_required("admin")
+def lookup_recipient(data):
+    """Find a recipient by national ID number (through the blind index; the number is neither stored nor logged).
+
+    422 `invalid_id_number` for a number that is not valid; 404 `not_found` when nobody in your region has it
+    (a recipient of another region is not revealed).
+    """
+    with transaction():
+        return service.lookup_by_id_number(id_number=data["id_number"], actor=require_actor(), now=utcnow())
 
 
 @blp.get("/<int:recipient_id>")

@@ -2,7 +2,7 @@ from marshmallow import Schema, fields, validate, validates_schema
 from marshmallow.exceptions import ValidationError
 
 from marketplace.recipients.models import RECIPIENT_STATUSES, TAGS
-from marketplace.schemas import REGION_CODE, InputSchema, PageArgs
+from marketplace.schemas import REGION_CODE, InputSchema, PageArgs, Trimmed
 
 
 class RecipientCreateSchema(InputSchema):
@@ -34,6 +34,14 @@ class RecipientQuerySchema(PageArgs):
     region_code = fields.String(validate=validate.Regexp(r"^\d{2,6}$"))
     status = fields.String(validate=validate.OneOf(RECIPIENT_STATUSES))
     tag = fields.String(validate=validate.OneOf(TAGS))
+    q = Trimmed(validate=validate.Length(max=50), metadata={
+        "description": "Part of the name or phone number, or the last 4 characters of the masked ID number"})
+
+
+class RecipientLookupSchema(InputSchema):
+    id_number = fields.String(required=True, validate=validate.Length(max=64), metadata={
+        "description": "GB 11643 resident ID (18 characters); looked up through the blind index, never stored, "
+                       "logged or returned"})
 
 
 class RecipientUpdateSchema(InputSchema):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from flask import current_app
-from sqlalchemy import insert, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from marketplace import audit, scope, transitions
@@ -29,6 +29,8 @@ from marketplace.signals import recipient_departed
 
 CSV_HEADER = ("name", "id_number", "phone", "region_code", "address", "tags")
 PHONE_RE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
+# The last 4 characters of a masked ID number (`510131********123X`), what people read off a card.
+ID_TAIL_RE = re.compile(r"^[0-9]{3}[0-9Xx]$")
 IMPORT_BATCH = 1000
 MAX_REPORTED_ERRORS = 1000
 # CSV cells do not pass the request schemas, which refuse text no column can store (NUL, lone surrogates):
@@ -169,8 +171,35 @@ def get_recipient(recipient_id: int, *, actor) -> Recipient:
     return recipient
 
 
+def lookup_by_id_number(*, id_number: str, actor, now: datetime) -> Recipient:
+    """The recipient with this ID number, found through the blind index, for an admin whose region holds them.
+
+    The number is parsed, hashed and dropped: never stored, logged, audited or echoed. A recipient outside
+    the admin's region is not found either (404, not 403): a number must not tell a county admin whether
+    someone is enrolled elsewhere. The look-up is audited (who looked up whom), without the number.
+
+    :raises InvalidIdNumber: not a GB 11643 number (details.part names what is wrong).
+    :raises NotFound: nobody with this number inside the admin's region.
+    """
+    try:
+        parsed = parse_id_number(id_number or "", today=now.date())
+    except InvalidIdNumberError as error:
+        raise InvalidIdNumber(error.message, part=error.part, fields={"id_number": [error.message]}) from None
+    recipient = db.session.scalar(select(Recipient).where(Recipient.id_number_hash == id_number_hash(parsed.number)))
+    if recipient is None or not scope.may_act_on(actor, recipient.region_code):
+        raise NotFound("No recipient with this ID number in your region.")
+    audit.record(action="recipient.looked_up", entity="recipient", entity_id=recipient.id, actor=actor, now=now,
+                 region_code=recipient.region_code, data={"by": "id_number"})
+    return recipient
+
+
 def list_recipients(*, actor, page: int, per_page: int, region_code: str | None = None, status: str | None = None,
-                    tag: str | None = None) -> dict:
+                    tag: str | None = None, q: str | None = None) -> dict:
+    """Recipients inside the admin's region (a recipient: themself), filtered.
+
+    *q* matches a part of the name or of the phone number, or exactly the last 4 characters of the masked ID
+    number (`123X`, any case).
+    """
     statement = select(Recipient).where(scope.within(actor, Recipient.region_code)).order_by(Recipient.id)
     if actor.role == "recipient":
         statement = statement.where(Recipient.id == actor.recipient_id)
@@ -180,6 +209,12 @@ def list_recipients(*, actor, page: int, per_page: int, region_code: str | None 
         statement = statement.where(Recipient.status == status)
     if tag is not None:
         statement = statement.where(Recipient.tag_rows.any(RecipientTag.tag == tag))
+    q = (q or "").strip()
+    if q:
+        matches = [Recipient.name.icontains(q, autoescape=True), Recipient.phone.contains(q, autoescape=True)]
+        if ID_TAIL_RE.match(q):
+            matches.append(Recipient.id_number_masked.endswith(q.upper(), autoescape=True))
+        statement = statement.where(or_(*matches))
     return paginate(statement, page=page, per_page=per_page)
 
 

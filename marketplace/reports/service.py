@@ -48,16 +48,28 @@ def _exhaustion_date(today: date, *, unspent_fen: int, recent_fen: int) -> date 
     return today + timedelta(days=days) if days <= (date.max - today).days else date.max
 
 
+def recent_spending(programme_id: int, *, now: datetime) -> int:
+    """Face value of the programme's completed redemptions over the last BURN_WINDOW_DAYS, in fen."""
+    since = now - timedelta(days=BURN_WINDOW_DAYS)
+    return int(db.session.scalar(
+        select(func.coalesce(func.sum(Redemption.face_value_fen), 0))
+        .where(Redemption.programme_id == programme_id, Redemption.status == "completed",
+               Redemption.delivered_at >= since, Redemption.delivered_at <= now)))
+
+
+def projected_exhaustion(balances: ledger.Ledger, *, recent_fen: int, now: datetime) -> date | None:
+    """The day the unspent budget (available and committed) runs out at the recent rate of spending."""
+    unspent = balances.available_fen + balances.committed_fen
+    return _exhaustion_date(local_date(now), unspent_fen=unspent, recent_fen=recent_fen)
+
+
 def dashboard(programme: Programme, *, now: datetime) -> dict:
     """The ledger, the burn rate, when the money runs out at that rate, where it goes, the reserved share."""
     balances = ledger.balances(programme.id)
     completed = (Redemption.programme_id == programme.id) & (Redemption.status == "completed")
-    since = now - timedelta(days=BURN_WINDOW_DAYS)
-    recent = db.session.scalar(select(func.coalesce(func.sum(Redemption.face_value_fen), 0))
-                               .where(completed, Redemption.delivered_at >= since, Redemption.delivered_at <= now))
-    burn_rate = int(recent) / BURN_WINDOW_DAYS
-    unspent = balances.available_fen + balances.committed_fen
-    exhaustion = _exhaustion_date(local_date(now), unspent_fen=unspent, recent_fen=int(recent))
+    recent = recent_spending(programme.id, now=now)
+    burn_rate = recent / BURN_WINDOW_DAYS
+    exhaustion = projected_exhaustion(balances, recent_fen=recent, now=now)
 
     def grouped(*columns):
         return db.session.execute(

@@ -33,7 +33,7 @@ def file_complaint(*, provider: Provider, text: str, recipient_id: int | None, r
     db.session.add(complaint)
     db.session.flush()
     audit.record(action="complaint.filed", entity="provider", entity_id=provider.id, actor=actor, now=now,
-                 region_code=_region_of(provider, recipient_id),
+                 region_code=_region_of(provider, recipient_id), on_behalf_of=audit.acting_for(actor, recipient_id),
                  data={"complaint_id": complaint.id, "redemption_id": redemption_id})
     return complaint
 

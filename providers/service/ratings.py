@@ -47,7 +47,7 @@ def record_rating(*, redemption_id: int, provider_id: int, programme_id: int, it
         raise AlreadyRated() from error
     _add_to_aggregate(provider_id=provider_id, programme_id=programme_id, item_code=item_code, score=score)
     audit.record(action="rating.recorded", entity="provider", entity_id=provider_id, actor=actor, now=now,
-                 region_code=region_code,
+                 region_code=region_code, on_behalf_of=audit.acting_for(actor, recipient_id),
                  data={"rating_id": rating.id, "redemption_id": redemption_id, "score": score, "source": source})
     return rating
 

@@ -9,9 +9,12 @@ Modules (import the one you need; this package imports none of them by itself):
                   SQLite file
     apps.py       app settings (testing, or production with given secrets), new secrets, building an
                   app in this process (optionally migrated) and disposing of it
-    servers.py    free ports in a given range, child processes and their CPU time, and `Server`: a
+    servers.py    free ports in a given range, child processes and their CPU time, `Server`: a
                   real gunicorn serving the app in its own process group (start, health, logs,
-                  HTTP calls, stop)
+                  HTTP calls, stop), and `LiveServer`: an app of this process served by werkzeug
+                  in a thread, recording its replies (the browser tests' server)
+    browsers.py   the system's Chromium for the browser tests: where it is, whether it can run
+                  (and why not), its version
     races.py      threads released together by a barrier: `race` for plain callables (HTTP calls,
                   or work of your own), `race_transactions` for service calls, each in its own app
                   context and transaction

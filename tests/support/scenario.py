@@ -35,8 +35,9 @@ The vocabulary (keyword arguments have defaults unless marked …):
 - providers and recipients: provider(items=…, enrol_in=[…]), set_provider_status(provider, action),
   recipient(), set_recipient_status(recipient, status)
 - vouchers: issue(programme, period), supplementary(programme, recipient, item, count),
-  choose(recipient, programme, item, provider), choose_all(world, provider, *recipients),
-  voucher_token(voucher), presence_token(recipient), redeem(provider, recipient, item) by presence code or
+  choose(recipient, programme, item, provider, reason=…, note=…), choose_all(world, provider, *recipients),
+  voucher_token(voucher), presence_token(recipient), presence_code(recipient) (token and short code, kept),
+  redeem(provider, recipient, item) by presence code (typed=True: its short code typed in) or
   redeem(provider, voucher=…) by card, serve(provider, recipients, programme, item, times=… or
   delivered_at=[…]), reverse(redemption), revoke(voucher), expire(programme)
 - feedback: rate(redemption, score), rated_services(provider, recipients, programme, item, scores),
@@ -461,12 +462,15 @@ class Builder:
 
         return self.run(issue)
 
-    def choose(self, recipient, programme, item: str, provider) -> None:
-        """The system admin records *recipient*'s choice of *provider* for *item* (代办)."""
-        admin_id = self._actor_id(None)
+    def choose(self, recipient, programme, item: str, provider, *, reason: str | None = None,
+               note: str | None = None, by: User | None = None) -> None:
+        """*by* (default: the system admin, 代办) records *recipient*'s choice of *provider* for *item*, a switch
+        with its *reason* and *note* when given."""
+        actor_id = self._actor_id(by)
         self.run(lambda: choice.set_choice(
             recipient=db.session.get(Recipient, _id(recipient)), programme=db.session.get(Programme, _id(programme)),
-            item_code=item, provider_id=_id(provider), actor=db.session.get(User, admin_id), now=self.now()))
+            item_code=item, provider_id=_id(provider), switch_reason=reason, switch_note=note,
+            actor=db.session.get(User, actor_id), now=self.now()))
 
     def choose_all(self, world: World, provider, *recipients) -> None:
         """*recipients* (default: alice and bob) choose *provider* for both of the world's items."""
@@ -483,8 +487,13 @@ class Builder:
         return self.read(lambda: redemption_service.create_presence_code(recipient_id=_id(recipient),
                                                                          now=now or self.now())["token"])
 
+    def presence_code(self, recipient, *, now: datetime | None = None) -> dict:
+        """A presence code as POST /me/presence-code gives it (token, short_code, expires_at), its short code kept."""
+        return self.run(lambda: redemption_service.create_presence_code(recipient_id=_id(recipient),
+                                                                        now=now or self.now()))
+
     def redeem(self, provider: ProviderRef, recipient=None, item: str | None = None, *, voucher=None,
-               delivered_at: datetime | None = None, now: datetime | None = None) -> RedemptionRef:
+               delivered_at: datetime | None = None, now: datetime | None = None, typed: bool = False) -> RedemptionRef:
         """*provider*'s staff scan *recipient*'s presence code for *item*, or the card of *voucher*, after
         delivering the service at *delivered_at* (default: at the scan). The scan happens at *now*, by
         default five minutes after delivery or now, whichever is sooner."""
@@ -493,8 +502,9 @@ class Builder:
             if voucher is not None:
                 shown = {"voucher_token": tokens.voucher_token(_id(voucher))}
             else:
-                token = redemption_service.create_presence_code(recipient_id=_id(recipient), now=at)["token"]
-                shown = {"presence_token": token, "item_code": item}
+                code = redemption_service.create_presence_code(recipient_id=_id(recipient), now=at)
+                shown = {"short_code": code["short_code"]} if typed else {"presence_token": code["token"]}
+                shown["item_code"] = item
             redeemed = redemption_service.redeem(actor=db.session.get(User, provider.user.id), now=at,
                                                  delivered_at=delivered_at, duration_minutes=45, **shown)
             return RedemptionRef(

@@ -1,4 +1,5 @@
-"""A real gunicorn serving the app, for the server race tests, the crash test and the benchmarks.
+"""Real HTTP servers: gunicorn serving the app (the server race tests, the crash test, the benchmarks), and
+`LiveServer`, an app of this process served by werkzeug in a thread (the browser tests).
 
 The tests elsewhere call the service layer or Flask's test client inside one process. `Server` runs
 an app the way it is deployed — `gunicorn --config gunicorn.conf.py … wsgi:app`, production settings
@@ -16,9 +17,19 @@ secrets, so voucher cards signed here verify there) or in bulk, and the server i
         finally:
             server.stop()         # the whole process group; closes the logs, disposes local apps
 
-Each suite listens in a range of its own so that they can run side by side: the tests in 18100–18199
-(TEST_PORTS, the default), the benchmarks in 18200–18299 (bench/common.py). A port is picked at random
-among the free ones of the range; a start that loses the port to someone else tries another.
+`LiveServer` serves an app that already exists in this process — the session's `app` fixture — so the
+browser tests seed data with the scenario Builder or the service layer on the very app that answers
+the browser, and the cleaning between tests (databases.empty_database) also resets its login
+counters. It listens on a port the kernel picks; its threads give each request its own app context.
+
+    server = LiveServer(app)
+    server.start()                # http://127.0.0.1:<port>, ready when start() returns
+    ...
+    server.stop()
+
+Each gunicorn suite listens in a range of its own so that they can run side by side: the tests in
+18100–18199 (TEST_PORTS, the default), the benchmarks in 18200–18299 (bench/common.py). A port is picked
+at random among the free ones of the range; a start that loses the port to someone else tries another.
 """
 
 import contextlib
@@ -35,6 +46,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from tests.support.apps import app_config, dispose, make_app, new_secrets
 
@@ -320,3 +333,65 @@ class Server:
     def client_side_5xx(self) -> list[tuple[int, str, str]]:
         with self._replies_lock:
             return [entry for entry in self.statuses if entry[0] >= 500]
+
+
+# --- an app of this process, served in a thread ---------------------------------------------------------
+
+class _RecordingHandler(WSGIRequestHandler):
+    """Werkzeug's handler, recording each reply on its LiveServer instead of logging it."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        self.server.live.record(int(code) if str(code).isdigit() else 0, self.command, getattr(self, "path", "?"))
+
+
+@dataclass
+class LiveServer:
+    """*app* (already built in this process) served over HTTP by werkzeug's threaded server.
+
+    Every reply is recorded as (status, method, path); `forget()` clears them, `replies_5xx()` lists the
+    server errors since (their tracebacks go to the `werkzeug` logger, which pytest shows on failure).
+    """
+
+    app: object
+    host: str = "127.0.0.1"
+    port: int = 0
+    replies: list = field(default_factory=list)
+    _server: BaseWSGIServer | None = None
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        """Listen on a port the kernel picks and serve in a daemon thread; ready when this returns."""
+        self._server = make_server(self.host, 0, self.app, threaded=True, request_handler=_RecordingHandler)
+        self._server.live = self
+        self._server.daemon_threads = True
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name=f"live-server-{self.port}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving, close the socket and wait for the serving thread."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def record(self, status: int, method: str, path: str) -> None:
+        with self._lock:
+            self.replies.append((status, method, path))
+
+    def forget(self) -> None:
+        with self._lock:
+            self.replies.clear()
+
+    def replies_5xx(self) -> list[tuple[int, str, str]]:
+        with self._lock:
+            return [reply for reply in self.replies if reply[0] >= 500]

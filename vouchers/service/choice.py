@@ -1,8 +1,9 @@
 """The recipient's free choice of provider (docs/domain.md, rule 4: 由领受者自主选择承接主体), one per programme and
 item.
 
-Every change is kept as a ChoiceEvent (the market's signal). Concurrent switches of one service
-queue on the choice's row, so each event names the provider it really replaced.
+Every change is kept as a ChoiceEvent (the market's signal), a switch with the recipient's reason
+when they give one. Concurrent switches of one service queue on the choice's row, so each event names
+the provider it really replaced.
 """
 
 from datetime import datetime
@@ -18,7 +19,9 @@ from marketplace.recipients.models import Recipient
 from marketplace.regions import covers
 from providers.models import Enrolment, Provider
 from providers.service.registry import serves
-from vouchers.models import Choice, ChoiceEvent
+from vouchers.models import SWITCH_REASONS, Choice, ChoiceEvent
+
+MAX_SWITCH_NOTE = 200
 
 
 class ProviderNotEligible(DomainError):
@@ -26,13 +29,20 @@ class ProviderNotEligible(DomainError):
 
 
 def set_choice(*, recipient: Recipient, programme: Programme, item_code: str, provider_id: int, actor,
-               now: datetime) -> Choice:
-    """Record the recipient's free choice of provider for an item; switches are kept.
+               now: datetime, switch_reason: str | None = None, switch_note: str | None = None) -> Choice:
+    """Record the recipient's free choice of provider for an item; switches are kept, with their reason.
 
-    :raises ValidationFailed: the programme does not buy the item, or the recipient lives outside it.
+    A reason (one of SWITCH_REASONS) and a note (at most 200 characters once trimmed) belong to a switch
+    from another provider: a first choice, or choosing the same provider again, has none. `other` needs
+    a note; a note needs a reason. An admin choosing for the recipient (代办) is audited as acting on
+    their behalf.
+
+    :raises ValidationFailed: the programme does not buy the item, the recipient lives outside it, or the
+        reason and note break the rules above.
     :raises ProviderNotEligible: not approved, not enrolled, not offering the item, or not serving the
         recipient's region.
     """
+    switch_reason, switch_note = _checked_reason(switch_reason, switch_note)
     if item_code not in {item.item_code for item in programme.items}:
         raise ValidationFailed({"item_code": "The programme does not buy this item."})
     if not covers(programme.region_code, recipient.region_code):
@@ -54,16 +64,36 @@ def set_choice(*, recipient: Recipient, programme: Programme, item_code: str, pr
         except IntegrityError:  # a concurrent first choice of this service got in first: this one replaces it
             choice = _locked_choice(key)
             previous = choice.provider_id
+    if switch_reason is not None and previous in (None, provider.id):
+        # Known only now that the choice is ours: a racing first choice may have turned this into a switch.
+        raise ValidationFailed({"switch_reason": "Only a switch from another provider has a reason: nothing is "
+                                                 "replaced here."})
     choice.provider_id, choice.chosen_at, choice.chosen_by = provider.id, now, chosen_by
     db.session.add(ChoiceEvent(recipient_id=recipient.id, programme_id=programme.id, item_code=item_code,
                                from_provider_id=previous, to_provider_id=provider.id, chosen_at=now,
-                               chosen_by=chosen_by, acted_as=actor.role))
+                               chosen_by=chosen_by, acted_as=actor.role, switch_reason=switch_reason,
+                               switch_note=switch_note))
     db.session.flush()
+    # The note is the recipient's own words (it may name people): kept with the switch, not in the audit trail.
     audit.record(action="choice.made", entity="recipient", entity_id=recipient.id, actor=actor, now=now,
-                 region_code=recipient.region_code,
+                 region_code=recipient.region_code, on_behalf_of=audit.acting_for(actor, recipient.id),
                  data={"programme_id": programme.id, "item_code": item_code, "from_provider_id": previous,
-                       "to_provider_id": provider.id, "acted_as": actor.role})
+                       "to_provider_id": provider.id, "acted_as": actor.role, "switch_reason": switch_reason})
     return choice
+
+
+def _checked_reason(reason: str | None, note: str | None) -> tuple[str | None, str | None]:
+    """The switch reason and the trimmed note (None when blank). :raises ValidationFailed: naming the field."""
+    note = (note or "").strip() or None
+    if reason is not None and reason not in SWITCH_REASONS:
+        raise ValidationFailed({"switch_reason": f"One of: {', '.join(SWITCH_REASONS)}."})
+    if note is not None and len(note) > MAX_SWITCH_NOTE:
+        raise ValidationFailed({"switch_note": f"At most {MAX_SWITCH_NOTE} characters."})
+    if note is not None and reason is None:
+        raise ValidationFailed({"switch_reason": "Choose a reason for the note (`other` when none fits)."})
+    if reason == "other" and note is None:
+        raise ValidationFailed({"switch_note": "Say in a few words why, when the reason is `other`."})
+    return reason, note
 
 
 def _locked_choice(key: tuple[int, int, str]) -> Choice | None:

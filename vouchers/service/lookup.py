@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from marketplace import audit
 from marketplace.catalogue.service import get_item
 from marketplace.db import db, paginate
 from marketplace.errors import DomainError, NotFound
@@ -31,8 +32,10 @@ def get_voucher(voucher_id: int, *, actor) -> Voucher:
     return voucher
 
 
-def voucher_card(voucher_id: int, *, actor) -> tuple[str, list[tuple[str, str, str]]]:
+def voucher_card(voucher_id: int, *, actor, now: datetime | None = None) -> tuple[str, list[tuple[str, str, str]]]:
     """What a printed card of the voucher carries: its signed token (for the QR code) and its lines.
+
+    A card an admin prints for the recipient (代办) is audited as done on their behalf: it is money in the hand.
 
     :raises NotFound, Forbidden: as get_voucher. :raises VoucherNotIssued: the voucher is redeemed, expired or
         revoked: a card would look valid and be refused at the door.
@@ -46,6 +49,10 @@ def voucher_card(voucher_id: int, *, actor) -> tuple[str, list[tuple[str, str, s
                              face_value_fen=voucher.face_value_fen, copay_fen=voucher.copay_fen,
                              valid_from=voucher.valid_from, valid_until=voucher.valid_until,
                              programme_id=programme.id, programme_name=programme.name)
+    if actor.role == "admin":
+        audit.record(action="voucher.card_printed", entity="voucher", entity_id=voucher.id, actor=actor, now=now,
+                     region_code=programme.region_code, on_behalf_of=audit.acting_for(actor, voucher.recipient_id),
+                     data={"programme_id": programme.id, "item_code": voucher.item_code})
     return tokens.voucher_token(voucher.id), lines
 
 

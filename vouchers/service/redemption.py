@@ -1,7 +1,8 @@
 """Redemption (核销): proving presence and redeeming a voucher for a delivered service.
 
 A recipient proves presence with a presence code (a signed token that lives about two minutes and
-works once) or a printed voucher card. The provider scans it and names the item; the recipient's
+works once, or its 8-digit short code typed in) or a printed voucher card. The provider scans it (or
+types the digits) and names the item; the recipient's
 earliest-expiring valid voucher for that item, in a programme where this provider may serve them, is
 redeemed in one transaction. This is the hot path (a scanner at every door): a successful scan is one
 guarded `UPDATE voucher … RETURNING` (redemption_sql) that also checks the programme, the provider
@@ -11,16 +12,19 @@ was refused is worked out only after nothing matched.
 
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import delete, select
+from flask import current_app
+from limits import RateLimitItemPerSecond
+from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from marketplace import audit
+from marketplace.auth import service as auth_service
 from marketplace.db import db, insert_ignoring_conflicts, local_date
 from marketplace.errors import DomainError, NotFound, ValidationFailed
 from marketplace.programmes import ledger
 from marketplace.programmes.models import Programme
 from vouchers import tokens
-from vouchers.models import Redemption, UsedPresenceCode, Voucher
+from vouchers.models import PresenceShortCode, Redemption, UsedPresenceCode, Voucher
 from vouchers.service import redemption_sql
 
 # A delivery may be recorded a little ahead of the server clock (phones drift), never further.
@@ -28,6 +32,11 @@ CLOCK_SKEW = timedelta(minutes=5)
 # A service may be recorded late (no signal in the village), but not so late that a voucher past its
 # validity could still be spent by backdating.
 MAX_BACKDATING = timedelta(days=7)
+# Draws of a new short code before giving up. Each draw collides only with a live code: with a million
+# live codes at once (10^8 possible) ten collisions in a row happen once in 10^20 requests.
+SHORT_CODE_DRAWS = 10
+_SHORT_CODE = PresenceShortCode.__table__
+_USED = UsedPresenceCode.__table__
 
 
 class VoucherAlreadyRedeemed(DomainError):
@@ -55,9 +64,49 @@ class TokenAlreadyUsed(DomainError):
 
 
 def create_presence_code(*, recipient_id: int, now: datetime) -> dict:
-    """A presence code for the recipient to show: valid about two minutes, works once."""
-    token, expires_at = tokens.presence_token(recipient_id=recipient_id, now=now)
-    return {"token": token, "expires_at": expires_at}
+    """A presence code for the recipient to show: valid about two minutes, works once.
+
+    It comes in two forms, a token (for the QR code) and 8 digits to type in (`short_code`); using
+    either uses both. The digits are kept only as a keyed hash and are never logged or audited.
+    """
+    token, claims = tokens.issue_presence_token(recipient_id=recipient_id, now=now)
+    short_code = _issue_short_code(claims, now=now)
+    return {"token": token, "expires_at": claims.expires_at, "short_code": short_code,
+            "short_code_display": tokens.display_short_code(short_code)}
+
+
+def _issue_short_code(claims: tokens.PresenceClaims, *, now: datetime) -> str:
+    """Draw 8 digits that no live code has, and keep their hash for the life of the presence code.
+
+    Usually one INSERT: only when the digits' hash is taken is a dead holder (expired, or its presence code
+    used) cleared away, and only while an older token key still verifies are its hashes looked at too.
+    """
+    values = {"nonce": claims.nonce, "recipient_id": claims.recipient_id, "expires_at": claims.expires_at}
+    for _draw in range(SHORT_CODE_DRAWS):
+        code = tokens.new_short_code()
+        mine, *older = tokens.short_code_hashes(code)
+        if older and db.session.execute(select(_SHORT_CODE.c.code_hash).where(
+                _SHORT_CODE.c.code_hash.in_(older), ~_dead(now)).limit(1)).first() is not None:
+            continue  # the same digits are live under a key being rotated out
+        if _insert_short_code(mine, values):
+            return code
+        db.session.execute(delete(_SHORT_CODE).where(_SHORT_CODE.c.code_hash == mine, _dead(now)))
+        if _insert_short_code(mine, values):
+            return code
+    raise RuntimeError(f"no free short code in {SHORT_CODE_DRAWS} draws")
+
+
+def _insert_short_code(code_hash: str, values: dict) -> bool:
+    # ON CONFLICT DO NOTHING: a taken hash (or a racing request that drew the same digits, once it commits)
+    # inserts nothing, and the transaction stays usable.
+    inserted = db.session.execute(insert_ignoring_conflicts(_SHORT_CODE, _SHORT_CODE.c.code_hash),
+                                  {"code_hash": code_hash, **values}).first()
+    return inserted is not None
+
+
+def _dead(now: datetime):
+    """SQL condition on a short code: it expired, or its presence code was used (by token or by code)."""
+    return or_(_SHORT_CODE.c.expires_at <= now, exists().where(_USED.c.nonce == _SHORT_CODE.c.nonce))
 
 
 def own_presence_token(token: str, *, actor, now: datetime) -> str:
@@ -71,15 +120,17 @@ def own_presence_token(token: str, *, actor, now: datetime) -> str:
 
 
 def redeem(*, actor, now: datetime, presence_token: str | None = None, item_code: str | None = None,
-           voucher_token: str | None = None, delivered_at: datetime | None = None,
+           voucher_token: str | None = None, short_code: str | None = None, delivered_at: datetime | None = None,
            duration_minutes: int | None = None, notes: str | None = None) -> Redemption:
     """Redeem a voucher for a service the actor's provider has delivered, in one transaction.
 
-    With a presence code and an item: the recipient's earliest-expiring valid voucher of that item in a
-    programme where this provider may serve them. With a voucher card: that voucher.
+    With a presence code (its token, or its 8-digit *short_code*) and an item: the recipient's
+    earliest-expiring valid voucher of that item in a programme where this provider may serve them.
+    With a voucher card: that voucher.
 
     :raises RedeemerNotApproved: the provider is not approved (whatever it scanned).
     :raises InvalidToken, TokenExpired, TokenAlreadyUsed: the code is bad, old or used.
+    :raises TooManyAttempts: this login typed too many wrong short codes lately.
     :raises ProviderNotChosen: the recipient chose someone else (or the provider is not enrolled).
     :raises VoucherExpired, NoValidVoucher, VoucherAlreadyRedeemed: nothing left to redeem.
     """
@@ -87,18 +138,29 @@ def redeem(*, actor, now: datetime, presence_token: str | None = None, item_code
     delivered_at = delivered_at or now
     try:
         today = _delivery_day(delivered_at, now)
-        if presence_token is not None:
+        if presence_token is not None and short_code is None:
             if not item_code:
                 raise ValidationFailed({"item_code": "Name the service delivered."})
             claims = tokens.read_presence_token(presence_token, now=now)
             _use_presence_code(claims)
             claimed = _claim_for_recipient(claims.recipient_id, item_code, provider_id, today, now)
             presence = "presence_code"
+        elif short_code is not None:
+            if presence_token is not None or voucher_token is not None:
+                raise ValidationFailed({"short_code": "Give the short code alone, without a presence_token or a "
+                                                      "voucher_token."})
+            if not item_code:
+                raise ValidationFailed({"item_code": "Name the service delivered."})
+            claims = _claims_of_short_code(short_code, actor=actor, now=now)
+            _use_presence_code(claims)
+            claimed = _claim_for_recipient(claims.recipient_id, item_code, provider_id, today, now)
+            presence = "typed_code"
         elif voucher_token is not None:
             claimed = _claim_card(tokens.read_voucher_token(voucher_token), provider_id, today, now)
             presence = "voucher_card"
         else:
-            raise ValidationFailed({"presence_token": "Give a presence_token with an item_code, or a voucher_token."})
+            raise ValidationFailed({"presence_token": "Give a presence_token (or its short_code) with an item_code, "
+                                                      "or a voucher_token."})
     except DomainError:
         _require_approved(provider_id)  # a provider that may not redeem hears that first, whatever it scanned
         raise
@@ -130,6 +192,32 @@ def _delivery_day(delivered_at: datetime, now: datetime) -> date:
     if delivered_at < now - MAX_BACKDATING:
         raise ValidationFailed({"delivered_at": f"Record a service within {MAX_BACKDATING.days} days of delivery."})
     return local_date(delivered_at)
+
+
+def _claims_of_short_code(short_code: str, *, actor, now: datetime) -> tokens.PresenceClaims:
+    """What the presence code whose 8 digits were typed claims.
+
+    Every look-up first takes a place in the login's counter of wrong codes; only a code that exists
+    keeps none (used and expired ones are real codes, not guesses).
+
+    :raises TooManyAttempts: more than SHORT_CODE_FAILURES_PER_LOGIN wrong codes within the window.
+    :raises InvalidToken: no such code (wrong, or forgotten after its expiry). :raises TokenExpired: too old.
+    """
+    config = current_app.config
+    counter = RateLimitItemPerSecond(config["SHORT_CODE_FAILURES_PER_LOGIN"],
+                                     config["SHORT_CODE_FAILURE_WINDOW_SECONDS"])
+    identifiers = ("short-code-login", str(actor.id))
+    auth_service.take_attempt(counter, *identifiers,
+                              message="Too many wrong codes from this login; wait, or scan the QR code instead.")
+    found = db.session.execute(
+        select(_SHORT_CODE.c.nonce, _SHORT_CODE.c.recipient_id, _SHORT_CODE.c.expires_at)
+        .where(_SHORT_CODE.c.code_hash.in_(tokens.short_code_hashes(short_code)))).first()
+    if found is None:
+        raise tokens.InvalidToken("No presence code has these digits; check them, or ask for a new code.")
+    auth_service.give_back_attempt(counter, *identifiers)
+    if now >= found.expires_at:
+        raise tokens.TokenExpired()
+    return tokens.PresenceClaims(recipient_id=found.recipient_id, expires_at=found.expires_at, nonce=found.nonce)
 
 
 def _use_presence_code(claims: tokens.PresenceClaims) -> None:
@@ -191,3 +279,8 @@ def purge_used_presence_codes(*, now: datetime) -> int:
     """Forget nonces of presence codes that have expired anyway (an expired code is refused before reuse)."""
     return db.session.execute(
         delete(UsedPresenceCode).where(UsedPresenceCode.expires_at < now - CLOCK_SKEW)).rowcount
+
+
+def purge_short_codes(*, now: datetime) -> int:
+    """Forget the short codes that are used (by code or by token) or expired: a forgotten code is unknown (422)."""
+    return db.session.execute(delete(_SHORT_CODE).where(_dead(now))).rowcount
