@@ -65,7 +65,7 @@ def test_look_up_by_full_id_number_opens_the_recipient_and_keeps_no_number(build
     _as(client, build.admin())
     answer = post_form(client, "/staff/recipients/lookup", {"id_number": li.id_number}, from_page="/staff/recipients")
     assert answer.status_code == 302
-    assert answer.location == f"/staff/recipients/{li.id}/act/"
+    assert answer.location == f"/staff/recipients/{li.id}/act"
     build.set_recipient_status(li, "deceased")
     shown = post_form(client, "/staff/recipients/lookup", {"id_number": li.id_number}, from_page="/staff/recipients")
     assert shown.status_code == 200
