@@ -26,7 +26,9 @@ from marketplace.errors import register_error_handlers
 from marketplace.extensions import init_extensions
 from marketplace.programmes import routes as programme_routes
 from marketplace.recipients import cli as recipients_cli
+from marketplace.recipients import pages as recipient_pages
 from marketplace.recipients import routes as recipient_routes
+from marketplace.reports import pages as report_pages
 from marketplace.reports import routes as report_routes
 from marketplace.reports import staff_pages
 from marketplace.web.setup import init_web
@@ -34,6 +36,7 @@ from providers import models as provider_models  # noqa: F401  (complete metadat
 from providers import routes as provider_routes
 from vouchers import cli as vouchers_cli
 from vouchers import models as voucher_models  # noqa: F401  (complete metadata)
+from vouchers import pages as voucher_pages
 from vouchers import receivers  # noqa: F401  (connects the vouchers domain to the kernel's signals)
 from vouchers import routes as voucher_routes
 
@@ -81,7 +84,8 @@ def create_app(config: dict | None = None) -> Flask:
         api.register_blueprint(blueprint)
     app.register_blueprint(system.docs_assets)
     init_web(app)
-    for pages in (staff_pages.staff_home,):
+    for pages in (report_pages.portal, staff_pages.staff_home, recipient_pages.staff_recipients,
+                  voucher_pages.recipient_pages, voucher_pages.staff_acting):
         app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):

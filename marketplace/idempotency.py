@@ -19,6 +19,7 @@ Use it directly under the route decorator, above `@blp.arguments`, so it wraps t
 import hashlib
 import json
 import re
+import secrets
 from datetime import datetime, timedelta
 from functools import wraps
 
@@ -29,7 +30,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from marketplace.auth.access import require_actor
 from marketplace.db import UTCDateTime, db, transaction, utcnow
-from marketplace.errors import DomainError, ValidationFailed
+from marketplace.errors import CsrfFailed, DomainError, ValidationFailed
 
 HEADER = "Idempotency-Key"
 KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -118,3 +119,56 @@ def purge(*, now: datetime) -> int:
     """Delete records older than IDEMPOTENCY_TTL_HOURS; return how many."""
     cutoff = now - timedelta(hours=current_app.config["IDEMPOTENCY_TTL_HOURS"])
     return db.session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff)).rowcount
+
+
+# --- console forms ------------------------------------------------------------------------------------
+# A console form carries a key of its own in a hidden field, made when the page is drawn. Posting it
+# twice (a double tap, a reload of the answer, a second tab) does the change once: the second post is
+# sent where the first one went. Same table, same rules as the API's Idempotency-Key, with the key
+# namespaced so the two never meet.
+
+FORM_KEY_FIELD = "form_key"
+FORM_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def new_form_key() -> str:
+    """A fresh key for one form as drawn on one page."""
+    return secrets.token_urlsafe(18)
+
+
+def _form_fingerprint() -> str:
+    """Path and fields of the posted form, without the CSRF token (masked afresh on every page)."""
+    fields = sorted((name, value) for name, values in request.form.lists() if name != "csrf_token"
+                    for value in values)
+    return hashlib.sha256(f"{request.method} {request.path}\n{json.dumps(fields)}".encode()).hexdigest()
+
+
+def once_per_form(change) -> str:
+    """Run *change()* — a console form's change, returning the address to show next — once per form key.
+
+    Call it inside the request's transaction: the key is recorded with the change, so a refused change
+    leaves the form usable. A repeat of the same form gets the first answer's address and changes
+    nothing; on PostgreSQL a repeat that arrives while the first runs waits for it, then does the same.
+
+    :raises CsrfFailed: the form has no key (a page from before keys, or forged): like a form without its
+        CSRF token, it is refused with "this form is out of date, open the page again".
+    :raises IdempotencyKeyReused: the same key with other fields (a tampered or mixed-up form).
+    """
+    key = request.form.get(FORM_KEY_FIELD, "")
+    if not FORM_KEY_RE.match(key):
+        raise CsrfFailed("This form is out of date: open the page again.")
+    actor = require_actor()
+    fingerprint = _form_fingerprint()
+    record = IdempotencyRecord(user_id=actor.id, key=f"form:{key}", request_hash=fingerprint, created_at=utcnow())
+    try:
+        with db.session.begin_nested():
+            db.session.add(record)
+    except IntegrityError:
+        stored = db.session.scalar(select(IdempotencyRecord).where(IdempotencyRecord.user_id == actor.id,
+                                                                     IdempotencyRecord.key == f"form:{key}"))
+        if stored.request_hash != fingerprint:
+            raise IdempotencyKeyReused() from None
+        return stored.response_body
+    address = change()
+    record.status_code, record.response_body = 303, address
+    return address

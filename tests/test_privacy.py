@@ -1,17 +1,21 @@
 """Privacy: after a full scenario, no valid ID number, password or login token is anywhere in the
 database (every row of every table, on both backends; on SQLite also the raw file and its WAL) or in
-the logs."""
+the logs; and no console page, for any role, shows a recipient's personal data to someone who may not
+see it (public pages: nobody's, not even a provider's contact person)."""
 
+import html
 import io
 import random
 import re
 
+import pytest
 from sqlalchemy import MetaData, select
 
 from marketplace.db import db
 from marketplace.demo import demo_recipient
 from marketplace.recipients.idnumber import check_character
 from tests.conftest import PASSWORD
+from tests.support.console import login_page
 
 ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
 
@@ -77,3 +81,157 @@ def test_no_id_number_password_or_token_is_stored_or_logged(app, client, make_us
         assert [secret for secret in secrets if secret in text] == [], where
     # The masked forms are there, which shows the scan saw the recipients at all.
     assert people[0]["id_number"][:6] + "********" + people[0]["id_number"][-4:] in stored
+
+
+# --- every console page, for every role -------------------------------------------------------------
+#
+# The pages are discovered from the app's URL map, so a page added later is walked too; its path
+# arguments are filled from the scenario (PAGE_ARGUMENTS: a new kind of argument needs a line there).
+#
+# Who may see what of a recipient (never the full ID number, which is not even stored):
+#   anonymous          nothing — no recipient's name, phone or masked ID; no provider's contact person or phone
+#   recipient          their own name, phone and masked ID; nothing of anyone else
+#   provider staff     name and phone of the provider's own clients (who chose it); no masked ID
+#   admin, auditor     name, phone and masked ID of recipients in their region (an unscoped one: everyone)
+# Logged-in viewers may see providers' contacts (the registry shows them to every logged-in actor).
+
+OUTSIDE_REGION = "510132"  # the scenario's programme and the county admin's scope are 510131
+
+
+def _spaced_phones(phone: str) -> set[str]:
+    """A phone as written and as pages might format it: 139 1234 5678, 139-1234-5678."""
+    if len(phone) != 11:
+        return {phone}
+    return {phone, f"{phone[:3]} {phone[3:7]} {phone[7:]}", f"{phone[:3]}-{phone[3:7]}-{phone[7:]}"}
+
+
+def personal_data(recipient) -> dict[str, set[str]]:
+    """What identifies *recipient*, by kind."""
+    return {"name": {recipient.name}, "phone": _spaced_phones(recipient.phone),
+            "masked_id": {recipient.id_number_masked}, "id_number": {recipient.id_number}}
+
+
+def found_in(text: str, values: set[str]) -> bool:
+    return any(value in text for value in values)
+
+
+@pytest.fixture
+def walk_scene(build):
+    """The full scenario, one recipient outside the programme's region (with a login), and a login for
+    every kind of viewer."""
+    full = build.full_scenario()
+    outsider = build.recipient(name="端木桂香", phone="13711112222", region_code=OUTSIDE_REGION, login=True)
+    complaint = build.complain(full.providers[1], redemption=full.settled)  # r0's bath by p2
+    viewers = {
+        "anonymous": None,
+        "recipient": full.recipients[0].user,
+        "provider": full.providers[0].user,
+        "admin": full.approver,
+        "county_admin": build.admin(region_code="510131"),
+        "auditor": build.auditor(),
+    }
+    return {"full": full, "outsider": outsider, "complaint": complaint, "viewers": viewers}
+
+
+def allowed_kinds(viewer: str, recipient, scene) -> set[str]:
+    """The kinds of *recipient*'s personal data that *viewer* may see (the table above)."""
+    full = scene["full"]
+    if viewer == "recipient":
+        return {"name", "phone", "masked_id"} if recipient.id == full.recipients[0].id else set()
+    if viewer == "provider":
+        clients = {r.id for r in full.recipients}  # every recipient of the scenario chose p1 for an item
+        return {"name", "phone"} if recipient.id in clients else set()
+    if viewer in ("admin", "auditor"):
+        return {"name", "phone", "masked_id"}
+    if viewer == "county_admin":
+        return {"name", "phone", "masked_id"} if recipient.id != scene["outsider"].id else set()
+    return set()
+
+
+def page_arguments(scene) -> dict[str, list]:
+    """Values for each path argument of a page: every value listed is visited."""
+    full = scene["full"]
+    return {
+        "programme_id": [full.programme],
+        "provider_id": [provider.id for provider in full.providers],
+        "recipient_id": [full.recipients[0].id, full.recipients[1].id, scene["outsider"].id],
+        "item_code": [full.meal, full.bath],
+        "settlement_id": [full.paid, full.approved, full.draft],
+        "complaint_id": [scene["complaint"]],
+        "redemption_id": [full.settled.id, full.unsettled.id],
+        "voucher_id": [full.issued_voucher],
+    }
+
+
+# Query strings worth visiting beyond the bare page.
+PAGE_QUERIES = {"/public/rankings": ["?item_code={meal}", "?item_code={bath}&region_code=510131"],
+                "/public/providers": ["?page=1"]}
+NOT_PAGES = {"static_files.serve", "web.preferences"}  # files; a redirect that sets a preference
+
+
+def console_pages(app, scene) -> list[str]:
+    """Every GET page of the console (not /api/), its arguments filled from the scene."""
+    arguments = page_arguments(scene)
+    full = scene["full"]
+    urls = []
+    for rule in app.url_map.iter_rules():
+        if "GET" not in rule.methods or rule.rule.startswith("/api/") or rule.endpoint in NOT_PAGES:
+            continue
+        unknown = sorted(set(rule.arguments) - set(arguments))
+        assert not unknown, f"{rule.rule}: add values for {unknown} to page_arguments() in tests/test_privacy.py"
+        paths = [rule.rule]
+        for name in sorted(rule.arguments):
+            paths = [re.sub(rf"<(?:[a-z]+:)?{name}>", str(value), path) for path in paths
+                     for value in arguments[name]]
+        for path in paths:
+            urls.append(path)
+            urls.extend(path + query.format(meal=full.meal, bath=full.bath)
+                        for query in PAGE_QUERIES.get(rule.rule, []))
+    return urls
+
+
+def test_the_leak_search_finds_what_it_looks_for(walk_scene):
+    r0 = walk_scene["full"].recipients[0]
+    data = personal_data(r0)
+    page = f"<td>{r0.name}</td><td>{r0.phone[:3]} {r0.phone[3:7]} {r0.phone[7:]}</td><td>{r0.id_number_masked}</td>"
+    assert [kind for kind, values in data.items() if found_in(page, values)] == ["name", "phone", "masked_id"]
+    assert valid_id_numbers(f"<p>{r0.id_number}</p>") == {r0.id_number}
+
+
+def test_no_console_page_shows_personal_data_to_someone_who_may_not_see_it(app, walk_scene):
+    full, outsider = walk_scene["full"], walk_scene["outsider"]
+    people = [*full.recipients, outsider]
+    contacts = {value for provider in full.providers
+                for value in (provider.legal_representative, provider.phone, provider.phone.replace("-", ""))}
+    urls = console_pages(app, walk_scene)
+    answered: dict[str, dict[str, int]] = {}
+    problems = []
+    for viewer, user in walk_scene["viewers"].items():
+        client = app.test_client()
+        if user is not None:
+            assert login_page(client, user.username, PASSWORD).status_code == 302, viewer
+        answered[viewer] = {}
+        for url in urls:
+            response = client.get(url)
+            assert response.status_code < 500, (viewer, url, response.status_code)
+            answered[viewer][url] = response.status_code
+            if not response.mimetype.startswith("text/"):
+                continue
+            text = html.unescape(response.get_data(as_text=True))
+            if valid_id_numbers(text):
+                problems.append((viewer, url, "a full ID number"))
+            for person in people:
+                shown = {kind for kind, values in personal_data(person).items() if found_in(text, values)}
+                for kind in sorted(shown - allowed_kinds(viewer, person, walk_scene)):
+                    problems.append((viewer, url, f"{kind} of recipient {person.id}"))
+            if viewer == "anonymous" and found_in(text, contacts):
+                problems.append((viewer, url, "a provider's contact person or phone"))
+    assert problems == []
+
+    # The walk saw the pages: every public page answered everyone, each role reached its home.
+    public = ["/", "/public/providers", "/public/rankings", "/public/catalogue",
+              f"/public/programmes/{full.programme}"]
+    for viewer in walk_scene["viewers"]:
+        assert all(answered[viewer][url] == 200 for url in public), (viewer, answered[viewer])
+    assert answered["admin"]["/staff"] == answered["auditor"]["/staff"] == 200
+    assert answered["anonymous"]["/staff"] == 302

@@ -42,6 +42,30 @@ def qr_png(text: str, *, box_size: int = 10) -> bytes:
     return buffer.getvalue()
 
 
+def qr_svg(text: str, *, title: str = "") -> str:
+    """The QR code as an inline SVG: one path of dark modules on white, quiet zone included, scaling to its
+    box (the console draws presence codes and cards with it: no image request, no inline style)."""
+    matrix = qr_matrix(text).get_matrix()
+    size = len(matrix)
+    runs = []  # each row's runs of dark modules, one rectangle each
+    for row, cells in enumerate(matrix):
+        col = 0
+        while col < size:
+            if cells[col]:
+                start = col
+                while col < size and cells[col]:
+                    col += 1
+                runs.append(f"M{start} {row}h{col - start}v1h-{col - start}z")
+            else:
+                col += 1
+    dark = "".join(runs)
+    label = f'<title>{escape(title)}</title>' if title else ""
+    role = 'role="img"' if title else 'aria-hidden="true" focusable="false"'
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="qr" viewBox="0 0 {size} {size}" {role} '
+            f'shape-rendering="crispEdges">{label}<rect width="{size}" height="{size}" fill="#fff"/>'
+            f'<path d="{dark}" fill="#000"/></svg>')
+
+
 def _font(size: int, *, cjk: bool) -> tuple[ImageFont.FreeTypeFont, bool]:
     if cjk:
         configured = current_app.config.get("CARD_FONT_PATH")

@@ -81,3 +81,13 @@ def create_item(*, code: str, name: str, category_code: str, unit: str, standard
                  data={"code": code, "name": name, "category_code": category_code, "unit": unit,
                        "standard_price_fen": standard_price_fen})
     return item
+
+
+def catalogue_overview() -> dict:
+    """The whole catalogue for the public: each of the six categories with its items (empty ones too), and
+    the negative list."""
+    items = list_items()
+    return {"categories": [{"category": category, "items": [item for item in items
+                                                             if item.category_code == category.code]}
+                           for category in list_categories()],
+            "negative_list": list_negative_list()}

@@ -10,13 +10,17 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import func, literal_column, select
 
+from marketplace.catalogue import service as catalogue
 from marketplace.catalogue.models import ServiceItem
 from marketplace.db import db, local_date
-from marketplace.errors import NotFound
+from marketplace.errors import NotFound, ValidationFailed
 from marketplace.programmes import ledger
 from marketplace.programmes.models import Programme
-from providers.models import Provider
+from providers.models import Provider, ProviderRegion
+from providers.service import ranking, registry
+from providers.service.ratings import bayesian_score
 from vouchers.models import Redemption, Settlement, Voucher
+from vouchers.service.issuance import copay_fen
 
 BURN_WINDOW_DAYS = 30
 PUBLIC_STATUSES = ("active", "closed")
@@ -98,22 +102,48 @@ def dashboard(programme: Programme, *, now: datetime) -> dict:
     }
 
 
+def _copay_tiers(programme: Programme) -> list[dict]:
+    """The co-payment percents of the programme: the default first, then each tag's, highest share first."""
+    tags = sorted((tag for tag in programme.copay_percent if tag != "default"),
+                  key=lambda tag: (-programme.copay_percent[tag], tag))
+    return [{"tag": tag, "percent": programme.copay_percent[tag]} for tag in ("default", *tags)]
+
+
+def _public_item(item, catalogue_item: ServiceItem, tiers: list[dict]) -> dict:
+    """One item of a programme with what a voucher of it is worth for each co-payment tier."""
+    prices = []
+    for tier in tiers:
+        copay = copay_fen(item.unit_price_fen, tier["percent"])
+        prices.append({**tier, "copay_fen": copay, "face_value_fen": item.unit_price_fen - copay})
+    return {"item_code": item.item_code, "name": catalogue_item.name, "unit": catalogue_item.unit,
+            "standard_price_fen": catalogue_item.standard_price_fen, "unit_price_fen": item.unit_price_fen,
+            "monthly_quota": item.monthly_quota, "prices": prices}
+
+
 def _public_programme(programme: Programme, items: dict[str, ServiceItem]) -> dict:
+    """The programme as disclosed. The API dumps the documented fields (PublicProgrammeSchema); the public
+    portal also shows the co-payment tiers, eligibility, pay rules and the ledger's parts."""
     balances = ledger.balances(programme.id)
     issued, redeemed = db.session.execute(
         select(func.count(), func.count().filter(Voucher.status == "redeemed"))
         .where(Voucher.programme_id == programme.id)).one()
+    tiers = _copay_tiers(programme)
     return {
         "id": programme.id, "name": programme.name, "authority": programme.authority,
         "region_code": programme.region_code, "starts_on": programme.starts_on, "ends_on": programme.ends_on,
         "status": programme.status,
-        "items": [{"item_code": item.item_code, "name": items[item.item_code].name, "unit": items[item.item_code].unit,
-                   "standard_price_fen": items[item.item_code].standard_price_fen,
-                   "unit_price_fen": item.unit_price_fen, "monthly_quota": item.monthly_quota}
-                  for item in programme.items],
+        "items": [_public_item(item, items[item.item_code], tiers) for item in programme.items],
         "budget_allocated_fen": balances.allocated_fen,
         "budget_spent_fen": balances.redeemed_fen + balances.settled_fen,
+        "budget_committed_fen": balances.committed_fen,
+        "budget_available_fen": balances.available_fen,
         "vouchers_issued": issued, "vouchers_redeemed": redeemed,
+        "copay_tiers": tiers,
+        "eligibility": {"min_age": programme.eligibility.get("min_age"),
+                        "tags_any": list(programme.eligibility.get("tags_any") or [])},
+        "settlement_rules": sorted(programme.settlement_rules, key=lambda rule: rule["min_score"]),
+        "reserved_share_percent": programme.reserved_share_percent,
+        "rating_window_days": programme.rating_window_days,
     }
 
 
@@ -148,3 +178,75 @@ def public_settlements(*, programme_id: int | None = None, period: str | None = 
              "performance_score": s.performance_score, "pay_percent": s.pay_percent, "net_fen": s.net_fen,
              "status": s.status, "flagged_for_termination": s.flagged_for_termination}
             for s, name, kind in db.session.execute(statement)]
+
+
+# --- the public portal's read models (marketplace/reports/pages.py) ----------------------------------
+
+def public_programme_report(programme_id: int) -> dict:
+    """One programme as the public portal shows it: its disclosure (public_programme) and its approved and
+    paid settlements month by month, newest first, each provider with its performance score.
+
+    :raises NotFound: no such programme, or a draft (not yet public).
+    """
+    programme = public_programme(programme_id)
+    months: dict[str, list[dict]] = {}
+    for row in public_settlements(programme_id=programme_id):
+        months.setdefault(row["period"], []).append(row)
+    settlements = [{"period": period, "rows": rows, "gross_fen": sum(row["gross_fen"] for row in rows),
+                    "net_fen": sum(row["net_fen"] for row in rows)}
+                   for period, rows in sorted(months.items(), reverse=True)]
+    return {"programme": programme, "settlements": settlements}
+
+
+def public_provider_directory(*, page: int, per_page: int) -> dict:
+    """One page of the approved providers as the public sees them (registry.list_providers without an
+    actor: no contact person, no phone), with the names of the items they offer and the number of pages."""
+    listed = registry.list_providers(actor=None, page=page, per_page=per_page)
+    codes = sorted({code for profile in listed["items"] for code in profile.provider.item_codes})
+    names = {code: item.name for code, item in catalogue.items_by_code(codes).items()}
+    return {**listed, "item_names": names, "pages": max(1, -(-listed["total"] // per_page))}
+
+
+# Illustrations of the prior in the rankings' explanation: a newcomer with three 5-star ratings
+# against an established provider with 300 ratings averaging 4.8.
+FEW_RATINGS = (3, 15)
+MANY_RATINGS = (300, 1440)
+
+
+def public_rankings(*, item_code: str | None = None, region_code: str | None = None) -> dict:
+    """The ranking of one item's providers (serving *region_code*, or anywhere) with the numbers behind
+    its formula, and the choices of the portal's form.
+
+    `prior_mean` is the m the ranking used: every rating of the item in that scope, Σ scores ÷ Σ n over
+    the ranked providers; `prior_weight` is C (RANKING_PRIOR_WEIGHT). `example` runs the same formula
+    for 3 ratings of 5 and for 300 ratings averaging 4.8 (None while nobody in the scope is rated).
+    Without *item_code* the first catalogue item is ranked (`item` is None when the catalogue is empty).
+
+    :raises ValidationFailed: *item_code* is not a catalogue item.
+    """
+    items = catalogue.list_items()
+    served = db.session.scalars(select(ProviderRegion.region_code).distinct()
+                                .join(Provider, Provider.id == ProviderRegion.provider_id)
+                                .where(Provider.status == "approved"))
+    regions = sorted(set(served) | ({region_code} if region_code else set()))
+    if item_code is None:
+        chosen = items[0] if items else None  # an empty catalogue ranks nothing
+    else:
+        chosen = next((item for item in items if item.code == item_code), None)
+        if chosen is None:
+            raise ValidationFailed({"item_code": "Not a catalogue item."})
+    rows = ranking.rankings(item_code=chosen.code, region_code=region_code) if chosen else []
+    rated = sum(row["ratings_count"] for row in rows)
+    prior_mean = (sum(row["mean_score"] * row["ratings_count"] for row in rows if row["ratings_count"]) / rated
+                  if rated else None)
+    weight = current_app.config["RANKING_PRIOR_WEIGHT"]
+    example = None
+    if prior_mean is not None:
+        example = {"few": {"count": FEW_RATINGS[0], "mean": FEW_RATINGS[1] / FEW_RATINGS[0],
+                           "score": bayesian_score(prior_mean=prior_mean, ratings_count=FEW_RATINGS[0],
+                                                   score_sum=FEW_RATINGS[1])},
+                   "many": {"count": MANY_RATINGS[0], "mean": MANY_RATINGS[1] / MANY_RATINGS[0],
+                            "score": bayesian_score(prior_mean=prior_mean, ratings_count=MANY_RATINGS[0],
+                                                    score_sum=MANY_RATINGS[1])}}
+    return {"items": items, "regions": regions, "item": chosen, "region_code": region_code, "rows": rows,
+            "ratings_count": rated, "prior_mean": prior_mean, "prior_weight": weight, "example": example}

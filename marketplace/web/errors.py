@@ -17,10 +17,14 @@ TITLES = {
 }
 
 
+# A few codes say more than their status does.
+CODE_TITLES = {"csrf_failed": _l("表单已过期"), "too_many_attempts": _l("请稍后再试")}
+
+
 def html_error_page(status: int, code: str, message: str, details: dict):
     if status == 401 and request.method == "GET":
         return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
-    title = TITLES.get(status) or (_l("系统出错了") if status >= 500 else _l("请求没有成功"))
+    title = CODE_TITLES.get(code) or TITLES.get(status) or (_l("系统出错了") if status >= 500 else _l("请求没有成功"))
     body = render_template("web/error.html", status=status, title=title, sentence=refusal(code, message),
                            request_id=details.get("request_id"))
     return body, status

@@ -78,23 +78,25 @@ def domain_refusal(error: DomainError) -> dict[str, list[str]]:
     return {"_form": [refusal(error.code, error.message)]}
 
 
-def form_input(schema: Schema, *, exclude: tuple[str, ...] = ("csrf_token",)) -> dict:
-    """The posted form, loaded by *schema* exactly as the API loads JSON.
+def form_input(schema: Schema, *, exclude: tuple[str, ...] = ("csrf_token",), source=None) -> dict:
+    """The posted form (or *source*, e.g. `request.args` for a search form), loaded by *schema* exactly as
+    the API loads JSON.
 
     Blank fields count as not given; list fields take every value posted under their name.
     :raises ValidationFailed: with the schema's messages per field.
     """
+    given = request.form if source is None else source
     raw: dict = {}
     for name, field in schema.fields.items():
         key = field.data_key or name
         if key in exclude or field.dump_only:
             continue
         if isinstance(field, fields.List):
-            values = [value.strip() for value in request.form.getlist(key) if value.strip()]
-            if values or key in request.form:
+            values = [value.strip() for value in given.getlist(key) if value.strip()]
+            if values or key in given:
                 raw[key] = values
             continue
-        value = request.form.get(key)
+        value = given.get(key)
         if value is None:
             continue
         value = value.strip()

@@ -30,3 +30,25 @@ def visible_text(response) -> str:
     body = response.get_data(as_text=True)
     body = re.sub(r"<(script|style)\b.*?</\1>", " ", body, flags=re.S)
     return " ".join(html.unescape(TAG_RE.sub(" ", body)).split())
+
+
+SVG_RE = re.compile(r'<svg[^>]*class="qr"[^>]*viewBox="0 0 (\d+) \1"[^>]*>.*?<path d="([^"]+)"', re.S)
+RUN_RE = re.compile(r"M(\d+) (\d+)h(\d+)v1h-\d+z")
+
+
+def qr_codes_in(page_html: str) -> list[str]:
+    """The text of every QR code a page draws as inline SVG (vouchers.cards.qr_svg), decoded with zxing-cpp."""
+    import zxingcpp
+    from PIL import Image, ImageDraw
+
+    decoded = []
+    for size, path in SVG_RE.findall(page_html):
+        scale, side = 8, int(size)
+        image = Image.new("L", (side * scale, side * scale), 255)
+        draw = ImageDraw.Draw(image)
+        for col, row, run in RUN_RE.findall(path):
+            x, y, width = int(col), int(row), int(run)
+            draw.rectangle([x * scale, y * scale, (x + width) * scale - 1, (y + 1) * scale - 1], fill=0)
+        found = zxingcpp.read_barcode(image)
+        decoded.append(found.text if found else None)
+    return decoded

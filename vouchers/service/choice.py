@@ -28,8 +28,17 @@ class ProviderNotEligible(DomainError):
     status, code, message = 422, "provider_not_eligible", "This provider cannot be chosen for this service."
 
 
+class ChoiceChanged(DomainError):
+    status, code = 409, "choice_changed"
+    message = "The provider chosen for this service changed meanwhile: look at the choice as it is now."
+
+
+ANY = object()  # `replacing` not given: replace whatever is chosen now
+
+
 def set_choice(*, recipient: Recipient, programme: Programme, item_code: str, provider_id: int, actor,
-               now: datetime, switch_reason: str | None = None, switch_note: str | None = None) -> Choice:
+               now: datetime, switch_reason: str | None = None, switch_note: str | None = None,
+               replacing: int | None | object = ANY) -> Choice:
     """Record the recipient's free choice of provider for an item; switches are kept, with their reason.
 
     A reason (one of SWITCH_REASONS) and a note (at most 200 characters once trimmed) belong to a switch
@@ -37,12 +46,17 @@ def set_choice(*, recipient: Recipient, programme: Programme, item_code: str, pr
     a note; a note needs a reason. An admin choosing for the recipient (代办) is audited as acting on
     their behalf.
 
+    *replacing*, when given, is the provider the chooser saw as chosen (None: none was): a form shown
+    before someone else changed the choice must not undo that change. If the choice is already
+    *provider_id* (this very change, posted again), nothing happens.
+
     :raises ValidationFailed: the programme does not buy the item, the recipient lives outside it, or the
         reason and note break the rules above.
+    :raises ChoiceChanged: the choice is no longer *replacing*.
     :raises ProviderNotEligible: not approved, not enrolled, not offering the item, or not serving the
         recipient's region.
     """
-    switch_reason, switch_note = _checked_reason(switch_reason, switch_note)
+    switch_reason, switch_note = checked_reason(switch_reason, switch_note)
     if item_code not in {item.item_code for item in programme.items}:
         raise ValidationFailed({"item_code": "The programme does not buy this item."})
     if not covers(programme.region_code, recipient.region_code):
@@ -64,6 +78,10 @@ def set_choice(*, recipient: Recipient, programme: Programme, item_code: str, pr
         except IntegrityError:  # a concurrent first choice of this service got in first: this one replaces it
             choice = _locked_choice(key)
             previous = choice.provider_id
+    if replacing is not ANY and previous != replacing:
+        if previous == provider.id:
+            return choice  # made already: a repeat of this very change does nothing twice
+        raise ChoiceChanged(current_provider_id=previous)
     if switch_reason is not None and previous in (None, provider.id):
         # Known only now that the choice is ours: a racing first choice may have turned this into a switch.
         raise ValidationFailed({"switch_reason": "Only a switch from another provider has a reason: nothing is "
@@ -82,8 +100,9 @@ def set_choice(*, recipient: Recipient, programme: Programme, item_code: str, pr
     return choice
 
 
-def _checked_reason(reason: str | None, note: str | None) -> tuple[str | None, str | None]:
-    """The switch reason and the trimmed note (None when blank). :raises ValidationFailed: naming the field."""
+def checked_reason(reason: str | None, note: str | None) -> tuple[str | None, str | None]:
+    """The switch reason and the trimmed note (None when blank): the rules `set_choice` applies, for a form
+    that asks for the reason before it asks to confirm the switch. :raises ValidationFailed: naming the field."""
     note = (note or "").strip() or None
     if reason is not None and reason not in SWITCH_REASONS:
         raise ValidationFailed({"switch_reason": f"One of: {', '.join(SWITCH_REASONS)}."})

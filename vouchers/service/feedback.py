@@ -14,10 +14,14 @@ from vouchers.models import Redemption
 from vouchers.service.lookup import get_redemption
 
 
-def rate_redemption(*, redemption_id: int, score: int, comment: str | None, source: str, actor, now: datetime):
+def rate_redemption(*, redemption_id: int, score: int, comment: str | None, source: str, actor, now: datetime,
+                    recipient_id: int | None = None):
     """Rate a delivered service: by its recipient, or by an admin (in scope) from a phone follow-up (回访).
 
-    :raises NotFound: no such redemption.
+    *recipient_id*, when given, is the recipient whose service it must be (an admin acting for one
+    recipient, 代办, rates only that recipient's services).
+
+    :raises NotFound: no such redemption (or not *recipient_id*'s).
     :raises Forbidden: not the recipient's own service, an admin not marking a phone follow-up, or a
         redemption outside the admin's region.
     :raises InvalidTransition: the redemption was reversed.
@@ -37,6 +41,8 @@ def rate_redemption(*, redemption_id: int, score: int, comment: str | None, sour
             raise ValidationFailed({"source": "Recipients rate as `recipient`."})
     else:
         raise Forbidden()
+    if recipient_id is not None and redemption.recipient_id != recipient_id:
+        raise NotFound("No such service of this recipient.")
     if redemption.status != "completed":
         raise InvalidTransition("A reversed redemption cannot be rated.")
     # Held until the rating is recorded: a reversal racing it waits, then takes the rating out again.
