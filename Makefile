@@ -23,10 +23,10 @@ $(VENV)/.test-installed: pyproject.toml
 	touch $(VENV)/.run-installed $@
 
 run: export APP_ENV ?= development
-run: $(VENV)/.run-installed ## Serve the API with a demo dataset on http://127.0.0.1:8000 (SQLite)
+run: $(VENV)/.run-installed ## Serve the console and the API with a demo dataset on http://127.0.0.1:8000 (SQLite)
 	$(FLASK) db upgrade
 	$(FLASK) seed-demo
-	@echo "Serving http://127.0.0.1:8000  (health: /api/v1/health, docs: /api/v1/docs)"
+	@echo "Serving http://127.0.0.1:8000  (the console: the pages above; the API: /api/v1/docs, health: /api/v1/health)"
 	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
 test: $(VENV)/.test-installed ## Lint, check the layering, run every test on SQLite and PostgreSQL (browser tests too)
@@ -53,7 +53,7 @@ soak: $(VENV)/.test-installed ## The stateful test for much longer (about an hou
 crash: $(VENV)/.test-installed ## Crash test: kill -9 a worker and crash PostgreSQL mid-load (RESTARTS the local PostgreSQL)
 	RUN_CRASH=1 $(BIN)/pytest tests/crash -q
 
-bench: $(VENV)/.test-installed ## Benchmarks at full size on SQLite and PostgreSQL (~30 min); JSON in bench/results/
+bench: $(VENV)/.test-installed ## Benchmarks at full size on SQLite and PostgreSQL (~45 min, the console's county included); JSON in bench/results/
 	$(BIN)/python -m bench
 
 TRANSLATIONS := marketplace/web/translations

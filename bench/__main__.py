@@ -1,4 +1,7 @@
-"""`python -m bench`: run the benchmarks of issue 9 and compare each with its reference.
+"""`python -m bench`: run the benchmarks of issue 9 and the console budgets of issue 15.
+
+Each benchmark of issue 9 is compared with its reference; the console's (bench/console.py) with the
+budgets of CONSOLE.md.
 
     .venv/bin/python -m bench                  # full sizes, SQLite and PostgreSQL (make bench)
     .venv/bin/python -m bench --smoke          # tiny sizes, well under a minute (make test runs it)
@@ -9,7 +12,7 @@ Options:
     --smoke              tiny sizes (SIZES["smoke"] in common.py)
     --backends LIST      sqlite,postgresql (default both; PostgreSQL is skipped with the reason
                          printed when its server does not answer, unless --require-postgres)
-    --only LIST          redemption, issuance, settlement, rankings, import, statements
+    --only LIST          redemption, issuance, settlement, rankings, import, statements, console
     --pg-url URL         a PostgreSQL server (any database on it; benchmarks create and drop their own
                          `vm_bench_*` databases through `postgres`). Default: TEST_DATABASE_URL's
                          server, else postgresql+psycopg://postgres@127.0.0.1:5432/postgres
@@ -42,7 +45,7 @@ from bench.common import (
 )
 from tests.support.databases import postgres_unavailable_reason
 
-BENCHMARKS = ("redemption", "issuance", "settlement", "rankings", "import", "statements")
+BENCHMARKS = ("redemption", "issuance", "settlement", "rankings", "import", "statements", "console")
 
 
 def _runner(name: str):
@@ -61,6 +64,9 @@ def _runner(name: str):
     if name == "import":
         from bench import imports
         return imports.run_import
+    if name == "console":
+        from bench import console
+        return console.run
     from bench import imports
     return imports.run_statements
 

@@ -59,6 +59,10 @@ SIZES = {
         "rank_providers": 2_000, "rank_ratings": 1_000_000, "rank_iterations": 200,
         # 5. import and statements
         "import_rows": 100_000, "statement_lines": 100_000,
+        # 6. console budgets: a county (50,000 recipients, a year of redemptions), every page
+        "console_recipients": 50_000, "console_providers": 60, "console_months": 12,
+        "console_redemptions_per_month": 200_000, "console_requests": 200, "console_warmup": 20,
+        "console_seconds": 30.0,
     },
     "smoke": {
         "redeem_duration": 1.5, "redeem_warmup": 0.5, "redeem_connections": 16, "redeem_rounds": 1,
@@ -67,6 +71,8 @@ SIZES = {
         "settle_redemptions": 3_000, "settle_providers": 10,
         "rank_providers": 40, "rank_ratings": 3_000, "rank_iterations": 20,
         "import_rows": 500, "statement_lines": 2_000,
+        "console_recipients": 200, "console_providers": 20, "console_months": 3,
+        "console_redemptions_per_month": 300, "console_requests": 10, "console_warmup": 2, "console_seconds": 5.0,
     },
 }
 
@@ -76,6 +82,8 @@ TARGETS = {
     "issuance_ratio_max": 2.0, "settlement_ratio_max": 2.0,
     "rankings_p95_ms_max": 20.0,
     "import_seconds_max": 30.0, "statement_memory_mb_max": 50.0,
+    # Issue 15 (CONSOLE.md, "Budgets"): per page, in kB of 1,000 bytes transferred and ms.
+    "console_first_load_kb_max": 100, "console_later_kb_max": 30, "console_p95_ms_max": 50.0,
 }
 
 

@@ -420,3 +420,51 @@ def load_complaints(bulk: Bulk, *, provider_ids: list[int], first_redemption: in
     bulk.load("complaint", ["provider_id", "recipient_id", "redemption_id", "text", "status", "upheld", "resolution",
                             "created_at", "created_by", "resolved_at", "resolved_by"], rows)
     return {"complaints": len(rows), "held": held}
+
+
+def load_choices(bulk: Bulk, *, programme_id: int, recipients: tuple[int, int], offered: dict[int, list[str]],
+                 item_codes: list[str], chosen_by: int, now: datetime) -> int:
+    """Every recipient's choice of provider for every item, among the providers offering it (spread evenly),
+    with its choice event; returns how many choices."""
+    first, count = recipients
+    by_item = {code: [pid for pid, codes in offered.items() if code in codes] for code in item_codes}
+    rows = [(rid, programme_id, code, by_item[code][(rid * 31 + k) % len(by_item[code])], now, chosen_by)
+            for rid in range(first, first + count) for k, code in enumerate(item_codes) if by_item[code]]
+    bulk.load("choice", ["recipient_id", "programme_id", "item_code", "provider_id", "chosen_at", "chosen_by"], rows)
+    bulk.load("choice_event", ["recipient_id", "programme_id", "item_code", "from_provider_id", "to_provider_id",
+                               "chosen_at", "chosen_by", "acted_as"],
+              ((rid, pid_, code, None, provider, at, by, "admin") for rid, pid_, code, provider, at, by in rows))
+    bulk.fix_sequences("choice_event")
+    return len(rows)
+
+
+def load_redemption_audit(bulk: Bulk, *, first_redemption: int, last_redemption: int, actor_id: int, actor: str,
+                          batch: int = 50_000) -> int:
+    """The `voucher.redeemed` audit events of redemptions first…last (as redeem records them), chained onto
+    the audit trail's head with the app's own hash, so the trail still verifies; returns how many."""
+    from marketplace.audit.service import canonical_json, event_hash
+    from marketplace.regions import region_prefix
+
+    last_id, prev_hash = bulk.execute("SELECT last_id, last_hash FROM audit_head WHERE id = 1")[0]
+    first_id, prefix = int(last_id) + 1, region_prefix(REGION)
+    columns = ["id", "at", "actor_id", "actor", "action", "entity", "entity_id", "data", "region_code",
+               "region_prefix", "prev_hash", "hash"]
+    event_id = first_id
+    for low in range(first_redemption, last_redemption + 1, batch):
+        rows = []
+        for rid, voucher_id, provider_id, presence, face_value, delivered in bulk.execute(
+                "SELECT id, voucher_id, provider_id, presence, face_value_fen, delivered_at FROM redemption "
+                "WHERE id BETWEEN ? AND ? ORDER BY id", (low, min(low + batch - 1, last_redemption))):
+            at = delivered if isinstance(delivered, datetime) else datetime.fromisoformat(delivered)
+            at = at.replace(tzinfo=UTC) if at.tzinfo is None else at
+            data = canonical_json({"redemption_id": rid, "provider_id": provider_id, "presence": presence,
+                                   "face_value_fen": face_value})
+            digest = event_hash(prev_hash, id=event_id, at=at, actor_id=actor_id, actor=actor,
+                                action="voucher.redeemed", entity="voucher", entity_id=str(voucher_id), data=data,
+                                region_code=REGION)
+            rows.append((event_id, at, actor_id, actor, "voucher.redeemed", "voucher", str(voucher_id), data, REGION,
+                         prefix, prev_hash, digest))
+            event_id, prev_hash = event_id + 1, digest
+        bulk.load("audit_event", columns, rows)
+    bulk.execute("UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1", (event_id - 1, prev_hash))
+    return event_id - first_id

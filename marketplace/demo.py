@@ -5,7 +5,7 @@ this is a demo database and never a production one (the command refuses a non-em
 """
 
 import random
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import click
 from flask import Blueprint
@@ -18,8 +18,9 @@ from marketplace.db import db, local_date, transaction, utcnow
 from marketplace.programmes import service as programme_service
 from marketplace.recipients import service as recipient_service
 from marketplace.recipients.idnumber import check_character
+from marketplace.recipients.models import Recipient
 from providers import creditcode
-from providers.service import enrolment, qualification, registry
+from providers.service import complaints, enrolment, qualification, registry
 from vouchers.service import choice, feedback, issuance, redemption, revocation, settlement
 
 DEMO_REGION = "510131"
@@ -53,7 +54,23 @@ DEMO_PROVIDERS = [
 ]
 DEMO_PROVIDER_PASSWORD = "demo-provider-2026"
 DEMO_RECIPIENTS = 300
-DEMO_RESIDENT = ("resident", "demo-resident-2026")
+# 王秀英, the recipient whose login the demo prints: a scripted, realistic history (see seed_wang).
+DEMO_RECIPIENT = ("recipient-wang", "demo-recipient-2026")
+WANG = {"name": "王秀英", "birth": date(1942, 3, 15), "sequence": "902", "phone": "13881234567",
+        "address": "蒲江县鹤山街道朝阳社区5栋2单元301", "tags": ["advanced_age", "living_alone"]}
+# Her providers per item (logins of DEMO_PROVIDERS); 助餐 first from 大塘镇, switched after a late meal.
+WANG_FIRST_CHOICE = {"HC-MEAL": "provider-datang", "HC-BATH": "provider-leling", "HC-CLEAN": "provider-leling",
+                     "HC-EMERGENCY": "provider-hospital", "HC-MEDICAL": "provider-hospital"}
+WANG_SWITCH = ("HC-MEAL", "provider-heshan")  # with its reason (timeliness) and her words
+# Who to log in as, per audience, and the page to open (CONSOLE.md, "Fixed addresses").
+AUDIENCES = [
+    # audience, page, username (None: no login)
+    ("公众", "/", None),
+    ("服务对象", "/me", DEMO_RECIPIENT[0]),
+    ("服务机构", "/provider", "provider-heshan"),
+    ("民政工作人员", "/staff", "county-admin"),
+    ("审计", "/staff", "auditor"),
+]
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
 GIVEN = ["秀英", "桂英", "玉兰", "淑珍", "建国", "国华", "德明", "志强", "秀兰", "文华", "春花", "长福", "树林", "凤英",
          "兴发", "金花", "永清", "素芳", "福全", "润生"]
@@ -99,17 +116,20 @@ def seed_demo(*, now, rng: random.Random | None = None, recipients: int = DEMO_R
             qualification.change_status(provider_id=provider.id, action="approve", reason="资质审核通过", actor=system,
                                         now=now)
             enrolment.enrol(programme=programme, provider_id=provider.id, actor=system, now=now)
-    recipients = [recipient_service.create_recipient(**demo_recipient(index, rng), actor=None, now=now)
-                  for index in range(recipients)]
-    recipient_service.create_account(recipient=recipients[0], username=DEMO_RESIDENT[0], password=DEMO_RESIDENT[1],
-                                     actor=None, now=now)
-    seed_service(programme=programme, recipients=recipients, admin=system, approver=users[1], now=now, rng=rng)
+    wang = recipient_service.create_recipient(**wang_recipient(), actor=None, now=now)
+    others = [recipient_service.create_recipient(**demo_recipient(index, rng), actor=None, now=now)
+              for index in range(1, recipients)]
+    wang_user = recipient_service.create_account(recipient=wang, username=DEMO_RECIPIENT[0],
+                                                 password=DEMO_RECIPIENT[1], actor=None, now=now)
+    seed_service(programme=programme, recipients=others, wang=wang_user, admin=system, approver=users[1], now=now,
+                 rng=rng)
     return demo_logins()
 
 
-def seed_service(*, programme, recipients, admin, approver, now, rng: random.Random) -> None:
+def seed_service(*, programme, recipients, wang, admin, approver, now, rng: random.Random) -> None:
     """Two months of service: last month issued, mostly redeemed, rated, expired and settled (drafted by
-    one admin, approved by another, paid); this month issued and redeemed so far."""
+    one admin, approved by another, paid); this month issued and redeemed so far. 王秀英 (*wang*, her
+    login) lives the scripted months of seed_wang; the other *recipients* random ones."""
     today = local_date(now)
     last_month = f"{date(today.year, today.month, 1) - timedelta(days=1):%Y-%m}"
     this_month = f"{today:%Y-%m}"
@@ -122,6 +142,9 @@ def seed_service(*, programme, recipients, admin, approver, now, rng: random.Ran
             choice.set_choice(recipient=recipient, programme=programme, item_code=item.item_code,
                               provider_id=provider.id, actor=admin, now=now)
             chosen[recipient.id, item.item_code] = provider
+    wang_months = seed_wang(programme=programme, wang=wang, admin=admin, approver=approver, periods=(last_month,
+                            this_month), now=now)
+    next(wang_months)  # her first choices, before last month
     for period, share in ((last_month, 1.0), (this_month, (today.day - 1) / 30)):
         issuance.issue_monthly(programme=programme, period=period, actor=admin, now=now)
         start, end = settlement.month_start_instant(period), min(settlement.month_end_instant(period), now)
@@ -142,12 +165,94 @@ def seed_service(*, programme, recipients, admin, approver, now, rng: random.Ran
                     if called < now and rng.random() < 0.6:  # most services get a 回访 phone call
                         feedback.rate_redemption(redemption_id=redeemed.id, score=demo_score(provider.id, rng),
                                                  comment=None, source="phone_followup", actor=admin, now=called)
+        next(wang_months)
     revocation.expire_vouchers(programme=programme, actor=admin, now=now)
     for draft in settlement.create_settlements(programme=programme, period=last_month, evaluations={}, actor=admin,
                                                now=now):
         settlement.approve(settlement=draft, actor=approver, now=now)
         settlement.pay(settlement=draft, payment_reference=f"国库集中支付-{last_month}-{draft.provider_id:03d}",
                        actor=approver, now=now)
+
+
+def seed_wang(*, programme, wang, admin, approver, periods: tuple[str, str], now):
+    """王秀英's two months, in the order they happened; a generator that lives each month once its vouchers
+    are issued (the caller issues, then calls next()).
+
+    Before last month she chose a provider for every item. Last month: 20 meals, two baths, three
+    cleanings and a medical escort, all rated by the bureau's phone follow-up; on the 9th a meal came
+    late, she complained (upheld) and on the 10th switched 助餐 from 大塘镇邻里互助会 to the 鹤山 centre.
+    This month so far: a meal a day (at most 12), a cleaning, and yesterday's bath — every service
+    rated by her except that bath, still inside the rating window. So she has vouchers left, one
+    service to rate and a history of choices.
+    """
+    providers = {user.username: user for user in db.session.scalars(select(User).where(User.role == "provider"))}
+    last_month, this_month = periods
+    last_start = settlement.month_start_instant(last_month)
+    this_start = settlement.month_start_instant(this_month)
+    recipient = db.session.get(Recipient, wang.recipient_id)
+
+    def choose(item_code, login, at, **reason):
+        choice.set_choice(recipient=recipient, programme=programme, item_code=item_code,
+                          provider_id=providers[login].provider_id, actor=wang, now=at, **reason)
+
+    def serve(item_code, at, *, rate: str | None, score: int = 5):
+        provider = providers[current[item_code]]
+        token = redemption.create_presence_code(recipient_id=recipient.id, now=at)["token"]
+        done = redemption.redeem(actor=provider, now=at, presence_token=token, item_code=item_code, delivered_at=at,
+                                 duration_minutes=45 if item_code == "HC-MEAL" else 60)
+        if rate == "phone":
+            feedback.rate_redemption(redemption_id=done.id, score=score, comment=None, source="phone_followup",
+                                     actor=admin, now=at + timedelta(days=1))
+        elif rate == "self":
+            feedback.rate_redemption(redemption_id=done.id, score=score, comment=None, source="recipient",
+                                     actor=wang, now=at + min(timedelta(hours=20), (now - at) / 2))
+        return done
+
+    current = dict(WANG_FIRST_CHOICE)
+    for item_code, login in WANG_FIRST_CHOICE.items():
+        choose(item_code, login, last_start - timedelta(days=20))
+    yield  # last month's vouchers are issued
+
+    def day(number: int, hour: float) -> datetime:  # local day *number* of last month, at *hour*
+        return last_start + timedelta(days=number - 1, hours=hour)
+
+    services = [("HC-MEAL", day(number, 11.5)) for number in range(1, 28) if number % 4 != 0][:20]
+    services += [("HC-BATH", day(8, 15)), ("HC-BATH", day(22, 15)), ("HC-CLEAN", day(5, 9)),
+                 ("HC-CLEAN", day(12, 9)), ("HC-CLEAN", day(19, 9)), ("HC-MEDICAL", day(15, 8.5))]
+    switched = False
+    for item_code, at in sorted(services, key=lambda service: service[1]):
+        if not switched and at > day(10, 10):
+            item_code_switched, login = WANG_SWITCH
+            current[item_code_switched] = login
+            choose(item_code_switched, login, day(10, 10), switch_reason="timeliness",
+                   switch_note="午餐经常晚送，饭菜凉了。")
+            switched = True
+        late = item_code == "HC-MEAL" and at == day(9, 11.5)
+        done = serve(item_code, at, rate="phone", score=2 if late else 4 if "datang" in current[item_code] else 5)
+        if late:
+            complaint = feedback.complain(provider_id=done.provider_id, text="午餐晚送了一个多小时，饭菜都凉了。",
+                                          redemption_id=done.id, recipient_id=None, actor=wang,
+                                          now=at + timedelta(hours=3))
+            complaints.resolve_complaint(complaint_id=complaint.id, upheld=True,
+                                         resolution="已核实：送餐员绕路迟到，已约谈并调整送餐路线。", actor=approver,
+                                         now=at + timedelta(days=1, hours=2))
+    yield  # this month's vouchers are issued
+
+    days_before_today = (local_date(now) - local_date(this_start)).days
+    if days_before_today >= 2:
+        def this_day(back: int, hour: float) -> datetime:  # *back* days before today, at *hour*
+            return this_start + timedelta(days=days_before_today - back, hours=hour)
+        plan = [("HC-MEAL", this_day(back, 11.5)) for back in range(min(12, days_before_today), 0, -1)]
+        plan += [("HC-CLEAN", this_day(2, 9)), ("HC-BATH", this_day(1, 15))]
+    else:  # the month has only just begun: what fits in it so far
+        span = now - this_start
+        plan = [("HC-MEAL", this_start + span * 0.2), ("HC-BATH", this_start + span * 0.6)]
+    plan.sort(key=lambda service: service[1])
+    *rated, (last_item, last_at) = plan
+    for item_code, at in rated:
+        serve(item_code, at, rate="self", score=5)
+    serve(last_item, last_at, rate=None)  # inside the rating window, not rated yet
+    yield
 
 
 def demo_score(provider_id: int, rng: random.Random) -> int:
@@ -158,7 +263,7 @@ def demo_score(provider_id: int, rng: random.Random) -> int:
 
 def demo_logins() -> list[tuple[str, str, str, str]]:
     return [(u, p, r, note) for u, p, r, _region, note in DEMO_USERS] + [
-        (*DEMO_RESIDENT, "recipient", "an elderly resident (recipient 1)")] + [
+        (*DEMO_RECIPIENT, "recipient", "王秀英, 84, lives alone: vouchers left this month, one service to rate")] + [
         (login, DEMO_PROVIDER_PASSWORD, "provider", f"{name} ({status})")
         for name, _kind, _prefix, _body, _items, status, login in DEMO_PROVIDERS]
 
@@ -167,6 +272,12 @@ def demo_credit_code(prefix: str, body: str) -> str:
     """A valid (invented) unified social credit code registered in the demo county."""
     first17 = f"{prefix}{DEMO_REGION}{body}{creditcode.organisation_check_character(body)}"
     return first17 + creditcode.check_character(first17)
+
+
+def wang_recipient() -> dict:
+    first17 = f"{DEMO_REGION}{WANG['birth']:%Y%m%d}{WANG['sequence']}"
+    return {"name": WANG["name"], "id_number": first17 + check_character(first17), "phone": WANG["phone"],
+            "region_code": DEMO_REGION, "address": WANG["address"], "tags": WANG["tags"]}
 
 
 def demo_recipient(index: int, rng: random.Random) -> dict:
@@ -190,21 +301,30 @@ def demo_recipient(index: int, rng: random.Random) -> dict:
     }
 
 
-def print_logins(logins) -> None:
+def print_logins(logins, base_url: str) -> None:
     click.echo("Demo logins (POST /api/v1/auth/token with {username, password}):")
     for username, password, role, note in logins:
         click.echo(f"  {username:<18} {password:<20} {role:<10} {note}")
+    passwords = {username: password for username, password, _role, _note in logins}
+    click.echo(f"Where to start: open the page, log in at {base_url}/login with the login shown")
+    for audience, page, username in AUDIENCES:
+        login = f"{username} / {passwords[username]}" if username else "no login"
+        # Each audience name is padded to 6 CJK characters (12 columns) so the addresses line up.
+        click.echo(f"  {audience}{'　' * (6 - len(audience))}  {base_url + page:<32} {login}")
 
 
 @cli.cli.command("seed-demo")
 @click.option("--recipients", type=click.IntRange(1, 999), default=DEMO_RECIPIENTS, show_default=True,
               help="How many recipients the demo county has.")
-def seed_demo_command(recipients: int):
-    """Fill an empty database with demo data and print the demo logins."""
+@click.option("--base-url", default="http://127.0.0.1:8000", show_default=True,
+              help="Where the app is served, for the addresses printed.")
+def seed_demo_command(recipients: int, base_url: str):
+    """Fill an empty database with demo data; print the demo logins and which one each audience uses."""
+    base_url = base_url.rstrip("/")
     if db.session.scalar(select(func.count()).select_from(User)):
         click.echo("The database already has users; seed-demo only fills an empty database.")
-        print_logins(demo_logins())
+        print_logins(demo_logins(), base_url)
         return
     with transaction():
         logins = seed_demo(now=utcnow(), recipients=recipients)
-    print_logins(logins)
+    print_logins(logins, base_url)

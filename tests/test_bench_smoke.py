@@ -23,7 +23,7 @@ import pytest
 from tests.support.databases import maintenance_url, postgres_unavailable_reason
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("redemption", "issuance", "settlement", "rankings", "import", "statements")
+BENCHMARKS = ("redemption", "issuance", "settlement", "rankings", "import", "statements", "console")
 
 
 @pytest.mark.slow
@@ -83,3 +83,26 @@ def test_bench_smoke_runs_every_benchmark_and_writes_results(tmp_path):
         statements = result("statements", backend)
         assert set(statements["exports"]) == {"reference", "csv", "xlsx"}
         assert all(export["rows"] == statements["lines"] for export in statements["exports"].values())
+
+        console = result("console", backend)
+        assert console["world"]["audit_chain_ok"]
+        assert console["clean"], (console["server_5xx"], [(p["page"], p["statuses"], p["problems"])
+                                                           for p in console["pages"]])
+        assert console_pages(tmp_path) == {page["page"] for page in console["pages"] + console["skipped"]}
+        assert all(entry["reason"] for entry in console["skipped"])
+        for page in console["pages"]:
+            assert page["requests"] > 0
+            assert page["p95_ms"] > 0
+            assert page["first_load_bytes"] >= page["later_bytes"] >= page["html_bytes"] > 0
+
+
+def console_pages(folder: Path) -> set[str]:
+    """Every console page the app has (bench/console.py must measure each one or say why not)."""
+    from bench.console import console_rules
+    from tests.support.apps import dispose, make_app
+
+    app = make_app(f"sqlite:///{folder / 'routes.sqlite3'}", instance_path=folder / "instance")
+    try:
+        return {rule.rule for rule in console_rules(app)}
+    finally:
+        dispose(app)
