@@ -1,7 +1,7 @@
 """A provider's working day, for its home page: today's and this month's services, and the latest ones.
 
-Counts and sums run on `ix_redemption_provider…`-style filters of one provider, so the page stays cheap
-in a county with millions of redemptions.
+Counts and sums filter one provider's redemptions by delivery time (`ix_redemption_provider_delivered`),
+so the page stays cheap in a county with millions of redemptions.
 """
 
 from datetime import UTC, datetime, time, timedelta
@@ -38,7 +38,8 @@ def provider_workday(*, actor, now: datetime) -> dict:
         select(Redemption).where(Redemption.provider_id == actor.provider_id)
         .order_by(Redemption.delivered_at.desc(), Redemption.id.desc()).limit(RECENT_SHOWN)).all()
     codes = {row.item_code for row in recent}
-    names = dict(db.session.execute(select(ServiceItem.code, ServiceItem.name).where(ServiceItem.code.in_(codes))).all())
+    named = select(ServiceItem.code, ServiceItem.name).where(ServiceItem.code.in_(codes))
+    names = dict(db.session.execute(named).all())
     return {
         "today": _totals(actor.provider_id, _local_midnight(today), tomorrow),
         "month": _totals(actor.provider_id, _local_midnight(today.replace(day=1)), tomorrow),
