@@ -37,7 +37,10 @@ from providers import routes as provider_routes
 from vouchers import cli as vouchers_cli
 from vouchers import models as voucher_models  # noqa: F401  (complete metadata)
 from vouchers import pages as voucher_pages
-from vouchers import receivers  # noqa: F401  (connects the vouchers domain to the kernel's signals)
+from vouchers import (
+    provider_pages,
+    receivers,  # noqa: F401  (connects the vouchers domain to the kernel's signals)
+)
 from vouchers import routes as voucher_routes
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +88,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(system.docs_assets)
     init_web(app)
     for pages in (report_pages.portal, staff_pages.staff_home, recipient_pages.staff_recipients,
-                  voucher_pages.recipient_pages, voucher_pages.staff_acting):
+                  voucher_pages.recipient_pages, voucher_pages.staff_acting, provider_pages.provider_pages):
         app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):

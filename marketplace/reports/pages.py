@@ -5,12 +5,12 @@ read models as the /api/v1/public answers (marketplace/reports/service.py) or th
 
 from flask import Blueprint, render_template, request
 from flask_babel import lazy_gettext as _l
-from marshmallow import Schema, ValidationError
 
 from marketplace.catalogue import service as catalogue_service
 from marketplace.errors import ValidationFailed
 from marketplace.reports import service
 from marketplace.schemas import PageArgs
+from marketplace.web.forms import form_input
 from providers.schemas import RankingQuerySchema
 
 portal = Blueprint("portal", __name__, template_folder="templates")
@@ -50,22 +50,6 @@ def _names() -> dict:
             "settlement_status_names": SETTLEMENT_STATUS_NAMES}
 
 
-def query_input(schema: Schema) -> dict:
-    """The query string, loaded by *schema* as the API loads it (only the schema's fields are read; blank
-    values count as not given). :raises ValidationFailed: with the schema's messages per field."""
-    raw = {}
-    for name, field in schema.fields.items():
-        key = field.data_key or name
-        value = request.args.get(key, "").strip()
-        if value and not field.dump_only:
-            raw[key] = value
-    try:
-        return schema.load(raw)
-    except ValidationError as invalid:
-        messages = invalid.messages if isinstance(invalid.messages, dict) else {"_form": invalid.messages}
-        raise ValidationFailed(fields=messages) from None
-
-
 @portal.get("/")
 def home():
     """Programmes in force, how the scheme works, how to complain, where to log in."""
@@ -82,7 +66,7 @@ def programme(programme_id):
 def providers():
     """Approved providers with their rating summary, a page at a time."""
     try:
-        page = query_input(PageArgs(only=("page",)))["page"]
+        page = form_input(PageArgs(only=("page",)), source=request.args)["page"]
     except ValidationFailed:
         return render_template("portal/providers.html", directory=None, bad_page=True), 400
     directory = service.public_provider_directory(page=page, per_page=PROVIDERS_PER_PAGE)
@@ -95,7 +79,8 @@ def providers():
 def rankings():
     """Providers of one item ranked in one region (or everywhere), with the formula in plain words."""
     try:
-        query = query_input(RankingQuerySchema(only=("item_code", "region_code"), partial=("item_code",)))
+        query = form_input(RankingQuerySchema(only=("item_code", "region_code"), partial=("item_code",)),
+                           source=request.args)
         board = service.public_rankings(**query)
     except ValidationFailed as refused:
         # The form again with the refusal beside the field, and no ranking (of what was not asked for).
