@@ -163,9 +163,12 @@ def page_arguments(scene) -> dict[str, list]:
     }
 
 
-# Query strings worth visiting beyond the bare page.
+# Query strings worth visiting beyond the bare page ({meal}, {bath}: the items; {p1}…{p3}: the providers).
+CHOICES = ["?provider_id={p1}", "?provider_id={p2}", "?provider_id={p3}"]
 PAGE_QUERIES = {"/public/rankings": ["?item_code={meal}", "?item_code={bath}&region_code=510131"],
-                "/public/providers": ["?page=1"]}
+                "/public/providers": ["?page=1"],
+                "/me/providers/<item_code>/choose": CHOICES,
+                "/staff/recipients/<int:recipient_id>/act/providers/<item_code>/choose": CHOICES}
 NOT_PAGES = {"static_files.serve", "web.preferences"}  # files; a redirect that sets a preference
 
 
@@ -185,7 +188,8 @@ def console_pages(app, scene) -> list[str]:
                      for value in arguments[name]]
         for path in paths:
             urls.append(path)
-            urls.extend(path + query.format(meal=full.meal, bath=full.bath)
+            urls.extend(path + query.format(meal=full.meal, bath=full.bath, p1=full.providers[0].id,
+                                            p2=full.providers[1].id, p3=full.providers[2].id)
                         for query in PAGE_QUERIES.get(rule.rule, []))
     return urls
 
