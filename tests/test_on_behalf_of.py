@@ -16,7 +16,7 @@ API = "/api/v1"
 
 @pytest.fixture
 def world(build):
-    """The standard world, this month issued, alice and bob chose p1; one service delivered to alice."""
+    """The standard world, this month issued, alice and bob chose p1."""
     world = build.world()
     build.issue(world.programme, build.period())
     build.choose_all(world, world.p1)
