@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from marketplace.db import UTCDateTime, db
@@ -94,6 +94,30 @@ class Enrolment(db.Model):
     enrolled_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
 
 
+class ProgrammeApplication(db.Model):
+    """A provider asking to join a programme (申请加入项目); an admin accepts it (which enrols the
+    provider) or refuses it, with a reason. At most one pending application per programme and provider."""
+
+    __tablename__ = "programme_application"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'accepted', 'refused')", name="status_known"),
+        Index("uq_programme_application_pending", "programme_id", "provider_id", unique=True,
+              postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"), index=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"), index=True)
+    # What the provider tells the bureau (staff, experience in the area); optional.
+    note: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(8), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
 class Rating(db.Model):
     """A recipient's satisfaction score (1–5) for one redemption, or one recorded by staff from a phone
     follow-up (回访). It counts for the provider, programme and item of the redeemed voucher."""
@@ -155,3 +179,7 @@ class Complaint(db.Model):
     created_by: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     resolved_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    # The provider's one answer, given while the complaint is open; staff read it before resolving.
+    answer: Mapped[str | None] = mapped_column(Text)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    answered_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))

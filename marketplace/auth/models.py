@@ -1,6 +1,7 @@
 from datetime import datetime
 
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from marketplace.db import UTCDateTime, db
@@ -15,6 +16,7 @@ class User(db.Model):
         CheckConstraint("role != 'provider' OR provider_id IS NOT NULL", name="provider_has_provider"),
         CheckConstraint("role != 'recipient' OR recipient_id IS NOT NULL", name="recipient_has_recipient"),
         CheckConstraint("region_code IS NULL OR role = 'admin'", name="region_scope_admin_only"),
+        CheckConstraint("NOT provider_manager OR role = 'provider'", name="manager_is_provider"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -29,6 +31,12 @@ class User(db.Model):
     provider_id: Mapped[int | None] = mapped_column(ForeignKey("provider.id"), index=True)
     recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipient.id"), index=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A provider's manager adds and deactivates that provider's scanning staff logins; the provider's
+    # first login (the one it registered with) is its manager.
+    provider_manager: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    # The previous successful login, so the next one can tell what changed meanwhile (a provider's
+    # approval, rejection or suspension is shown once, on the first login after it).
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # Who created this login (None: the CLI or self-registration). Four eyes: an admin never approves
     # a settlement drafted by the admin who created their account (vouchers.service.settlement).

@@ -17,6 +17,7 @@ class UserSchema(Schema):
     recipient_id = fields.Integer(allow_none=True)
     region_code = fields.String(allow_none=True, metadata={"description": "Admin's region scope (prefix)"})
     active = fields.Boolean()
+    provider_manager = fields.Boolean(metadata={"description": "A provider's manager manages its staff logins"})
     created_at = fields.AwareDateTime()
 
 

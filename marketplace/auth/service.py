@@ -127,7 +127,8 @@ def create_user(*, username: str, password: str, role: str, region_code: str | N
 
     user = User(username=username, password_hash=hash_password(password), role=role, region_code=region_code,
                 provider_id=provider_id, recipient_id=recipient_id, active=True, created_at=now,
-                created_by=getattr(actor, "id", None))
+                created_by=getattr(actor, "id", None),
+                provider_manager=role == "provider" and not _provider_has_login(provider_id))
     try:
         with db.session.begin_nested():
             db.session.add(user)
@@ -136,8 +137,15 @@ def create_user(*, username: str, password: str, role: str, region_code: str | N
     audit.record(action="user.created", entity="user", entity_id=user.id, actor=actor, now=now,
                  region_code=region_code or home_region,
                  data={"username": username, "role": role, "region_code": region_code,
-                       "provider_id": provider_id, "recipient_id": recipient_id})
+                       "provider_id": provider_id, "recipient_id": recipient_id,
+                       "provider_manager": user.provider_manager})
     return user
+
+
+def _provider_has_login(provider_id: int) -> bool:
+    """Whether the provider has a login already (its first login becomes its manager)."""
+    return db.session.scalar(select(User.id).where(User.role == "provider", User.provider_id == provider_id)
+                             .limit(1)) is not None
 
 
 def _check_links(*, role: str, region_code: str | None, provider_id: int | None, recipient_id: int | None) -> None:
