@@ -58,8 +58,8 @@ bench: $(VENV)/.test-installed ## Benchmarks at full size on SQLite and PostgreS
 
 TRANSLATIONS := marketplace/web/translations
 translations: $(VENV)/.test-installed ## Extract the console's messages, update the English catalog, compile it
-	$(BIN)/pybabel extract -F babel.cfg -k _l -o $(TRANSLATIONS)/messages.pot --no-location --sort-output --omit-header .
-	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) -D messages -l en --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel extract -F babel.cfg -k _l -o $(TRANSLATIONS)/messages.pot --no-location --sort-output --omit-header --no-wrap .
+	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) -D messages -l en --no-fuzzy-matching --ignore-obsolete --no-wrap
 	$(BIN)/pybabel compile -d $(TRANSLATIONS) -D messages
 	@echo "Translate the empty msgstr entries in $(TRANSLATIONS)/en/LC_MESSAGES/messages.po, then run make translations again."
 

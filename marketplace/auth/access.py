@@ -93,6 +93,16 @@ def role_required(*roles: str):
     return decorator
 
 
+def require_provider_manager(actor: User, provider_id: int) -> None:
+    """Only the provider's manager (its first login) manages its logins, answers complaints and applies to
+    programmes for it; its scanning staff scan and see the work. The one home of that policy.
+
+    :raises Forbidden: *actor* is not the manager of provider *provider_id*.
+    """
+    if actor.role != "provider" or actor.provider_id != provider_id or not actor.provider_manager:
+        raise Forbidden("Only the provider's manager may do this.")
+
+
 def begin_session(*, username: str, password: str):
     """Log in with a cookie session: a new session id on every login, and the old session dies.
 

@@ -20,13 +20,16 @@ NAVIGATION = {
            (_l("服务目录"), "portal.catalogue")],
     "recipient": [(_l("我的服务券"), "recipient_pages.home"), (_l("我的码"), "recipient_pages.code"),
                   (_l("评价服务"), "recipient_pages.services"), (_l("打印服务券"), "recipient_pages.cards")],
-    "provider": [(_l("今天"), "provider_pages.home"), (_l("扫码核销"), "provider_pages.scan"),
-                 (_l("结算"), "provider_pages.settlements")],
+    "provider": [(_l("今天"), "provider_pages.home"), (_l("扫码核销"), "provider_scan.scan"),
+                 (_l("结算"), "provider_settlements.index"), (_l("评价和投诉"), "provider_feedback.index"),
+                 (_l("服务项目"), "provider_programmes.index"), (_l("工作人员账号"), "provider_logins.index")],
     "admin": [(_l("工作台"), "staff_home.home"), (_l("服务对象"), "staff_recipients.index"),
               (_l("服务机构"), "staff_providers.index"), (_l("结算"), "staff_settlements.index"),
               (_l("投诉"), "staff_complaints.index"), (_l("审计"), "staff_audit.index")],
 }
 NAVIGATION["auditor"] = NAVIGATION["admin"]
+# Pages only a provider's manager opens (marketplace.auth.access.require_provider_manager).
+MANAGER_ONLY = frozenset({"provider_logins.index"})
 
 HOMES = {"recipient": "recipient_pages.home", "provider": "provider_pages.home",
          "admin": "staff_home.home", "auditor": "staff_home.home"}
@@ -36,10 +39,12 @@ def _exists(endpoint: str) -> bool:
     return endpoint in current_app.view_functions
 
 
-def navigation_for(role: str | None) -> list[tuple[str, str, str]]:
-    """[(label, address, endpoint)] of the pages this role may open that exist."""
+def navigation_for(actor) -> list[tuple[str, str, str]]:
+    """[(label, address, endpoint)] of the pages *actor* (None: anonymous) may open that exist."""
+    role = actor.role if actor is not None else None
+    manager = actor is not None and actor.provider_manager
     return [(str(label), url_for(endpoint), endpoint) for label, endpoint in NAVIGATION.get(role, NAVIGATION[None])
-            if _exists(endpoint)]
+            if _exists(endpoint) and (manager or endpoint not in MANAGER_ONLY)]
 
 
 def home_for(role: str | None) -> str:

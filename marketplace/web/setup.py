@@ -36,7 +36,7 @@ def _context() -> dict:
     lang = select_locale()
     return {
         "actor": actor, "role_name": ROLE_NAMES.get(role, "") if role else "",
-        "navigation": navigation_for(role), "home_url": home_for(role),
+        "navigation": navigation_for(actor), "home_url": home_for(role),
         "html_lang": "zh-CN" if lang == "zh_CN" else "en", "large_text": bool(session.get("large_text")),
     }
 
