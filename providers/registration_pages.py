@@ -21,12 +21,13 @@ from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError, fields, validate, validates_schema
 
+from marketplace.auth import service as auth_service
 from marketplace.auth.access import begin_session, current_actor, require_actor, role_required
 from marketplace.auth.schemas import CredentialsSchema
 from marketplace.catalogue import service as catalogue
 from marketplace.db import transaction, utcnow
-from marketplace.errors import DomainError, Forbidden
-from marketplace.web.forms import domain_refusal, form_input
+from marketplace.errors import DomainError, Forbidden, ValidationFailed
+from marketplace.web.forms import domain_refusal, field_errors, form_input
 from marketplace.web.pages import login_landing
 from providers.creditcode import AUTHORITY_TYPES, VALUES, InvalidCreditCodeError, parse_credit_code
 from providers.schemas import AccountSchema, ProviderCreateSchema
@@ -123,9 +124,10 @@ def credit_code_reason(raw: str) -> str | None:
 def _errors_of(refused: DomainError) -> dict[str, list[str]]:
     """The refusal beside its field, in plain words; the rest at the top."""
     if refused.code == "invalid_credit_code":
-        return {"credit_code": [credit_code_reason(request.form.get("credit_code", ""))
-                                or gettext("统一社会信用代码不正确，请核对后再填。")]}
-    errors = domain_refusal(refused)
+        errors = {"credit_code": [credit_code_reason(request.form.get("credit_code", ""))
+                                  or gettext("统一社会信用代码不正确，请核对后再填。")]}
+    else:
+        errors = domain_refusal(refused)
     place = REFUSAL_FIELDS.get(refused.code)
     if place and list(errors) == ["_form"]:
         errors = {place: errors["_form"]}
@@ -135,12 +137,27 @@ def _errors_of(refused: DomainError) -> dict[str, list[str]]:
         for name, said in UNPICKED.items():
             if name in errors and not any(value.strip() for value in request.form.getlist(name)):
                 errors[name] = [str(said)]
-        typed = request.form.get("credit_code", "").strip()
-        reason = credit_code_reason(typed) if typed else None
-        if reason:  # said at once, not after the other fields are fixed
-            errors["credit_code"] = [reason]
+    if refused.code in ("validation_error", "invalid_credit_code"):
+        errors = {**errors, **_early_refusals(errors)}
     return {name: errors[name] for name in sorted(errors, key=lambda name: (
         FIELD_ORDER.index(name) if name in FIELD_ORDER else -1))}
+
+
+def _early_refusals(errors: dict) -> dict[str, list[str]]:
+    """What the service would refuse next (the credit code, the password), said now with the rest, so
+    that the form need not come back once per mistake."""
+    found = {}
+    typed = request.form.get("credit_code", "").strip()
+    reason = credit_code_reason(typed) if typed else None
+    if reason:
+        found["credit_code"] = [reason]
+    username, password = request.form.get("username", "").strip(), request.form.get("password", "")
+    if password and "password" not in errors:
+        try:
+            auth_service.check_password_policy(username=username, password=password)
+        except ValidationFailed as weak:
+            found["password"] = [_said(message) for message in field_errors(weak).get("password", [])]
+    return found
 
 
 def _form_page(*, errors: dict, status: int = 200):

@@ -271,3 +271,14 @@ def test_every_login_records_its_time_api_and_console_alike(build, client, app, 
     assert after_console > after_token
     client.post("/api/v1/auth/login", json={"username": user.username, "password": PASSWORD})
     assert build.read(lambda: db.session.get(User, user.id).last_login_at) > after_console
+
+
+def test_every_mistake_is_said_at_once_not_one_submit_at_a_time(build, client):
+    world = build.world()
+    answer = register(client, form_for(world, phone="12345", credit_code=GOOD_CODE[:17] + "Y",
+                                       password="short one", password_again="short one"))
+    assert answer.status_code == 422
+    text = visible_text(answer)
+    assert "请填写 11 位手机号码" in text
+    assert "最后一位是校验码" in text
+    assert "密码至少要 10 个字符。" in text

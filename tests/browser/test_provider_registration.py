@@ -85,6 +85,7 @@ def test_a_refused_form_shows_each_message_beside_its_field(page, build):
     summary = page.get_by_role("alert")
     assert summary.get_by_role("link", name=re.compile("第 9 到 17 位是组织机构代码")).is_visible()
     assert summary.get_by_role("link", name=re.compile("请填写 11 位手机号码")).is_visible()
+    assert summary.get_by_role("link", name="密码至少要 10 个字符。").is_visible()
     assert page.get_by_label("统一社会信用代码").get_attribute("aria-invalid") == "true"
     for _width in each_width(page):
         check_page(page)
