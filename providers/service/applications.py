@@ -8,6 +8,7 @@ decisions are guarded status changes (marketplace.transitions), so of two racing
 An application is a thing of its programme: admins see and decide those of programmes in their region.
 """
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -15,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from marketplace import audit, transitions
 from marketplace.auth.access import require_provider_manager
+from marketplace.catalogue import service as catalogue
 from marketplace.db import db, paginate
 from marketplace.errors import DomainError, NotFound
 from marketplace.programmes.models import Programme
@@ -23,8 +25,6 @@ from marketplace.regions import overlap
 from providers.models import Enrolment, ProgrammeApplication, Provider
 from providers.service import enrolment
 from providers.service.enrolment import AlreadyEnrolled, NoMatchingItems, NoMatchingRegions, ProviderNotApproved
-
-STATUSES = ("pending", "accepted", "refused")
 
 
 class ApplicationPending(DomainError):
@@ -147,3 +147,99 @@ def refuse(*, application_id: int, reason: str, actor, now: datetime) -> Program
                  actor=actor, now=now, region_code=programme.region_code,
                  data={"programme_id": programme.id, "provider_id": application.provider_id, "reason": reason})
     return application
+
+
+# --- the provider's own view: /provider/programmes ------------------------------------------------------
+
+APPLICATIONS_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class OfferedItem:
+    """A programme's item the provider offers, at the programme's unit price."""
+
+    code: str
+    name: str
+    unit: str
+    unit_price_fen: int
+    monthly_quota: int
+
+
+@dataclass(frozen=True)
+class ProgrammeLine:
+    """A programme as a provider sees it: the programme's items the provider offers (at the programme's unit
+    prices), and its pending application to join, if any."""
+
+    programme: Programme
+    items: list[OfferedItem]
+    pending: ProgrammeApplication | None = None
+
+
+@dataclass(frozen=True)
+class ProviderProgrammes:
+    provider: Provider
+    served: list[ProgrammeLine]        # enrolled in: active ones first, then drafts and closed ones
+    joinable: list[ProgrammeLine]      # active, in its regions, an item in common, not enrolled yet
+    applications: list[ProgrammeApplication]  # newest first
+    programme_names: dict[int, str]
+
+
+def _offered(programme: Programme, provider: Provider) -> list[OfferedItem]:
+    offered = set(provider.item_codes)
+    lines = [item for item in programme.items if item.item_code in offered]
+    catalogue_items = catalogue.items_by_code([line.item_code for line in lines])
+    return [OfferedItem(code=line.item_code, name=catalogue_items[line.item_code].name,
+                        unit=catalogue_items[line.item_code].unit, unit_price_fen=line.unit_price_fen,
+                        monthly_quota=line.monthly_quota) for line in lines]
+
+
+def provider_programmes(*, actor) -> ProviderProgrammes:
+    """What the provider of *actor* (its manager or scanning staff) serves, could join, and has asked for."""
+    provider = db.session.get(Provider, actor.provider_id)
+    enrolled_ids = set(db.session.scalars(select(Enrolment.programme_id).where(Enrolment.provider_id == provider.id)))
+    served = db.session.scalars(select(Programme).where(Programme.id.in_(enrolled_ids))).all() if enrolled_ids else []
+    order = {"active": 0, "draft": 1, "closed": 2}
+    served = sorted(served, key=lambda programme: (order[programme.status], programme.id))
+    pending = {row.programme_id: row for row in db.session.scalars(
+        select(ProgrammeApplication).where(ProgrammeApplication.provider_id == provider.id,
+                                           ProgrammeApplication.status == "pending"))}
+    joinable = []
+    for programme in db.session.scalars(select(Programme).where(Programme.status == "active")
+                                        .order_by(Programme.id)):
+        if programme.id in enrolled_ids:
+            continue
+        if not any(overlap(programme.region_code, code) for code in provider.region_codes):
+            continue
+        offered = _offered(programme, provider)
+        if offered:
+            joinable.append(ProgrammeLine(programme=programme, items=offered, pending=pending.get(programme.id)))
+    applications = db.session.scalars(
+        select(ProgrammeApplication).where(ProgrammeApplication.provider_id == provider.id)
+        .order_by(ProgrammeApplication.id.desc()).limit(APPLICATIONS_SHOWN)).all()
+    named = {application.programme_id for application in applications} - {p.id for p in served} - {
+        line.programme.id for line in joinable}
+    names = {programme.id: programme.name for programme in served}
+    names |= {line.programme.id: line.programme.name for line in joinable}
+    if named:
+        names |= dict(db.session.execute(select(Programme.id, Programme.name).where(Programme.id.in_(named))).all())
+    served_lines = [ProgrammeLine(programme=programme, items=_offered(programme, provider)) for programme in served]
+    return ProviderProgrammes(provider=provider, served=served_lines, joinable=joinable, applications=applications,
+                              programme_names=names)
+
+
+def application_form(*, programme_id: int, actor) -> ProgrammeLine:
+    """The programme the manager is about to apply to, if the application would be taken.
+
+    :raises: as `apply`, before anything is written.
+    """
+    require_provider_manager(actor, actor.provider_id)
+    programme = db.session.get(Programme, programme_id)
+    if programme is None:
+        raise NotFound("No such programme.")
+    provider = db.session.get(Provider, actor.provider_id)
+    _require_eligible(programme, provider)
+    if db.session.scalar(select(ProgrammeApplication.id).where(
+            ProgrammeApplication.programme_id == programme.id, ProgrammeApplication.provider_id == provider.id,
+            ProgrammeApplication.status == "pending")) is not None:
+        raise ApplicationPending()
+    return ProgrammeLine(programme=programme, items=_offered(programme, provider))
