@@ -60,8 +60,8 @@ def test_a_note_too_long_is_refused_beside_the_field(page, build):
     log_in(page, provider.user)
     page.goto(f"/provider/programmes/{joinable.id}/apply")
     # maxlength stops a person typing more; a script (or an old browser) may still post it.
-    page.get_by_label("想告诉民政部门的话（可以不写）").evaluate("(field, text) => { field.removeAttribute('maxlength');"
-                                                              " field.value = text; }", "长" * 501)
+    note = page.get_by_label("想告诉民政部门的话（可以不写）")
+    note.evaluate("(field, text) => { field.removeAttribute('maxlength'); field.value = text; }", "长" * 501)
     with page.expect_navigation() as navigation:
         page.get_by_role("button", name="提交申请").click()
     assert navigation.value.status == 422
