@@ -24,7 +24,6 @@ from marketplace.programmes.service import ProgrammeNotActive, get_programme, of
 from marketplace.regions import overlap
 from providers.models import Enrolment, ProgrammeApplication, Provider
 from providers.service import enrolment
-from providers.service.enrolment import AlreadyEnrolled, NoMatchingItems, NoMatchingRegions, ProviderNotApproved
 
 
 class ApplicationPending(DomainError):
@@ -33,26 +32,14 @@ class ApplicationPending(DomainError):
 
 
 def _require_eligible(programme: Programme, provider: Provider) -> None:
-    """What enrolment will ask (enrolment.enrol), asked before the bureau is troubled with the application.
+    """What enrolment will ask, asked before the bureau is troubled with the application (and only of an
+    active programme: a draft one takes no applications yet).
 
     :raises ProgrammeNotActive, ProviderNotApproved, NoMatchingItems, NoMatchingRegions, AlreadyEnrolled.
     """
     if programme.status != "active":
         raise ProgrammeNotActive(status=programme.status)
-    if provider.status != "approved":
-        raise ProviderNotApproved(status=provider.status)
-    programme_items = {item.item_code for item in programme.items}
-    if not programme_items & set(provider.item_codes):
-        raise NoMatchingItems(programme_items=sorted(programme_items), provider_items=provider.item_codes)
-    if not any(overlap(programme.region_code, code) for code in provider.region_codes):
-        raise NoMatchingRegions(programme_region=programme.region_code, provider_regions=provider.region_codes)
-    if is_enrolled(programme_id=programme.id, provider_id=provider.id):
-        raise AlreadyEnrolled()
-
-
-def is_enrolled(*, programme_id: int, provider_id: int) -> bool:
-    return db.session.scalar(select(Enrolment.id).where(Enrolment.programme_id == programme_id,
-                                                        Enrolment.provider_id == provider_id)) is not None
+    enrolment.require_eligible(programme, provider)
 
 
 def apply(*, programme_id: int, note: str | None, actor, now: datetime) -> ProgrammeApplication:
