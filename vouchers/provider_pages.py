@@ -11,8 +11,8 @@ a double tap reverses once.
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, send_file, stream_with_context, \
-    url_for
+from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, send_file, session, \
+    stream_with_context, url_for
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from marshmallow import fields, validate
@@ -185,7 +185,9 @@ def reverse(redemption_id: int):
         errors = domain_refusal(refused)
         errors = {"reason": errors.pop("_form", []) + errors.pop("reason", []), **errors}
         return _reversal_page(found, errors=errors, status=refused.status, reason=request.form.get("reason", ""))
-    flash(gettext("已撤销这次服务。如果向老人收了自付的钱，请退还给老人。"), "success")
+    said = gettext("已撤销这次服务。如果向老人收了自付的钱，请退还给老人。")
+    if ("success", said) not in session.get("_flashes", []):  # a double tap's second answer says it no twice
+        flash(said, "success")
     return redirect(back, 303)
 
 

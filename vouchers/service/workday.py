@@ -129,9 +129,10 @@ def _rows(redemptions, *, now: datetime) -> list[WorkRow]:
     return rows
 
 
-def redemption_page(*, actor, chosen: WorkFilter, page: int, now: datetime, per_page: int = PER_PAGE) -> dict:
-    """{rows: [WorkRow], page, has_next, totals} — one page of the provider's redemptions, newest first,
-    and the totals of the completed ones in the whole filter."""
+def redemption_page(*, actor, chosen: WorkFilter, page: int, now: datetime, per_page: int | None = None) -> dict:
+    """{rows: [WorkRow], page, has_next, totals} — one page (of PER_PAGE) of the provider's redemptions,
+    newest first, and the totals of the completed ones in the whole filter."""
+    per_page = per_page or PER_PAGE
     found = db.session.scalars(_selected(actor, chosen).offset((page - 1) * per_page).limit(per_page + 1)).all()
     return {
         "rows": _rows(found[:per_page], now=now),
