@@ -6,7 +6,8 @@ bureau's Excel (OWASP, "CSV injection"). `neutralise` puts an apostrophe before 
 stay numbers, and so does text that is just a decimal number (`-12.50`), which no program runs.
 
 - CSV: UTF-8 with a BOM (so Excel opens Chinese headers), streamed in chunks of `batch` rows.
-- XLSX: openpyxl's write-only mode into a temporary file, row by row; neither holds the rows in memory.
+- XLSX: openpyxl's write-only mode into a temporary file, row by row, then streamed from it; neither
+  holds the rows in memory.
 """
 
 import csv
@@ -67,3 +68,15 @@ def xlsx_file(title: str, headers: Sequence[str], rows: Iterable[Sequence], *, f
     workbook.save(handle)
     handle.seek(0)
     return handle
+
+
+def xlsx_chunks(title: str, headers: Sequence[str], rows: Iterable[Sequence], *, footer: Iterable[Sequence] = (),
+                chunk_bytes: int = 64 * 1024) -> Iterator[bytes]:
+    """The same .xlsx as bytes for a streamed response: written when the response starts (so a response
+    never sent opens no file) and the temporary file closed when it ends or is abandoned."""
+    handle = xlsx_file(title, headers, rows, footer=footer)
+    try:
+        while chunk := handle.read(chunk_bytes):
+            yield chunk
+    finally:
+        handle.close()

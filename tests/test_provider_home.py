@@ -93,7 +93,8 @@ def test_the_list_shows_this_month_by_default_and_filters_by_item_and_dates(buil
     assert _listed(client, f"/provider?{last_month}&item={world.bath}") == set()
     text = visible_text(client.get(f"/provider?{last_month}"))
     assert serial_for(earlier.voucher_id) in text
-    assert "完成 1 次服务" in text and "扫码" in text
+    assert "完成 1 次服务" in text
+    assert "扫码" in text
     assert "李" not in text.replace("李桂英", "")  # neither the name nor a masked one on the list
     assert theirs.id not in _listed(client, f"/provider?from={build.first_day(-1).isoformat()}")
 
@@ -123,10 +124,12 @@ def test_the_list_is_paged_newest_first(build, client, monkeypatch):
 
     first = client.get("/provider").get_data(as_text=True)
     assert [int(i) for i in re.findall(r'id="redemption-(\d+)"', first)] == [served[3].id, served[2].id]
-    assert "page=2" in first and "上一页" not in first
+    assert "page=2" in first
+    assert "上一页" not in first
     second = client.get("/provider?page=2").get_data(as_text=True)
     assert [int(i) for i in re.findall(r'id="redemption-(\d+)"', second)] == [served[1].id, served[0].id]
-    assert "上一页" in second and "下一页" not in second  # exactly two pages: no empty third one offered
+    assert "上一页" in second
+    assert "下一页" not in second
 
 
 # --- reversal -----------------------------------------------------------------------------------------------
@@ -150,7 +153,8 @@ def test_the_confirmation_says_what_a_reversal_does_and_it_happens_once(build, c
     assert "政府不会为它付给您 ¥" in text
     assert "请把钱退还给老人" in text  # alice pays 5 % of a meal
     assert "撤销会被记录下来" in text
-    assert "李*" in text and "李桂英" not in text
+    assert "李*" in text
+    assert "李桂英" not in text
     form = {**fields, "reason": "扫错了人"}
     first = client.post(f"/provider/redemptions/{meal.id}/reverse", data=form)
     again = client.post(f"/provider/redemptions/{meal.id}/reverse", data=form)  # a double tap
@@ -159,7 +163,8 @@ def test_the_confirmation_says_what_a_reversal_does_and_it_happens_once(build, c
     assert first.location == again.location
     assert f"item={world.meal}" in first.location  # back to the list as it was filtered
     reversed_row = build.redemption(meal.id)
-    assert reversed_row.status == "reversed" and reversed_row.reversal_reason == "扫错了人"
+    assert reversed_row.status == "reversed"
+    assert reversed_row.reversal_reason == "扫错了人"
     assert build.voucher(meal.voucher_id).status == "issued"
     assert build.count(AuditEvent, AuditEvent.action == "redemption.reversed") == 1
     listed = visible_text(client.get(first.location))
@@ -258,8 +263,10 @@ def test_the_csv_export_is_the_list_as_filtered_with_a_bom_and_chinese_headers(b
     assert rows[0][:4] == ["核销编号", "服务时间", "服务项目", "凭单编号"]
     by_id = {int(row[0]): row for row in rows[1:]}
     assert set(by_id) == {meal.id, bath.id}  # this month's, both statuses
-    assert by_id[bath.id][7] == "已撤销" and by_id[bath.id][8]
-    assert by_id[meal.id][2] == "助餐" and by_id[meal.id][3] == serial_for(meal.voucher_id)
+    assert by_id[bath.id][7] == "已撤销"
+    assert by_id[bath.id][8]
+    assert by_id[meal.id][2] == "助餐"
+    assert by_id[meal.id][3] == serial_for(meal.voucher_id)
     assert by_id[meal.id][5] == f"{meal.face_value_fen / 100:.2f}"
     last_month = f"from={build.first_day(-1).isoformat()}&to={build.last_day(-1).isoformat()}"
     again = client.get(f"/provider/redemptions.csv?{last_month}")
@@ -273,7 +280,8 @@ def test_both_exports_neutralise_a_formula_in_the_notes(build, client):
     login_page(client, _staff_of(build, world.p1).username, PASSWORD)
 
     rows = list(csv.reader(io.StringIO(client.get("/provider/redemptions.csv").data.decode("utf-8-sig"))))
-    assert rows[1][0] == str(noted) and rows[1][-1] == "'" + HYPERLINK
+    assert rows[1][0] == str(noted)
+    assert rows[1][-1] == "'" + HYPERLINK
 
     response = client.get("/provider/redemptions.xlsx")
     assert response.status_code == 200
@@ -283,5 +291,6 @@ def test_both_exports_neutralise_a_formula_in_the_notes(build, client):
     sheet = openpyxl.load_workbook(io.BytesIO(data)).worksheets[0]
     assert [cell.value for cell in sheet[1]][:2] == ["核销编号", "服务时间"]
     note = sheet.cell(row=2, column=len(rows[0]))
-    assert note.value == "'" + HYPERLINK and note.data_type == "s"
+    assert note.value == "'" + HYPERLINK
+    assert note.data_type == "s"
     assert sheet.cell(row=2, column=1).value == noted  # numbers stay numbers

@@ -11,8 +11,18 @@ a double tap reverses once.
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, send_file, session, \
-    stream_with_context, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    stream_with_context,
+    url_for,
+)
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from marshmallow import fields, validate
@@ -117,13 +127,13 @@ def _export(kind: str):
         chosen, _page = _filter_from(request.args)
     except ValidationFailed:
         return home()  # the list with the refusal beside its field (422)
+    lines = _export_lines(actor, chosen)
     if kind == "csv":
-        return Response(stream_with_context(spreadsheets.csv_chunks(EXPORT_HEADERS, _export_lines(actor, chosen))),
-                        mimetype=spreadsheets.CSV_MIMETYPE,
-                        headers={"Content-Disposition": f'attachment; filename="{_export_name(chosen, "csv")}"'})
-    handle = spreadsheets.xlsx_file("服务记录", EXPORT_HEADERS, _export_lines(actor, chosen))
-    return send_file(handle, mimetype=spreadsheets.XLSX_MIMETYPE, as_attachment=True,
-                     download_name=_export_name(chosen, "xlsx"))
+        chunks, mimetype = spreadsheets.csv_chunks(EXPORT_HEADERS, lines), spreadsheets.CSV_MIMETYPE
+    else:
+        chunks, mimetype = spreadsheets.xlsx_chunks("服务记录", EXPORT_HEADERS, lines), spreadsheets.XLSX_MIMETYPE
+    return Response(stream_with_context(chunks), mimetype=mimetype,
+                    headers={"Content-Disposition": f'attachment; filename="{_export_name(chosen, kind)}"'})
 
 
 @provider_pages.get("/provider/redemptions.csv")
