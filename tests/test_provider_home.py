@@ -55,6 +55,22 @@ def test_only_provider_staff_open_it(build, client):
     assert client.get("/provider").status_code == 403
 
 
+def test_a_provider_that_may_not_serve_is_told_so_and_still_sees_its_work(build, client):
+    world = build.world()
+    build.issue(world.programme, build.period(0))
+    build.choose(world.alice, world.programme, world.meal, world.p1)
+    served = build.redeem(world.p1, world.alice, world.meal)
+    staff = _staff_of(build, world.p1)
+    login_page(client, staff.username, PASSWORD)
+    assert "审核状态" not in visible_text(client.get("/provider"))
+    build.set_provider_status(world.p1, "suspend")
+    page = client.get("/provider")
+    assert page.status_code == 200
+    assert "您的服务机构已被暂停服务" in visible_text(page)
+    assert 'href="/provider/status"' in page.get_data(as_text=True)
+    assert served.id in _listed(client)
+
+
 # --- the list of redemptions: filters, paging ------------------------------------------------------------
 
 def _served_over_two_months(build):

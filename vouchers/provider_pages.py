@@ -48,6 +48,10 @@ from vouchers.service.workday import (
 
 PRESENCE_WORDS = {"presence_code": _l("扫码"), "typed_code": _l("输入数字码"), "voucher_card": _l("纸质服务券")}
 STATUS_WORDS = {"completed": _l("已完成"), "reversed": _l("已撤销")}
+# Said on the home of a provider that may not serve now (it may still look at its work and settlements).
+PROVIDER_STATUS_WORDS = {"pending": _l("您的服务机构还在等待民政部门审核，审核通过前不能扫码服务。"),
+                         "suspended": _l("您的服务机构已被暂停服务，暂停期间不能扫码服务。"),
+                         "revoked": _l("您的服务机构已被取消资格，不能再扫码服务。")}
 # The workday service words its refusals for the API; these are the same refusals said plainly.
 FILTER_REFUSALS = {"The last day is before the first.": _l("结束日期不能早于开始日期。"),
                    "At most 366 days at a time.": _l("一次最多查 366 天，请缩短日期范围。")}
@@ -62,7 +66,8 @@ provider_pages = Blueprint("provider_pages", __name__, template_folder="template
 
 @provider_pages.context_processor
 def _context() -> dict:
-    return {"presence_words": PRESENCE_WORDS, "status_words": STATUS_WORDS, "form_key_field": form_key_field}
+    return {"presence_words": PRESENCE_WORDS, "status_words": STATUS_WORDS, "form_key_field": form_key_field,
+            "provider_status_words": PROVIDER_STATUS_WORDS}
 
 
 class WorkQuery(InputSchema):

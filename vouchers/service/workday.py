@@ -19,7 +19,7 @@ from marketplace.db import db, local_date
 from marketplace.errors import ValidationFailed
 from marketplace.programmes.models import Programme
 from marketplace.recipients.models import Recipient
-from providers.models import ProviderItem
+from providers.models import Provider, ProviderItem
 from vouchers.models import Redemption
 from vouchers.serials import serial_for
 from vouchers.service.reversal import reversible_until
@@ -51,10 +51,12 @@ def _item_names(codes) -> dict[str, str]:
 
 
 def provider_workday(*, actor, now: datetime) -> dict:
-    """{today, month}: {count, face_value_fen, copay_fen} of the provider's completed services."""
+    """{today, month}: {count, face_value_fen, copay_fen} of the provider's completed services, and
+    provider_status (a provider that is not approved may look at its work, but not serve)."""
     today = local_date(now)
     tomorrow = _local_midnight(today + timedelta(days=1))
     return {
+        "provider_status": db.session.scalar(select(Provider.status).where(Provider.id == actor.provider_id)),
         "today": _totals(actor.provider_id, _local_midnight(today), tomorrow),
         "month": _totals(actor.provider_id, _local_midnight(today.replace(day=1)), tomorrow),
     }
