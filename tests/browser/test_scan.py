@@ -69,6 +69,30 @@ def test_a_qr_code_read_through_the_camera_ends_in_a_receipt(playwright, live_se
         world.alice.id, world.p1.id, shown, 40)
 
 
+def test_a_refused_scan_says_why_and_does_not_read_the_same_code_again(playwright, live_server, build, tmp_path):
+    world = _door(build)
+    video = presence_qr_y4m(build.presence_code(world.bob)["token"], tmp_path / "camera.y4m")  # bob chose p2
+    with fake_camera_browser(playwright, video) as browser:
+        context = camera_context(browser, live_server.url)
+        page = context.new_page()
+        log_in(page, world.p1.user)
+        reads = []
+        page.on("request", lambda request: request.method == "POST" and request.url.endswith("/provider/scan")
+                and reads.append(request.url))
+        page.goto("/provider/scan")
+        page.locator("#error-summary").wait_for()
+        assert "这位老人选的是别的服务机构" in page.locator("#error-summary").inner_text()
+        # the page's own look at the camera permission has answered by the time this one does
+        assert page.evaluate("() => navigator.permissions.query({name: 'camera'}).then(p => p.state)") == "granted"
+        assert page.locator(".viewfinder").is_hidden()
+        assert page.get_by_role("button", name="打开摄像头扫码").is_visible()
+        assert len(reads) == 1
+        watched_errors_are_the_refusal(page)
+        _checked(page, "provider-scan-camera-refused")
+        context.close()
+    assert _redemptions(build) == []
+
+
 def test_a_typed_code_double_clicked_and_reloaded_redeems_once(page, build):
     world = _door(build)
     log_in(page, world.p1.user)

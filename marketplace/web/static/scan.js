@@ -166,8 +166,10 @@
     }
   });
 
-  // Once the camera was allowed for this site, open it straight away: one tap less at every door.
+  // Once the camera was allowed for this site, open it straight away: one tap less at every door. Not after a
+  // refusal: the code still held up would be read and refused again and again; the button is there.
   function startIfAllowed() {
+    if (document.getElementById("error-summary")) { return; }
     if (!navigator.permissions || !navigator.permissions.query) { return; }
     navigator.permissions.query({name: "camera"}).then(function (permission) {
       if (permission.state === "granted") { startCamera(); }
