@@ -44,6 +44,7 @@ from vouchers import (
     receivers,  # noqa: F401  (connects the vouchers domain to the kernel's signals)
 )
 from vouchers import routes as voucher_routes
+from vouchers import scan_pages as provider_scan_pages
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 API_TITLE = "Service-voucher marketplace API"
@@ -92,7 +93,8 @@ def create_app(config: dict | None = None) -> Flask:
     for pages in (report_pages.portal, staff_pages.staff_home, recipient_pages.staff_recipients,
                   voucher_pages.recipient_pages, voucher_pages.staff_acting, provider_pages.provider_pages,
                   programme_pages.provider_programmes,
-                  provider_registration_pages.provider_registration):
+                  provider_registration_pages.provider_registration,
+                  provider_scan_pages.provider_scan):
         app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):
