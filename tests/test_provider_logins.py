@@ -135,7 +135,8 @@ def test_deactivation_kills_the_bearer_token_and_the_cookie_session_at_once(app,
     world, staff = cast
     bearer = build.headers(staff)
     browser = app.test_client()
-    assert browser.post("/api/v1/auth/login", json={"username": staff.username, "password": PASSWORD}).status_code == 200
+    cookie_login = browser.post("/api/v1/auth/login", json={"username": staff.username, "password": PASSWORD})
+    assert cookie_login.status_code == 200
     assert browser.get("/api/v1/me").status_code == 200
     assert client.get("/api/v1/me", headers=bearer).status_code == 200
 
@@ -165,7 +166,8 @@ def test_deactivation_and_reactivation_are_audited_with_the_reason_and_the_provi
 
     [off] = audit_events(client, build, staff, "user.deactivated")
     [on] = audit_events(client, build, staff, "user.reactivated")
-    assert off["data"]["reason"] == "已离职" and on["data"]["reason"] == "回来上班"
+    assert off["data"]["reason"] == "已离职"
+    assert on["data"]["reason"] == "回来上班"
     assert off["actor"] == world.p1.user.username
     assert off["region_code"] == on["region_code"] == "510131"
     county = build.headers(build.admin(region_code="510131"))
@@ -264,8 +266,10 @@ def test_the_page_lists_the_providers_logins_with_role_state_and_last_login(app,
     response = browser.get(PAGE)
     assert response.status_code == 200
     text = visible_text(response)
-    assert world.p1.user.username in text and "p1-staff" in text
-    assert "负责人" in text and "工作人员" in text
+    assert world.p1.user.username in text
+    assert "p1-staff" in text
+    assert "负责人" in text
+    assert "工作人员" in text
     assert "还没有登录过" in text  # p1-staff never logged in
     assert world.p2.user.username not in text
     assert 'href="/provider/logins"' in response.get_data(as_text=True)  # in its navigation
@@ -298,7 +302,8 @@ def test_the_manager_adds_a_staff_login_through_the_form_once_per_form(app, buil
     first = browser.post(PAGE, data=data)
     assert first.status_code == 303
     second = browser.post(PAGE, data=data)  # a double tap
-    assert second.status_code == 303 and second.location == first.location
+    assert second.status_code == 303
+    assert second.location == first.location
     text = visible_text(browser.get(first.location))
     assert "li.na" in text
     with app.app_context():
