@@ -7,10 +7,12 @@ import re
 import pytest
 from sqlalchemy import select
 
+from marketplace.accounts import service as accounts
 from marketplace.auth.models import AuthToken, User
-from marketplace.db import db
+from marketplace.db import db, utcnow
 from tests.conftest import PASSWORD, error_code
 from tests.support.console import csrf_from, login_page, visible_text
+from tests.support.races import race_transactions
 
 STAFF_PASSWORD = "door-to-door scanning 7"
 FORM_KEY = re.compile(r'name="form_key" value="([^"]+)"')
@@ -239,6 +241,20 @@ def test_an_admin_may_deactivate_a_providers_manager(client, build, cast):
     manager = build.headers(world.p1.user)
     assert deactivate(client, world.p1.user, build.headers(world.admin), reason="负责人变更").status_code == 200
     assert client.get(logins_path(world.p1), headers=manager).status_code == 401
+
+
+def test_racing_deactivations_deactivate_once_and_audit_once(app, client, build, cast):
+    world, staff = cast
+    manager_id = world.p1.user.id
+
+    def deactivate_as_manager(index):
+        accounts.set_login_active(user_id=staff.id, active=False, reason=f"第{index}次", now=utcnow(),
+                                  actor=db.session.get(User, manager_id))
+
+    outcomes = race_transactions(app, deactivate_as_manager, racers=6)
+
+    assert sorted(outcomes) == ["InvalidTransition"] * 5 + ["ok"]
+    assert len(audit_events(client, build, staff, "user.deactivated")) == 1
 
 
 @pytest.mark.parametrize("body", [{}, {"reason": " "}, {"reason": "x" * 501}, {"reason": "离职", "extra": 1}])

@@ -143,17 +143,35 @@ def _confirm(user, action: str, *, status: int = 200, errors: dict | None = None
                            sentence=sentence, button=button, errors=errors or {}, reason=reason), status
 
 
-@provider_logins.get("/provider/logins/<int:user_id>/<any(deactivate, reactivate):action>")
+@provider_logins.get("/provider/logins/<int:user_id>/deactivate")
 @role_required("provider")
-def confirm(user_id: int, action: str):
-    """Deactivate or reactivate: the confirmation, with the reason asked for."""
-    return _confirm(_in_reach(user_id, action), action)
+def confirm_deactivate(user_id: int):
+    """Deactivate: the confirmation (the login is logged out at once), with the reason asked for."""
+    return _confirm(_in_reach(user_id, "deactivate"), "deactivate")
 
 
-@provider_logins.post("/provider/logins/<int:user_id>/<any(deactivate, reactivate):action>")
+@provider_logins.get("/provider/logins/<int:user_id>/reactivate")
 @role_required("provider")
-def change(user_id: int, action: str):
-    """Deactivate (every session of the login ends at once) or reactivate, then back to the list."""
+def confirm_reactivate(user_id: int):
+    """Reactivate: the confirmation, with the reason asked for."""
+    return _confirm(_in_reach(user_id, "reactivate"), "reactivate")
+
+
+@provider_logins.post("/provider/logins/<int:user_id>/deactivate")
+@role_required("provider")
+def deactivate(user_id: int):
+    """Deactivate (every session of the login ends at once), then back to the list."""
+    return _change_posted(user_id, "deactivate")
+
+
+@provider_logins.post("/provider/logins/<int:user_id>/reactivate")
+@role_required("provider")
+def reactivate(user_id: int):
+    """Reactivate, then back to the list."""
+    return _change_posted(user_id, "reactivate")
+
+
+def _change_posted(user_id: int, action: str):
     actor = require_actor()
     user, _region = service.login_in_reach(user_id, actor=actor)
     try:
