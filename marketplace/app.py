@@ -34,6 +34,8 @@ from marketplace.reports import routes as report_routes
 from marketplace.reports import staff_pages
 from marketplace.web.setup import init_web
 from providers import models as provider_models  # noqa: F401  (complete metadata)
+from providers import programme_pages
+from providers import registration_pages as provider_registration_pages
 from providers import routes as provider_routes
 from vouchers import cli as vouchers_cli
 from vouchers import models as voucher_models  # noqa: F401  (complete metadata)
@@ -90,6 +92,8 @@ def create_app(config: dict | None = None) -> Flask:
     init_web(app)
     for pages in (report_pages.portal, staff_pages.staff_home, recipient_pages.staff_recipients,
                   voucher_pages.recipient_pages, voucher_pages.staff_acting, provider_pages.provider_pages,
+                  programme_pages.provider_programmes,
+                  provider_registration_pages.provider_registration,
                   account_pages.provider_logins):
         app.register_blueprint(pages)
     register_error_handlers(app)

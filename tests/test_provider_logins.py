@@ -330,10 +330,10 @@ def test_the_manager_adds_a_staff_login_through_the_form_once_per_form(app, buil
 
 @pytest.mark.parametrize(("fields", "status", "field", "words"), [
     ({"username": "li.na", "password": STAFF_PASSWORD, "password_again": "something else 9"}, 422, "password_again",
-     "两次输入的密码不一样"),
+     "两次填写的密码不一样"),
     ({"username": "li.na", "password": "short", "password_again": "short"}, 422, "password", "至少要 10 个字符"),
     ({"username": "li.na", "password": "password1234", "password_again": "password1234"}, 422, "password",
-     "太常见"),
+     "很容易被猜到"),
     ({"username": "P1-STAFF", "password": STAFF_PASSWORD, "password_again": STAFF_PASSWORD}, 409, "username",
      "这个用户名已经有人用了"),
     ({"username": "", "password": STAFF_PASSWORD, "password_again": STAFF_PASSWORD}, 422, "username", "请填写这一项"),

@@ -30,17 +30,19 @@ provider_logins = Blueprint("provider_logins", __name__, template_folder="templa
 PAGE = "provider_logins/index.html"
 CONFIRM = "provider_logins/confirm.html"
 
-# The auth service words its username and password refusals for the API; the same refusals, said plainly.
+# The auth service words its username and password refusals for the API; the same refusals, said plainly
+# (the same words as the self-registration form's first login, providers.registration_pages).
 LOGIN_REFUSALS = [
-    (re.compile(r"^3–64 characters: "), _l("用户名要 3 到 64 个字符，只能用字母、数字和 _ . @ - 这几个符号。")),
+    (re.compile(r"^3–64 characters"), _l("用户名要 3 到 64 个字符，只能用小写英文字母、数字和 _ . @ -，"
+                                         "并以字母或数字开头。")),
     (re.compile(r"^Use at least (?P<count>\d+) characters\.$"), _l("密码至少要 %(count)s 个字符。")),
     (re.compile(r"^Use at most (?P<count>\d+) characters\.$"), _l("密码最多 %(count)s 个字符。")),
     (re.compile(r"^A password of only whitespace"), _l("密码不能只有空格。")),
     (re.compile(r"^Use at least (?P<count>\d+) different characters"),
-     _l("密码里至少要有 %(count)s 个不同的字符：几个字符重复来重复去，很容易被猜到。")),
+     _l("密码里至少要有 %(count)s 个不同的字符：几个字符反复用，很容易被猜到。")),
     (re.compile(r"^The password must differ from the username\.$"), _l("密码不能和用户名一样。")),
     (re.compile(r"^This is one of the most common passwords"),
-     _l("这个密码太常见，别人很容易猜到。请换一个（几个不相关的词连在一起就是好密码）。")),
+     _l("这是最常见的密码之一，很容易被猜到。请换一个（几个不相关的词连在一起就很好）。")),
 ]
 
 
@@ -96,7 +98,7 @@ def add():
     try:
         data = form_input(StaffLoginForm())
         if data.pop("password_again") != data["password"]:
-            raise ValidationFailed({"password_again": gettext("两次输入的密码不一样，请重新输入。")})
+            raise ValidationFailed({"password_again": gettext("两次填写的密码不一样，请重新填写。")})
         with transaction():
             address = once_per_form(lambda: _add(actor, data))
     except (Forbidden, NotFound):

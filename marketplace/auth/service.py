@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from marketplace import audit, scope
 from marketplace.auth.models import ROLES, AuthToken, User
-from marketplace.db import UTCDateTime, db
+from marketplace.db import UTCDateTime, db, utcnow
 from marketplace.errors import DomainError, InvalidTransition, ValidationFailed
 from marketplace.extensions import rate_limiter
 
@@ -188,8 +188,8 @@ def _login_counters(username: str, client: str) -> list[tuple[RateLimitItem, tup
     ]
 
 
-def authenticate(*, username: str, password: str, client: str) -> User:
-    """Return the active user with these credentials.
+def authenticate(*, username: str, password: str, client: str, now: datetime | None = None) -> User:
+    """Return the active user with these credentials, and record the login.
 
     Every attempt first takes a place in three counters of failures within
     LOGIN_FAILURE_WINDOW_SECONDS — for this username from this client, from this client, for this
@@ -199,6 +199,11 @@ def authenticate(*, username: str, password: str, client: str) -> User:
     gives back the places it took and is refused unverified, even with the right password (else it
     would tell the guesser). A failure keeps its places. A success gives them back and ends the run of
     failures for this username from this client, so the owner's own typos do not add up.
+
+    A success sets `last_login_at` to *now* (default: the current time) and keeps its previous value on
+    the returned user as `previous_login_at` (None at the first login), so the pages can tell what
+    changed since (a provider's approval, rejection or suspension is shown once, at the first login
+    after it).
 
     :raises TooManyAttempts: a limit is reached; `retry_after_seconds` says when that counter resets.
     :raises InvalidCredentials: unknown user, inactive user or wrong password (indistinguishably).
@@ -225,6 +230,7 @@ def authenticate(*, username: str, password: str, client: str) -> User:
     _give_back(limiter, others)
     if PASSWORD_HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
+    user.previous_login_at, user.last_login_at = user.last_login_at, now or utcnow()
     return user
 
 
