@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from marketplace import demo, errors_cli, models, system  # noqa: F401  (models: complete metadata)
+from marketplace.accounts import pages as account_pages
 from marketplace.accounts import routes as account_routes
 from marketplace.api import JSONProvider, add_security_headers
 from marketplace.audit import cli as audit_cli
@@ -94,7 +95,8 @@ def create_app(config: dict | None = None) -> Flask:
                   voucher_pages.recipient_pages, voucher_pages.staff_acting, provider_pages.provider_pages,
                   programme_pages.provider_programmes,
                   provider_registration_pages.provider_registration,
-                  provider_scan_pages.provider_scan):
+                  provider_scan_pages.provider_scan,
+                  account_pages.provider_logins):
         app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from marketplace import audit, scope
 from marketplace.auth.models import ROLES, AuthToken, User
 from marketplace.db import UTCDateTime, db, utcnow
-from marketplace.errors import DomainError, ValidationFailed
+from marketplace.errors import DomainError, InvalidTransition, ValidationFailed
 from marketplace.extensions import rate_limiter
 
 PASSWORD_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16,
@@ -326,3 +326,43 @@ def revoke_token(*, raw: str, actor: User, now: datetime) -> bool:
         audit.record(action="auth.logout", entity="user", entity_id=actor.id, actor=actor, now=now,
                      region_code=actor.region_code)
     return bool(revoked)
+
+
+# --- deactivating and reactivating a login ---------------------------------------------------------
+# (Who may do it is decided above auth, in marketplace.accounts.service.)
+
+class CannotDeactivateSelf(DomainError):
+    status, code = 409, "cannot_deactivate_self"
+    message = "A login cannot deactivate itself; ask the provider's manager or an admin."
+
+
+def set_active(*, user: User, active: bool, reason: str, actor: User, now: datetime,
+               region_code: str | None) -> User:
+    """Turn a login off, or on again; turning it off revokes every bearer token and session it holds.
+
+    One conditional update flips the flag (two racing requests: one wins, the other is refused), and the
+    tokens are revoked in the same transaction, so a request with one of them right after gets 401. A
+    login turned on again starts with no live token: its owner logs in anew. Audited as
+    `user.deactivated` / `user.reactivated` with the reason, in *region_code* (where the provider or
+    recipient the login belongs to is).
+
+    :raises CannotDeactivateSelf: *actor* is *user*.
+    :raises InvalidTransition: the login is already in that state.
+    """
+    if actor.id == user.id:
+        raise CannotDeactivateSelf()
+    changed = db.session.execute(update(User).where(User.id == user.id, User.active.is_(not active))
+                                 .values(active=active).execution_options(synchronize_session=False)).rowcount
+    if not changed:
+        raise InvalidTransition("This login is already active." if active else "This login is already deactivated.")
+    revoked = 0
+    if not active:
+        revoked = db.session.execute(update(AuthToken).where(AuthToken.user_id == user.id,
+                                                             AuthToken.revoked_at.is_(None))
+                                     .values(revoked_at=now).execution_options(synchronize_session=False)).rowcount
+    db.session.refresh(user)
+    audit.record(action="user.reactivated" if active else "user.deactivated", entity="user", entity_id=user.id,
+                 actor=actor, now=now, region_code=region_code,
+                 data={"username": user.username, "role": user.role, "provider_id": user.provider_id,
+                       "recipient_id": user.recipient_id, "reason": reason, "tokens_revoked": revoked})
+    return user

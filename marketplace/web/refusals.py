@@ -29,6 +29,7 @@ REFUSALS = {
     "duplicate_provider": _l("这个统一社会信用代码已经登记过。"),
     "duplicate_recipient": _l("这个身份证号码的老人已经登记过。"),
     "duplicate_username": _l("这个用户名已经有人用了，请换一个。"),
+    "cannot_deactivate_self": _l("不能停用自己的账号。需要时请联系民政部门。"),
     "idempotency_key_in_flight": _l("上一次提交还在处理中，请稍等几秒再刷新。"),
     "invalid_transition": _l("当前状态下不能这样改。可能别人刚刚改过，请刷新页面。"),
     "no_budget": _l("项目还没有预算，不能启动。"),
