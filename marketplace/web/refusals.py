@@ -58,7 +58,7 @@ REFUSALS = {
     "token_expired": _l("这个码已经过期。请老人打开“我的码”，刷新一个新码。"),
     "validation_error": _l("有几项填写得不对，请看每一项旁边的说明。"),
     "rate_limited": _l("操作太频繁了，请稍等一会儿再试。"),
-    "too_many_attempts": _l("错误次数太多，请过十五分钟再试。"),
+    "too_many_attempts": _l("错误次数太多，请过一会儿再试。"),
     "http_error": _l("请求没有成功。请返回上一页再试。"),
     "internal_error": _l("系统出错了，我们已经记录下来。请稍后再试；如果一直这样，请拨打 12345 政务服务便民热线。"),
     "database_unavailable": _l("系统暂时忙不过来，请过一会儿再试。"),

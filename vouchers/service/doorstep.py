@@ -2,7 +2,7 @@
 
 Reading a code here uses nothing up: the presence code stays valid (the redemption, `redemption.redeem`,
 uses it), so the staff can pick the service and then confirm. The offer is worked out with the very
-condition the redemption claims a voucher with (`redemption_sql._redeemable`): it never offers a
+condition the redemption claims a voucher with (`redemption_sql.redeemable`): it never offers a
 service the confirmation would refuse for that reason. A typed short code is looked up through the
 redemption's own look-up, so every wrong code counts against the login here too (guessing digits on
 this page is no cheaper than on the API).
@@ -96,7 +96,7 @@ def read_code(*, actor, now: datetime, scanned: str | None = None, short_code: s
         raise RedeemerNotApproved()
     today = local_date(now)
     if short_code is not None:
-        claims = redemption._claims_of_short_code(short_code, actor=actor, now=now)  # counts wrong codes
+        claims = redemption.claims_of_short_code(short_code, actor=actor, now=now)  # counts wrong codes
         return _presence(claims, TYPED, {"short_code": short_code}, actor.provider_id, today)
     text = (scanned or "").strip()
     try:
@@ -135,7 +135,7 @@ def _offered(which, provider_id: int, today: date) -> list[OfferedItem]:
     """One line per item: the voucher the redemption would take first (earliest-expiring), and how many are left."""
     # The redemption's own condition (issued, valid today, active programme, this provider may serve them). The
     # voucher is the query's only table: the condition's subqueries on programme and choice correlate to it alone.
-    redeemable = redemption_sql._redeemable(provider_id, today)
+    redeemable = redemption_sql.redeemable(provider_id, today)
     rows = db.session.execute(
         select(Voucher.item_code, Voucher.programme_id, Voucher.face_value_fen, Voucher.copay_fen, Voucher.valid_until)
         .where(which, redeemable).order_by(Voucher.item_code, Voucher.valid_until, Voucher.id)).all()
