@@ -6,6 +6,7 @@ from marketplace.db import transaction, utcnow
 from marketplace.programmes.service import get_programme
 from marketplace.schemas import ReasonSchema, page_of
 from providers.schemas import (
+    ComplaintAnswerSchema,
     ComplaintQuerySchema,
     ComplaintSchema,
     EnrolmentCreateSchema,
@@ -172,3 +173,18 @@ def resolve_complaint(data, complaint_id):
     """Resolve a complaint as upheld or not; a redemption it held goes back to settlement."""
     with transaction():
         return complaints.resolve_complaint(complaint_id=complaint_id, **data, actor=require_actor(), now=utcnow())
+
+
+@blp.post("/complaints/<int:complaint_id>/answer")
+@blp.arguments(ComplaintAnswerSchema())
+@blp.response(200, ComplaintSchema)
+@role_required("provider")
+def answer_complaint(data, complaint_id):
+    """The provider's one answer to an open complaint about it, by its manager (staff read it before resolving).
+
+    403 for its scanning staff, 404 for another provider's complaint, 409 `complaint_already_answered`,
+    409 `invalid_transition` once resolved.
+    """
+    with transaction():
+        return complaints.answer_complaint(complaint_id=complaint_id, answer=data["answer"], actor=require_actor(),
+                                           now=utcnow())
