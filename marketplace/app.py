@@ -32,6 +32,7 @@ from marketplace.reports import pages as report_pages
 from marketplace.reports import routes as report_routes
 from marketplace.reports import staff_pages
 from marketplace.web.setup import init_web
+from providers import feedback_pages
 from providers import models as provider_models  # noqa: F401  (complete metadata)
 from providers import routes as provider_routes
 from vouchers import cli as vouchers_cli
@@ -88,7 +89,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(system.docs_assets)
     init_web(app)
     for pages in (report_pages.portal, staff_pages.staff_home, recipient_pages.staff_recipients,
-                  voucher_pages.recipient_pages, voucher_pages.staff_acting, provider_pages.provider_pages):
+                  voucher_pages.recipient_pages, voucher_pages.staff_acting, provider_pages.provider_pages,
+                  feedback_pages.provider_feedback_pages):
         app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):
