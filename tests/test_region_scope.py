@@ -289,6 +289,7 @@ EXEMPT = {
     "GET /api/v1/public/settlements": "public disclosure (信息公开), the same for everyone",
     "GET /api/v1/rankings": "public ranking (优胜劣汰), the same for everyone",
     "POST /api/v1/redemptions": "providers only (a scan); admins cannot call it",
+    "POST /api/v1/complaints/{id}/answer": "the complained-about provider's manager only; admins cannot call it",
 }
 
 
