@@ -32,7 +32,7 @@ from marketplace.reports import pages as report_pages
 from marketplace.reports import routes as report_routes
 from marketplace.reports import staff_pages
 from marketplace.web.setup import init_web
-from providers import feedback_pages
+from providers import feedback_pages, programme_pages
 from providers import models as provider_models  # noqa: F401  (complete metadata)
 from providers import routes as provider_routes
 from vouchers import cli as vouchers_cli
@@ -90,6 +90,7 @@ def create_app(config: dict | None = None) -> Flask:
     init_web(app)
     for pages in (report_pages.portal, staff_pages.staff_home, recipient_pages.staff_recipients,
                   voucher_pages.recipient_pages, voucher_pages.staff_acting, provider_pages.provider_pages,
+                  programme_pages.provider_programmes,
                   feedback_pages.provider_feedback_pages):
         app.register_blueprint(pages)
     register_error_handlers(app)

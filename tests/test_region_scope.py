@@ -140,6 +140,14 @@ def _issue(programme: str):
                       "count": 1}
 
 
+def _apply(client, s):
+    """p2 (approved, serving 510131, not enrolled) asks through its manager to join the programme."""
+    build = Builder(client.application)
+    manager = build.user(role="provider", provider_id=s.p2)  # its first login: the manager
+    s.application = _ok(client.post(f"{P}/{s.programme}/applications", json={"note": "申请加入"},
+                                     headers=build.headers(manager)), 201)["id"]
+
+
 def _approve(client, s):
     _ok(client.post(f"/api/v1/settlements/{s.settlement}/approve", headers=s.inside))
 
@@ -249,6 +257,12 @@ ROWS = [
     Row("GET", "/api/v1/providers/{p3}"),
     Row("GET", "/api/v1/providers/{p1}/status-history"),
     Row("GET", "/api/v1/providers/{p1}/enrolments"),
+    # applications to join a programme: things of their programme
+    Row("GET", "/api/v1/programme-applications?per_page=500", **listed("application"), prepare=_apply),
+    Row("POST", "/api/v1/programme-applications/{application}/accept", lambda s: {"reason": "资质齐全"},
+        prepare=_apply),
+    Row("POST", "/api/v1/programme-applications/{application}/refuse", lambda s: {"reason": "名额已满"},
+        prepare=_apply),
     # settlements
     Row("GET", S + "?programme_id={programme}&per_page=500", **listed("settlement")),
     Row("GET", S + "/{settlement}"),
@@ -289,6 +303,8 @@ EXEMPT = {
     "GET /api/v1/public/settlements": "public disclosure (信息公开), the same for everyone",
     "GET /api/v1/rankings": "public ranking (优胜劣汰), the same for everyone",
     "POST /api/v1/redemptions": "providers only (a scan); admins cannot call it",
+    "POST /api/v1/programmes/{id}/applications": "a provider's manager only, for its own provider; admins cannot "
+                                                 "call it",
     "POST /api/v1/complaints/{id}/answer": "the complained-about provider's manager only; admins cannot call it",
 }
 

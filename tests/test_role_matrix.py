@@ -37,10 +37,14 @@ GRANTS = {
     ("POST", "/api/v1/me/presence-code"): {"recipient"},
     ("GET", "/api/v1/me/presence-code.png"): {"recipient"},
     ("GET", "/api/v1/openapi.json"): ANYONE,
+    ("GET", "/api/v1/programme-applications"): {"admin", "auditor", "provider"},
+    ("POST", "/api/v1/programme-applications/<int:application_id>/accept"): {"admin"},
+    ("POST", "/api/v1/programme-applications/<int:application_id>/refuse"): {"admin"},
     ("GET", "/api/v1/docs"): ANYONE,
     ("GET", "/api/v1/programmes"): READERS,
     ("POST", "/api/v1/programmes"): {"admin"},
     ("GET", "/api/v1/programmes/<int:programme_id>"): READERS,
+    ("POST", "/api/v1/programmes/<int:programme_id>/applications"): {"provider"},
     ("POST", "/api/v1/programmes/<int:programme_id>/activate"): {"admin"},
     ("POST", "/api/v1/programmes/<int:programme_id>/budget"): {"admin"},
     ("POST", "/api/v1/programmes/<int:programme_id>/close"): {"admin"},
@@ -132,7 +136,7 @@ def role_headers(build, token_for):
 def call(client, method, rule, headers):
     path = rule
     for name in ("programme_id", "provider_id", "recipient_id", "redemption_id", "settlement_id", "voucher_id",
-                 "complaint_id"):
+                 "complaint_id", "application_id"):
         path = path.replace(f"<int:{name}>", "999999")
     body = BODIES.get((method, rule), dict)()
     if method in ("POST", "PUT", "PATCH"):

@@ -19,6 +19,7 @@ REFUSALS = {
     "not_found": _l("没有找到。可能已经删除，或地址有误。"),
     "method_not_allowed": _l("不能这样操作。请从页面上的按钮进入。"),
     "already_enrolled": _l("这家服务机构已经加入这个项目。"),
+    "application_pending": _l("已经申请过加入这个项目，民政部门正在审核，请等待结果。"),
     "already_rated": _l("这次服务已经评价过了，谢谢您。"),
     "already_settled": _l("这笔服务已经结算，不能再撤销。如有错误，请联系民政部门。"),
     "budget_below_committed": _l("预算不能低于已经发放、核销和结算的金额。"),
