@@ -33,8 +33,8 @@ from marketplace.reports import pages as report_pages
 from marketplace.reports import routes as report_routes
 from marketplace.reports import staff_pages
 from marketplace.web.setup import init_web
+from providers import feedback_pages, programme_pages
 from providers import models as provider_models  # noqa: F401  (complete metadata)
-from providers import programme_pages
 from providers import registration_pages as provider_registration_pages
 from providers import routes as provider_routes
 from vouchers import cli as vouchers_cli
@@ -96,7 +96,8 @@ def create_app(config: dict | None = None) -> Flask:
                   programme_pages.provider_programmes,
                   provider_registration_pages.provider_registration,
                   provider_scan_pages.provider_scan,
-                  account_pages.provider_logins):
+                  account_pages.provider_logins,
+                  feedback_pages.provider_feedback_pages):
         app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):

@@ -10,6 +10,7 @@ from providers.schemas import (
     ApplicationCreateSchema,
     ApplicationQuerySchema,
     ApplicationSchema,
+    ComplaintAnswerSchema,
     ComplaintQuerySchema,
     ComplaintSchema,
     EnrolmentCreateSchema,
@@ -229,3 +230,18 @@ def refuse_application(data, application_id):
     with transaction():
         return applications.refuse(application_id=application_id, reason=data["reason"], actor=require_actor(),
                                    now=utcnow())
+
+
+@blp.post("/complaints/<int:complaint_id>/answer")
+@blp.arguments(ComplaintAnswerSchema())
+@blp.response(200, ComplaintSchema)
+@role_required("provider")
+def answer_complaint(data, complaint_id):
+    """The provider's one answer to an open complaint about it, by its manager (staff read it before resolving).
+
+    403 for its scanning staff, 404 for another provider's complaint, 409 `complaint_already_answered`,
+    409 `invalid_transition` once resolved.
+    """
+    with transaction():
+        return complaints.answer_complaint(complaint_id=complaint_id, answer=data["answer"], actor=require_actor(),
+                                           now=utcnow())

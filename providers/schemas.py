@@ -1,5 +1,7 @@
+from flask import has_request_context
 from marshmallow import Schema, fields, validate
 
+from marketplace.auth.access import current_actor
 from marketplace.schemas import ID_RANGE, PHONE_PATTERN, REGION_CODE, InputSchema, PageArgs, Reason, Trimmed
 from providers.models import KINDS, STATUSES
 
@@ -153,6 +155,18 @@ class ComplaintSchema(Schema):
     resolution = fields.String(allow_none=True)
     created_at = fields.AwareDateTime(required=True)
     resolved_at = fields.AwareDateTime(allow_none=True)
+    answer = fields.String(allow_none=True, metadata={
+        "description": "The provider's one answer, given by its manager while the complaint was open"})
+    answered_at = fields.AwareDateTime(allow_none=True)
+    answered_by = fields.Integer(allow_none=True, metadata={
+        "description": "The login that answered: shown to admins and auditors only"})
+
+    def get_attribute(self, obj, attr, default):
+        # Who complained is never shown to the provider complained about, nor its staff's ids to anyone
+        # but the bureau (null for them).
+        if attr in COMPLAINT_VIEWER_FIELDS and _viewer_role() not in COMPLAINT_VIEWER_FIELDS[attr]:
+            return None
+        return super().get_attribute(obj, attr, default)
 
 
 class ComplaintQuerySchema(PageArgs):
@@ -195,3 +209,20 @@ class ApplicationQuerySchema(PageArgs):
 
 class AcceptanceSchema(InputSchema):
     reason = Reason(load_default=None, allow_none=True, metadata={"description": "Optional when accepting"})
+
+
+# --- complaints: who sees which field, and the provider's answer ------------------------------------
+
+# A ComplaintSchema field → the roles that see it (null for the others).
+COMPLAINT_VIEWER_FIELDS = {"recipient_id": frozenset({"admin", "auditor", "recipient"}),
+                           "answered_by": frozenset({"admin", "auditor"})}
+
+
+def _viewer_role() -> str | None:
+    actor = current_actor() if has_request_context() else None
+    return actor.role if actor is not None else None
+
+
+class ComplaintAnswerSchema(InputSchema):
+    answer = Trimmed(required=True, validate=validate.Length(min=2, max=2000), metadata={
+        "description": "2–2000 characters once trimmed; given once, while the complaint is open"})

@@ -321,6 +321,7 @@ EXEMPT = {
     "POST /api/v1/redemptions": "providers only (a scan); admins cannot call it",
     "POST /api/v1/programmes/{id}/applications": "a provider's manager only, for its own provider; admins cannot "
                                                  "call it",
+    "POST /api/v1/complaints/{id}/answer": "the complained-about provider's manager only; admins cannot call it",
 }
 
 

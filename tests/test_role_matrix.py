@@ -31,6 +31,7 @@ GRANTS = {
     ("POST", "/api/v1/complaints"): {"recipient", "admin"},
     ("GET", "/api/v1/complaints/<int:complaint_id>"): USERS,
     ("POST", "/api/v1/complaints/<int:complaint_id>/resolve"): {"admin"},
+    ("POST", "/api/v1/complaints/<int:complaint_id>/answer"): {"provider"},
     ("GET", "/api/v1/health"): ANYONE,
     ("GET", "/api/v1/me"): USERS,
     ("POST", "/api/v1/me/presence-code"): {"recipient"},

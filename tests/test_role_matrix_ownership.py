@@ -74,6 +74,7 @@ CASES = [
      ["another recipient", "another provider", "admin of another region"]),
     ("POST", "/api/v1/complaints/{complaint_id}/resolve", {"resolution": "已核实", "upheld": True}, None,
      ["admin of another region"]),
+    ("POST", "/api/v1/complaints/{complaint_id}/answer", {"answer": "已向老人道歉"}, None, ["another provider"]),
     ("GET", "/api/v1/providers/{provider_id}/enrolments", None, "owner provider", ["another provider"]),
     ("GET", "/api/v1/providers/{provider_id}/status-history", None, "owner provider", ["another provider"]),
     ("GET", "/api/v1/providers/{provider_id}/logins", None, "owner provider",

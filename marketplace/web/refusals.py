@@ -62,6 +62,7 @@ REFUSALS = {
     "http_error": _l("请求没有成功。请返回上一页再试。"),
     "internal_error": _l("系统出错了，我们已经记录下来。请稍后再试；如果一直这样，请拨打 12345 政务服务便民热线。"),
     "database_unavailable": _l("系统暂时忙不过来，请过一会儿再试。"),
+    "complaint_already_answered": _l("这条投诉已经答复过了，答复不能修改。如需补充，请联系民政部门。"),
 }
 
 

@@ -1,6 +1,7 @@
 """Complaints against providers: filed by a recipient or by an admin for them, optionally about one
 redemption (which then waits outside settlement until the complaint is resolved), and resolved as
-upheld or not by an admin. Upheld complaints lower the provider's performance score.
+upheld or not by an admin. Upheld complaints lower the provider's performance score. While it is
+open, the provider's manager may answer it once; staff read the answer before resolving it.
 
 Region scope (marketplace.scope): a complaint lies where its recipient lives or, when it names
 no recipient, wherever its provider serves.
@@ -8,11 +9,12 @@ no recipient, wherever its provider serves.
 
 from datetime import datetime
 
-from sqlalchemy import and_, exists, or_, select, true
+from sqlalchemy import and_, exists, or_, select, true, update
 
 from marketplace import audit, scope, transitions
+from marketplace.auth.access import require_provider_manager
 from marketplace.db import db, paginate
-from marketplace.errors import Forbidden, NotFound
+from marketplace.errors import DomainError, Forbidden, InvalidTransition, NotFound
 from marketplace.recipients.models import Recipient
 from marketplace.regions import common_region
 from providers.models import Complaint, Provider, ProviderRegion
@@ -111,3 +113,44 @@ def resolve_complaint(*, complaint_id: int, upheld: bool, resolution: str, actor
                  region_code=_region_of(db.session.get(Provider, complaint.provider_id), complaint.recipient_id),
                  now=now, data={"complaint_id": complaint.id, "upheld": upheld})
     return complaint
+
+
+# --- the provider's answer ------------------------------------------------------------------------
+
+class ComplaintAlreadyAnswered(DomainError):
+    status, code, message = 409, "complaint_already_answered", "The provider has answered this complaint already."
+
+
+def answer_complaint(*, complaint_id: int, answer: str, actor, now: datetime) -> Complaint:
+    """Record the provider's one answer to an open complaint about it, given by its manager.
+
+    :raises NotFound: as get_complaint (another provider's complaint).
+    :raises Forbidden: *actor* is not the manager of the complaint's provider.
+    :raises ComplaintAlreadyAnswered: it has an answer (also one given by a racing request).
+    :raises InvalidTransition: it is resolved already.
+    """
+    complaint = get_complaint(complaint_id, actor=actor)
+    require_provider_manager(actor, complaint.provider_id)
+    _require_answerable(complaint)
+    # Of two answers at once exactly one matches: no answer ever replaces another, none lands after resolution.
+    answered = db.session.execute(
+        update(Complaint).where(Complaint.id == complaint.id, Complaint.answer.is_(None), Complaint.status == "open")
+        .values(answer=answer, answered_at=now, answered_by=actor.id)
+        .execution_options(synchronize_session=False)).rowcount
+    if answered != 1:
+        db.session.refresh(complaint)  # the racing change that won, to say which one
+        _require_answerable(complaint)
+        raise InvalidTransition("The complaint changed meanwhile; reload it.")
+    db.session.refresh(complaint)
+    audit.record(action="complaint.answered", entity="provider", entity_id=complaint.provider_id, actor=actor,
+                 region_code=_region_of(db.session.get(Provider, complaint.provider_id), complaint.recipient_id),
+                 now=now, data={"complaint_id": complaint.id})
+    return complaint
+
+
+def _require_answerable(complaint: Complaint) -> None:
+    """:raises ComplaintAlreadyAnswered, InvalidTransition: it has an answer, or it is resolved."""
+    if complaint.answer is not None:
+        raise ComplaintAlreadyAnswered()
+    if complaint.status != "open":
+        raise InvalidTransition("The complaint is resolved: it can no longer be answered.", status=complaint.status)
