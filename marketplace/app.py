@@ -40,6 +40,7 @@ from vouchers import pages as voucher_pages
 from vouchers import (
     provider_pages,
     receivers,  # noqa: F401  (connects the vouchers domain to the kernel's signals)
+    settlement_pages,
 )
 from vouchers import routes as voucher_routes
 
@@ -88,7 +89,9 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(system.docs_assets)
     init_web(app)
     for pages in (report_pages.portal, staff_pages.staff_home, recipient_pages.staff_recipients,
-                  voucher_pages.recipient_pages, voucher_pages.staff_acting, provider_pages.provider_pages):
+                  voucher_pages.recipient_pages, voucher_pages.staff_acting, provider_pages.provider_pages,
+                  settlement_pages.provider_settlements,
+                  ):
         app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):
