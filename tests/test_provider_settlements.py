@@ -78,7 +78,7 @@ def test_the_detail_works_the_score_out_with_an_evaluation(build, client, full):
     assert "得分 = 0.5 × S + 0.2 × K + 0.3 × E" in text
     assert "有 1 次老人打了分，平均 2 分（满分 5 分）" in text
     assert "（2 − 1）÷ 4 × 100 = 25" in text
-    assert "K = 100 − 10 × 0 ÷ 2 × 100 = 100" in text
+    assert "这个月没有查实（成立）的投诉，所以 K = 100。" in text
     assert "E = 40" in text
     assert "得分 = 0.5 × 25 + 0.2 × 100 + 0.3 × 40 = 44.5，四舍五入为 45 分。" in text
     assert "0 到 59 分：付服务金额的 60% ← 这次在这一档" in text
@@ -150,6 +150,24 @@ def test_services_held_by_an_open_complaint_are_shown_with_the_reason(build, cli
     assert "得分 = 0.7 × 75 + 0.3 × 0 = 52.5，四舍五入为 53 分。" in text
     assert serial_for(build.redemption(held.id).voucher_id) not in text  # held: not a line of the settlement
     assert serial_for(build.redemption(plain.id).voucher_id) in text
+
+
+def test_an_upheld_complaint_takes_its_share_off_k(build, client):
+    meal = build.item()
+    programme = build.programme(items=[meal])  # a meal a day
+    provider = build.provider(items=[meal], enrol_in=[programme])
+    elder = build.recipient()
+    build.issue(programme, build.period(-1))
+    served = build.serve(provider, [elder], programme, meal,
+                         delivered_at=[build.in_month(-1, day) for day in range(1, 21)])
+    build.resolve(build.complain(provider, redemption=served[4]), upheld=True)
+    settled = build.settle(programme, build.period(-1))
+    _staff_of(build, client, provider)
+    text = visible_text(client.get(f"/provider/settlements/{settled[0]}"))
+    assert "这个月查实（成立）的投诉 1 件" in text
+    assert "K = 100 − 10 × 1 ÷ 20 × 100 = 50。" in text
+    assert "得分 = 0.7 × 75 + 0.3 × 50 = 67.5，四舍五入为 68 分。" in text
+    assert "0 到 79 分：付服务金额的 60% ← 这次在这一档" in text
 
 
 def test_the_lines_come_a_page_at_a_time(build, client, full, monkeypatch):
