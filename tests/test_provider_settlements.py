@@ -197,6 +197,7 @@ def test_the_csv_statement(build, client, full):
     assert "attachment" in answer.headers["Content-Disposition"]
     assert f"settlement-{build.period(-1)}-{scene.paid}.csv" in answer.headers["Content-Disposition"]
     raw = answer.get_data()
+    answer.close()
     assert raw.startswith("\ufeff".encode())
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
     assert rows[0] == HEADERS
@@ -267,3 +268,14 @@ def test_the_explanation_gives_the_stored_score_for_every_settlement(build, full
         explained = build.read(explain)
         assert explained.confirmed, settlement_id
         assert explained.bands_confirmed, settlement_id
+
+
+def test_the_statements_are_sent_with_their_length(build, client, full):
+    scene, _newest = full
+    _staff_of(build, client, scene.providers[0])
+    for suffix in ("csv", "xlsx"):
+        answer = client.get(f"/provider/settlements/{scene.paid}/statement.{suffix}")
+        body = answer.get_data()
+        answer.close()
+        assert answer.status_code == 200
+        assert int(answer.headers["Content-Length"]) == len(body) > 0
