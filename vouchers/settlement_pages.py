@@ -7,10 +7,13 @@ Any login of the provider reads them; another provider's settlement does not exi
 
 import os
 import tempfile
+from datetime import datetime
 from fractions import Fraction
+from zoneinfo import ZoneInfo
 
-from flask import Blueprint, render_template, request, send_file
-from flask_babel import gettext
+from babel.dates import format_datetime
+from flask import Blueprint, current_app, render_template, request, send_file
+from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 
 from marketplace.auth.access import require_actor, role_required
@@ -44,6 +47,16 @@ def number(value) -> str:
     return text if rounded == value else gettext("约 %(number)s", number=text)
 
 
+def day_and_time(value: datetime) -> str:
+    """A service's local day and time within its settlement's month (the heading says the year and month):
+    11月2日 10:00 (zh), 2 Nov, 10:00 (en) — short enough for a phone's table."""
+    local = value.astimezone(ZoneInfo(current_app.config["LOCAL_TIMEZONE"]))
+    locale = get_locale()
+    if locale is None or locale.language == "zh":
+        return f"{local.month}月{local.day}日 {local:%H:%M}"
+    return format_datetime(local, "d MMM, HH:mm", locale="en")
+
+
 def _page_number() -> int:
     return max(1, request.args.get("page", 1, type=int))
 
@@ -62,7 +75,7 @@ def detail(settlement_id):
     shown = settlement_view.settlement_page(settlement_id, actor=require_actor(), page=_page_number())
     return render_template("provider_settlements/detail.html", shown=shown, status_words=STATUS_WORDS,
                            status_meanings=STATUS_MEANINGS, held_words=HELD_WORDS, serial_for=serial_for,
-                           number=number)
+                           number=number, day_and_time=day_and_time)
 
 
 def _download(handle, *, mimetype: str, name: str):
