@@ -185,7 +185,9 @@ def test_the_lines_come_a_page_at_a_time(build, client, full, monkeypatch):
     assert len(on_first) == 3
     assert len(on_second) == 1
     assert on_first | on_second == serials
-    assert client.get(f"/provider/settlements/{scene.paid}?page=3").status_code == 404
+    for page in ("3", "0", "-1", str(10**30)):
+        assert client.get(f"/provider/settlements/{scene.paid}?page={page}").status_code == 404, page
+        assert client.get(f"/provider/settlements?page={page}").status_code == 404, page
 
 
 def test_the_csv_statement(build, client, full):

@@ -17,6 +17,7 @@ from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 
 from marketplace.auth.access import require_actor, role_required
+from marketplace.errors import NotFound
 from vouchers import statements
 from vouchers.serials import serial_for
 from vouchers.service import settlement_view
@@ -57,8 +58,15 @@ def day_and_time(value: datetime) -> str:
     return format_datetime(local, "d MMM, HH:mm", locale="en")
 
 
+MAX_PAGE = 1_000_000  # as the API's PageArgs: no database is asked for an absurd offset
+
+
 def _page_number() -> int:
-    return max(1, request.args.get("page", 1, type=int))
+    """?page= (1 when absent or not a number). :raises NotFound: 0, negative or past MAX_PAGE."""
+    page = request.args.get("page", 1, type=int)
+    if not 1 <= page <= MAX_PAGE:
+        raise NotFound("No such page.")
+    return page
 
 
 @provider_settlements.get("")
