@@ -72,6 +72,8 @@ PASSWORD = "bench-console-password"
 ROLES = ("anonymous", "recipient", "provider", "admin", "auditor")
 HINTS = (("/me", "recipient"), ("/provider", "provider"), ("/staff", "admin"))
 ACTIONS = {"/logout": "an action, not a page: GET /logout ends the session"}
+# Downloads (a list or a statement as a spreadsheet) grow with the rows they hold and may stream: not pages.
+DOWNLOADS = (".csv", ".xlsx")
 ACCEPT = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8", "Accept-Encoding": "br, gzip"}
 KB = 1000
 # A path parameter named <id> takes the entity of the segment before it: /staff/programmes/<id>.
@@ -428,6 +430,10 @@ def survey(app, server, ids: dict, cookies: dict) -> tuple[list[dict], list[dict
     for rule in console_rules(app):
         if rule.rule in ACTIONS:
             skipped.append({"page": rule.rule, "endpoint": rule.endpoint, "reason": ACTIONS[rule.rule]})
+            continue
+        if rule.rule.endswith(DOWNLOADS):
+            skipped.append({"page": rule.rule, "endpoint": rule.endpoint,
+                            "reason": "a download, not a page: its size and time grow with the rows it holds"})
             continue
         path, why = fill(rule, ids)
         if path is None:

@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from marketplace import demo, errors_cli, models, system  # noqa: F401  (models: complete metadata)
+from marketplace.accounts import pages as account_pages
 from marketplace.accounts import routes as account_routes
 from marketplace.api import JSONProvider, add_security_headers
 from marketplace.audit import cli as audit_cli
@@ -33,6 +34,8 @@ from marketplace.reports import routes as report_routes
 from marketplace.reports import staff_pages
 from marketplace.web.setup import init_web
 from providers import models as provider_models  # noqa: F401  (complete metadata)
+from providers import programme_pages
+from providers import registration_pages as provider_registration_pages
 from providers import routes as provider_routes
 from vouchers import cli as vouchers_cli
 from vouchers import models as voucher_models  # noqa: F401  (complete metadata)
@@ -43,6 +46,7 @@ from vouchers import (
     settlement_pages,
 )
 from vouchers import routes as voucher_routes
+from vouchers import scan_pages as provider_scan_pages
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 API_TITLE = "Service-voucher marketplace API"
@@ -90,8 +94,11 @@ def create_app(config: dict | None = None) -> Flask:
     init_web(app)
     for pages in (report_pages.portal, staff_pages.staff_home, recipient_pages.staff_recipients,
                   voucher_pages.recipient_pages, voucher_pages.staff_acting, provider_pages.provider_pages,
-                  settlement_pages.provider_settlements,
-                  ):
+                  programme_pages.provider_programmes,
+                  provider_registration_pages.provider_registration,
+                  provider_scan_pages.provider_scan,
+                  account_pages.provider_logins,
+                  settlement_pages.provider_settlements):
         app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):

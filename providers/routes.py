@@ -6,6 +6,10 @@ from marketplace.db import transaction, utcnow
 from marketplace.programmes.service import get_programme
 from marketplace.schemas import ReasonSchema, page_of
 from providers.schemas import (
+    AcceptanceSchema,
+    ApplicationCreateSchema,
+    ApplicationQuerySchema,
+    ApplicationSchema,
     ComplaintQuerySchema,
     ComplaintSchema,
     EnrolmentCreateSchema,
@@ -18,7 +22,7 @@ from providers.schemas import (
     ResolutionSchema,
     StatusChangeSchema,
 )
-from providers.service import complaints, enrolment, qualification, ranking, registry
+from providers.service import applications, complaints, enrolment, qualification, ranking, registry
 
 blp = Blueprint("providers", __name__, url_prefix="/api/v1",
                 description="Providers (承接主体): registration, qualification, programme enrolment")
@@ -172,3 +176,56 @@ def resolve_complaint(data, complaint_id):
     """Resolve a complaint as upheld or not; a redemption it held goes back to settlement."""
     with transaction():
         return complaints.resolve_complaint(complaint_id=complaint_id, **data, actor=require_actor(), now=utcnow())
+
+
+# --- applications to join a programme (申请加入项目) ----------------------------------------------------
+
+@blp.post("/programmes/<int:programme_id>/applications")
+@blp.arguments(ApplicationCreateSchema())
+@blp.response(201, ApplicationSchema)
+@role_required("provider")
+def apply_to_programme(data, programme_id):
+    """Ask, as the provider's manager, to join an active programme; an admin accepts or refuses it.
+
+    403 `forbidden` for the provider's scanning staff; 409 `programme_not_active`, `provider_not_approved`,
+    `already_enrolled`, `application_pending` (one pending application per programme and provider);
+    422 `no_matching_items` (it offers none of the programme's items), `no_matching_regions`.
+    """
+    with transaction():
+        return applications.apply(programme_id=programme_id, **data, actor=require_actor(), now=utcnow())
+
+
+@blp.get("/programme-applications")
+@blp.arguments(ApplicationQuerySchema(), location="query")
+@blp.response(200, page_of(ApplicationSchema))
+@role_required("admin", "auditor", "provider")
+def list_applications(query):
+    """Applications to join programmes, newest first: admins see those of programmes in their region,
+    auditors all, a provider's staff their own provider's."""
+    return applications.list_applications(actor=require_actor(), **query)
+
+
+@blp.post("/programme-applications/<int:application_id>/accept")
+@blp.arguments(AcceptanceSchema())
+@blp.response(200, ApplicationSchema)
+@role_required("admin")
+def accept_application(data, application_id):
+    """Accept a pending application: the provider is enrolled in the programme at once (as
+    `POST /programmes/{id}/providers`, whose refusals apply; the application then stays pending).
+
+    409 `invalid_transition` when it is decided already (of two racing decisions one wins).
+    """
+    with transaction():
+        return applications.accept(application_id=application_id, reason=data["reason"], actor=require_actor(),
+                                   now=utcnow())
+
+
+@blp.post("/programme-applications/<int:application_id>/refuse")
+@blp.arguments(ReasonSchema())
+@blp.response(200, ApplicationSchema)
+@role_required("admin")
+def refuse_application(data, application_id):
+    """Refuse a pending application with a reason the provider reads. 409 `invalid_transition` when decided."""
+    with transaction():
+        return applications.refuse(application_id=application_id, reason=data["reason"], actor=require_actor(),
+                                   now=utcnow())

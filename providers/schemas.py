@@ -1,6 +1,6 @@
 from marshmallow import Schema, fields, validate
 
-from marketplace.schemas import ID_RANGE, PHONE_PATTERN, REGION_CODE, InputSchema, PageArgs
+from marketplace.schemas import ID_RANGE, PHONE_PATTERN, REGION_CODE, InputSchema, PageArgs, Reason, Trimmed
 from providers.models import KINDS, STATUSES
 
 
@@ -163,3 +163,35 @@ class ComplaintQuerySchema(PageArgs):
 class ResolutionSchema(InputSchema):
     resolution = fields.String(required=True, validate=validate.Length(min=3, max=2000))
     upheld = fields.Boolean(required=True, metadata={"description": "Whether the complaint was found justified"})
+
+
+# --- applications to join a programme (申请加入项目) ----------------------------------------------------
+
+APPLICATION_STATUSES = ("pending", "accepted", "refused")
+
+
+class ApplicationCreateSchema(InputSchema):
+    note = Trimmed(load_default=None, allow_none=True, validate=validate.Length(max=500), metadata={
+        "description": "What the provider tells the bureau (staff, experience in the area); optional"})
+
+
+class ApplicationSchema(Schema):
+    id = fields.Integer(required=True)
+    programme_id = fields.Integer(required=True)
+    provider_id = fields.Integer(required=True)
+    note = fields.String(allow_none=True)
+    status = fields.String(required=True, metadata={"enum": list(APPLICATION_STATUSES)})
+    created_at = fields.AwareDateTime(required=True)
+    decided_at = fields.AwareDateTime(allow_none=True)
+    reason = fields.String(allow_none=True, metadata={"description": "The admin's reason for the decision"})
+
+
+class ApplicationQuerySchema(PageArgs):
+    programme_id = fields.Integer(validate=ID_RANGE)
+    status = fields.String(validate=validate.OneOf(APPLICATION_STATUSES))
+    provider_id = fields.Integer(validate=ID_RANGE, metadata={"description": "Admins and auditors (a provider sees "
+                                                                             "only its own anyway)"})
+
+
+class AcceptanceSchema(InputSchema):
+    reason = Reason(load_default=None, allow_none=True, metadata={"description": "Optional when accepting"})

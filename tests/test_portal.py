@@ -10,7 +10,7 @@ from fractions import Fraction
 import pytest
 
 from marketplace.catalogue import service as catalogue_service
-from marketplace.db import transaction
+from marketplace.db import transaction, utcnow
 from marketplace.reports import service as reports
 from tests.support.console import visible_text
 from tests.support.scenario import face_value
@@ -401,8 +401,8 @@ def test_the_programme_report_groups_public_settlements_by_month_newest_first(ap
     p1, p2, _p3 = full.providers
     build.settle(full.programme, build.period(-2), by=build.admin())  # nothing delivered then: no settlement
     with app.app_context(), transaction():
-        report = reports.public_programme_report(full.programme)
-        public = reports.public_programme(full.programme)
+        report = reports.public_programme_report(full.programme, now=utcnow())
+        public = reports.public_programme(full.programme, now=utcnow())
     assert report["programme"] == public
     assert [month["period"] for month in report["settlements"]] == [build.period(-1)]
     month = report["settlements"][0]
@@ -413,7 +413,7 @@ def test_the_programme_report_groups_public_settlements_by_month_newest_first(ap
 
 def test_the_public_programme_prices_every_co_payment_tier_as_issuance_does(app, build, full):
     with app.app_context(), transaction():
-        public = reports.public_programme(full.programme)
+        public = reports.public_programme(full.programme, now=utcnow())
     assert public["copay_tiers"] == [{"tag": "default", "percent": 20}, {"tag": "disabled", "percent": 10},
                                      {"tag": "low_income", "percent": 5}]
     meal = next(item for item in public["items"] if item["item_code"] == full.meal)

@@ -130,7 +130,8 @@ def walk_scene(build):
         "county_admin": build.admin(region_code="510131"),
         "auditor": build.auditor(),
     }
-    return {"full": full, "outsider": outsider, "complaint": complaint, "viewers": viewers}
+    staff = build.user(role="provider", provider_id=full.providers[0].id)  # a scanning login of p1
+    return {"full": full, "outsider": outsider, "complaint": complaint, "viewers": viewers, "staff": staff}
 
 
 def allowed_kinds(viewer: str, recipient, scene) -> set[str]:
@@ -160,6 +161,7 @@ def page_arguments(scene) -> dict[str, list]:
         "complaint_id": [scene["complaint"]],
         "redemption_id": [full.settled.id, full.unsettled.id],
         "voucher_id": [full.issued_voucher],
+        "user_id": [scene["staff"].id, full.providers[1].user.id, full.recipients[0].user.id],
     }
 
 

@@ -81,7 +81,8 @@ def build_scenario(app, client, *, extended: bool = False) -> SimpleNamespace:
         programme=programme.id, draft=draft.id, meal=meal, bath=bath, p1=p1.id, p2=p2.id, p3=p3.id, p4=p4.id,
         recipient=alice.id, voucher=meals[2], r1=r1, r2=r2, settlement=drafts[0]["id"], complaint=complaint,
         period=build.period(), next_period=build.period(1), root=root, id_number=alice.id_number,
-        id_tail=alice.id_number_masked[-4:],
+        id_tail=alice.id_number_masked[-4:], p1_login=p1.user.id,
+        alice_login=build.user(role="recipient", recipient_id=alice.id).id,
         inside=build.headers(build.admin(region_code=INSIDE)),
         outside=build.headers(build.admin(region_code=OUTSIDE)))
     if extended:
@@ -140,8 +141,22 @@ def _issue(programme: str):
                       "count": 1}
 
 
+def _apply(client, s):
+    """p2 (approved, serving 510131, not enrolled) asks through its manager to join the programme."""
+    build = Builder(client.application)
+    manager = build.user(role="provider", provider_id=s.p2)  # its first login: the manager
+    s.application = _ok(client.post(f"{P}/{s.programme}/applications", json={"note": "申请加入"},
+                                     headers=build.headers(manager)), 201)["id"]
+
+
 def _approve(client, s):
     _ok(client.post(f"/api/v1/settlements/{s.settlement}/approve", headers=s.inside))
+
+
+def _deactivated(login: str):
+    def prepare(client, s):
+        _ok(client.post(f"/api/v1/users/{getattr(s, login)}/deactivate", json={"reason": "暂停使用"}, headers=s.root))
+    return prepare
 
 
 def _provider_body(s) -> dict:
@@ -249,6 +264,21 @@ ROWS = [
     Row("GET", "/api/v1/providers/{p3}"),
     Row("GET", "/api/v1/providers/{p1}/status-history"),
     Row("GET", "/api/v1/providers/{p1}/enrolments"),
+    Row("GET", "/api/v1/providers/{p1}/logins"),
+    Row("POST", "/api/v1/providers/{p1}/logins", lambda s: {"username": "p1-door", "password": PASSWORD}, ok=(201,)),
+    # logins: a provider's where one of its regions overlaps, a recipient's where they live
+    Row("POST", "/api/v1/users/{p1_login}/deactivate", lambda s: {"reason": "已离职"}, label="a provider's login"),
+    Row("POST", "/api/v1/users/{alice_login}/deactivate", lambda s: {"reason": "已搬走"}, label="a recipient's login"),
+    Row("POST", "/api/v1/users/{p1_login}/reactivate", lambda s: {"reason": "回来上班"},
+        prepare=_deactivated("p1_login"), label="a provider's login"),
+    Row("POST", "/api/v1/users/{alice_login}/reactivate", lambda s: {"reason": "搬回来了"},
+        prepare=_deactivated("alice_login"), label="a recipient's login"),
+    # applications to join a programme: things of their programme
+    Row("GET", "/api/v1/programme-applications?per_page=500", **listed("application"), prepare=_apply),
+    Row("POST", "/api/v1/programme-applications/{application}/accept", lambda s: {"reason": "资质齐全"},
+        prepare=_apply),
+    Row("POST", "/api/v1/programme-applications/{application}/refuse", lambda s: {"reason": "名额已满"},
+        prepare=_apply),
     # settlements
     Row("GET", S + "?programme_id={programme}&per_page=500", **listed("settlement")),
     Row("GET", S + "/{settlement}"),
@@ -289,6 +319,8 @@ EXEMPT = {
     "GET /api/v1/public/settlements": "public disclosure (信息公开), the same for everyone",
     "GET /api/v1/rankings": "public ranking (优胜劣汰), the same for everyone",
     "POST /api/v1/redemptions": "providers only (a scan); admins cannot call it",
+    "POST /api/v1/programmes/{id}/applications": "a provider's manager only, for its own provider; admins cannot "
+                                                 "call it",
 }
 
 

@@ -217,6 +217,28 @@ def test_public_programmes_disclose_services_budgets_and_vouchers_but_hide_draft
         assert error_code(response) == "not_found"
 
 
+def test_public_voucher_counts_are_recounted_every_five_minutes_and_say_when(app, build):
+    """Counting a county's vouchers reads millions of rows: the disclosed counts are remembered for
+    VOUCHER_COUNTS_SECONDS per worker and carry the instant they were counted; money is always current."""
+    from marketplace.reports import service
+
+    world = build.world()
+    build.issue(world.programme, build.period())
+    build.choose_all(world, world.p1)
+    counted = datetime.now().astimezone()
+    with app.app_context():
+        first = service.public_programme(world.programme.id, now=counted)
+    build.redeem(world.p1, world.alice, world.meal)
+    with app.app_context():
+        soon = service.public_programme(world.programme.id, now=counted + timedelta(seconds=299))
+        later = service.public_programme(world.programme.id, now=counted + timedelta(seconds=300))
+    assert first["vouchers_counted_at"] == soon["vouchers_counted_at"] == counted
+    assert (soon["vouchers_issued"], soon["vouchers_redeemed"]) == (first["vouchers_issued"], 0)
+    assert soon["budget_spent_fen"] > first["budget_spent_fen"] == 0
+    assert later["vouchers_counted_at"] == counted + timedelta(seconds=300)
+    assert (later["vouchers_issued"], later["vouchers_redeemed"]) == (first["vouchers_issued"], 1)
+
+
 def test_public_settlements_show_approved_and_paid_ones_only(build, client, full):
     p1, p2, p3 = full.providers
 

@@ -36,10 +36,14 @@ GRANTS = {
     ("POST", "/api/v1/me/presence-code"): {"recipient"},
     ("GET", "/api/v1/me/presence-code.png"): {"recipient"},
     ("GET", "/api/v1/openapi.json"): ANYONE,
+    ("GET", "/api/v1/programme-applications"): {"admin", "auditor", "provider"},
+    ("POST", "/api/v1/programme-applications/<int:application_id>/accept"): {"admin"},
+    ("POST", "/api/v1/programme-applications/<int:application_id>/refuse"): {"admin"},
     ("GET", "/api/v1/docs"): ANYONE,
     ("GET", "/api/v1/programmes"): READERS,
     ("POST", "/api/v1/programmes"): {"admin"},
     ("GET", "/api/v1/programmes/<int:programme_id>"): READERS,
+    ("POST", "/api/v1/programmes/<int:programme_id>/applications"): {"provider"},
     ("POST", "/api/v1/programmes/<int:programme_id>/activate"): {"admin"},
     ("POST", "/api/v1/programmes/<int:programme_id>/budget"): {"admin"},
     ("POST", "/api/v1/programmes/<int:programme_id>/close"): {"admin"},
@@ -60,6 +64,8 @@ GRANTS = {
     ("POST", "/api/v1/providers/<int:provider_id>/revoke"): {"admin"},
     ("GET", "/api/v1/providers/<int:provider_id>/enrolments"): {"admin", "auditor", "provider"},
     ("GET", "/api/v1/providers/<int:provider_id>/status-history"): {"admin", "auditor", "provider"},
+    ("GET", "/api/v1/providers/<int:provider_id>/logins"): {"admin", "auditor", "provider"},
+    ("POST", "/api/v1/providers/<int:provider_id>/logins"): {"admin", "provider"},
     ("GET", "/api/v1/public/programmes"): ANYONE,
     ("GET", "/api/v1/public/programmes/<int:programme_id>"): ANYONE,
     ("GET", "/api/v1/public/providers"): ANYONE,
@@ -87,6 +93,8 @@ GRANTS = {
     ("GET", "/api/v1/settlements/<int:settlement_id>/statement.csv"): {"admin", "auditor", "provider"},
     ("GET", "/api/v1/settlements/<int:settlement_id>/statement.xlsx"): {"admin", "auditor", "provider"},
     ("POST", "/api/v1/users"): {"admin"},
+    ("POST", "/api/v1/users/<int:user_id>/deactivate"): {"admin", "provider"},
+    ("POST", "/api/v1/users/<int:user_id>/reactivate"): {"admin", "provider"},
     ("GET", "/api/v1/vouchers"): {"admin", "recipient"},
     ("POST", "/api/v1/vouchers"): {"admin"},
     ("GET", "/api/v1/vouchers/<int:voucher_id>"): {"admin", "recipient"},
@@ -131,7 +139,7 @@ def role_headers(build, token_for):
 def call(client, method, rule, headers):
     path = rule
     for name in ("programme_id", "provider_id", "recipient_id", "redemption_id", "settlement_id", "voucher_id",
-                 "complaint_id"):
+                 "complaint_id", "application_id", "user_id"):
         path = path.replace(f"<int:{name}>", "999999")
     body = BODIES.get((method, rule), dict)()
     if method in ("POST", "PUT", "PATCH"):

@@ -23,9 +23,10 @@ def owned(build):
                             Voucher.status == "issued")[0]
     drafts = build.settle(world.programme, build.period(), by=world.admin)
     complaint = build.complain(world.p1, recipient=world.alice, by=world.admin, text="来晚了")
+    staff = build.user(role="provider", provider_id=world.p1.id)
     ids = {"programme_id": world.programme.id, "recipient_id": world.alice.id, "voucher_id": second.id,
            "redemption_id": redemption.id, "settlement_id": drafts[0], "complaint_id": complaint,
-           "provider_id": world.p1.id}
+           "provider_id": world.p1.id, "user_id": staff.id}
     who = {
         "owner recipient": build.headers(world.alice.user),
         "another recipient": build.headers(world.bob.user),
@@ -75,6 +76,14 @@ CASES = [
      ["admin of another region"]),
     ("GET", "/api/v1/providers/{provider_id}/enrolments", None, "owner provider", ["another provider"]),
     ("GET", "/api/v1/providers/{provider_id}/status-history", None, "owner provider", ["another provider"]),
+    ("GET", "/api/v1/providers/{provider_id}/logins", None, "owner provider",
+     ["another provider", "admin of another region"]),
+    ("POST", "/api/v1/providers/{provider_id}/logins", {"username": "outsider-made", "password": "a fine passphrase 7"},
+     None, ["another provider", "admin of another region"]),
+    ("POST", "/api/v1/users/{user_id}/deactivate", {"reason": "不是我的人"}, None,
+     ["another provider", "admin of another region", "another recipient"]),
+    ("POST", "/api/v1/users/{user_id}/reactivate", {"reason": "不是我的人"}, None,
+     ["another provider", "admin of another region", "another recipient"]),
     ("GET", "/api/v1/programmes/{programme_id}", None, "admin", ["admin of another region"]),
     ("GET", "/api/v1/programmes/{programme_id}/ledger", None, "admin", ["admin of another region"]),
     ("GET", "/api/v1/programmes/{programme_id}/reconciliation", None, "admin", ["admin of another region"]),

@@ -43,6 +43,24 @@ def test_an_issued_voucher_has_a_card(build, client, world):
         assert response.mimetype in ("image/png", "image/svg+xml")
 
 
+def test_the_card_png_carries_a_code_that_redeems_the_voucher(build, client, world):
+    """The printed card's QR code, drawn with one fixed mask (vouchers.cards.QR_MASK_PATTERN), is read back by
+    a decoder and redeems the voucher it was printed for."""
+    import io
+
+    import zxingcpp
+    from PIL import Image
+
+    voucher = this_months(world=world, build=build, recipient=world.alice)[0]
+    png = client.get(f"{API}/vouchers/{voucher.id}/card.png", headers=build.headers(world.alice.user))
+    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(png.data)).convert("L"))
+    assert len(decoded) == 1
+    redeemed = client.post(f"{API}/redemptions", json={"voucher_token": decoded[0].text},
+                           headers=build.headers(build.user(role="provider", provider_id=world.p1.id)))
+    assert redeemed.status_code == 201, redeemed.get_json()
+    assert redeemed.get_json()["voucher_id"] == voucher.id
+
+
 def test_a_redeemed_voucher_has_no_card(build, client, world):
     voucher = this_months(build, world, world.alice)[0]
     build.redeem(world.p1, voucher=voucher.id)

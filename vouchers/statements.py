@@ -1,22 +1,20 @@
 """Settlement statements, streamed: CSV (UTF-8 with a BOM, so Excel opens the Chinese headers) and
-XLSX (openpyxl's write-only mode into a temporary file). Neither holds the lines in memory."""
+XLSX (openpyxl's write-only mode into a temporary file). Neither holds the lines in memory; both are
+written by marketplace.spreadsheets, so no cell (a provider's note, say) is ever run as a formula."""
 
-import csv
-import io
-import tempfile
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from openpyxl import Workbook
 
+from marketplace import spreadsheets
 from marketplace.db import db
 from vouchers.models import Settlement
 from vouchers.serials import serial_for
 from vouchers.service.settlement import lines_of
 
-HEADERS = ["核销编号", "凭单编号", "服务项目", "服务时间", "面值（元）", "自付（元）", "服务时长（分钟）"]
-BATCH = 2000
+HEADERS = ["核销编号", "凭单编号", "服务项目", "服务时间", "面值（元）", "自付（元）", "服务时长（分钟）", "备注"]
+BATCH = spreadsheets.BATCH
 
 
 def _rows(settlement: Settlement) -> Iterator[list]:
@@ -25,7 +23,7 @@ def _rows(settlement: Settlement) -> Iterator[list]:
         yield [redemption.id, serial_for(redemption.voucher_id), redemption.item_code,
                redemption.delivered_at.astimezone(local).strftime("%Y-%m-%d %H:%M"),
                f"{redemption.face_value_fen / 100:.2f}",
-               f"{redemption.copay_fen / 100:.2f}", redemption.duration_minutes or ""]
+               f"{redemption.copay_fen / 100:.2f}", redemption.duration_minutes or "", redemption.notes or ""]
 
 
 def _summary(settlement: Settlement) -> list[list]:
@@ -35,30 +33,9 @@ def _summary(settlement: Settlement) -> list[list]:
 
 
 def csv_chunks(settlement: Settlement) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    buffer.write("\ufeff")
-    writer.writerow(HEADERS)
-    for count, row in enumerate(_rows(settlement), start=1):
-        writer.writerow(row)
-        if count % BATCH == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    writer.writerows(_summary(settlement))
-    yield buffer.getvalue()
+    return spreadsheets.csv_chunks(HEADERS, _rows(settlement), footer=_summary(settlement), batch=BATCH)
 
 
 def xlsx_file(settlement: Settlement):
     """The statement as an .xlsx in a temporary file (rewound), written row by row."""
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet(f"结算{settlement.period}")
-    sheet.append(HEADERS)
-    for row in _rows(settlement):
-        sheet.append(row)
-    for row in _summary(settlement):
-        sheet.append(row)
-    handle = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the response that streams it
-    workbook.save(handle)
-    handle.seek(0)
-    return handle
+    return spreadsheets.xlsx_file(f"结算{settlement.period}", HEADERS, _rows(settlement), footer=_summary(settlement))

@@ -112,7 +112,8 @@ def begin_session(*, username: str, password: str):
     replaced = current_actor() if not request.headers.get("Authorization") else None
     replaced_secret = replaced.auth_token if replaced is not None else None
     with transaction():
-        user = service.authenticate(username=username, password=password, client=request.remote_addr or "unknown")
+        user = service.authenticate(username=username, password=password, client=request.remote_addr or "unknown",
+                                     now=now)
         if replaced_secret:
             # Rotation: a copy of the previous cookie must not outlive the session that replaced it.
             service.revoke_token(raw=replaced_secret, actor=replaced, now=now)

@@ -25,7 +25,7 @@ def create_token(credentials):
     """
     now = utcnow()
     with transaction():
-        user = service.authenticate(**credentials, client=request.remote_addr or "unknown")
+        user = service.authenticate(**credentials, client=request.remote_addr or "unknown", now=now)
         raw, token = service.issue_token(user=user, kind="bearer", now=now)
     return {"token": raw, "token_type": "Bearer", "expires_at": token.expires_at, "user": user}
 

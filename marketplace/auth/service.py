@@ -26,8 +26,8 @@ from sqlalchemy.exc import IntegrityError
 
 from marketplace import audit, scope
 from marketplace.auth.models import ROLES, AuthToken, User
-from marketplace.db import UTCDateTime, db
-from marketplace.errors import DomainError, ValidationFailed
+from marketplace.db import UTCDateTime, db, utcnow
+from marketplace.errors import DomainError, InvalidTransition, ValidationFailed
 from marketplace.extensions import rate_limiter
 
 PASSWORD_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16,
@@ -188,8 +188,8 @@ def _login_counters(username: str, client: str) -> list[tuple[RateLimitItem, tup
     ]
 
 
-def authenticate(*, username: str, password: str, client: str) -> User:
-    """Return the active user with these credentials.
+def authenticate(*, username: str, password: str, client: str, now: datetime | None = None) -> User:
+    """Return the active user with these credentials, and record the login.
 
     Every attempt first takes a place in three counters of failures within
     LOGIN_FAILURE_WINDOW_SECONDS — for this username from this client, from this client, for this
@@ -199,6 +199,11 @@ def authenticate(*, username: str, password: str, client: str) -> User:
     gives back the places it took and is refused unverified, even with the right password (else it
     would tell the guesser). A failure keeps its places. A success gives them back and ends the run of
     failures for this username from this client, so the owner's own typos do not add up.
+
+    A success sets `last_login_at` to *now* (default: the current time) and keeps its previous value on
+    the returned user as `previous_login_at` (None at the first login), so the pages can tell what
+    changed since (a provider's approval, rejection or suspension is shown once, at the first login
+    after it).
 
     :raises TooManyAttempts: a limit is reached; `retry_after_seconds` says when that counter resets.
     :raises InvalidCredentials: unknown user, inactive user or wrong password (indistinguishably).
@@ -225,6 +230,7 @@ def authenticate(*, username: str, password: str, client: str) -> User:
     _give_back(limiter, others)
     if PASSWORD_HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
+    user.previous_login_at, user.last_login_at = user.last_login_at, now or utcnow()
     return user
 
 
@@ -320,3 +326,43 @@ def revoke_token(*, raw: str, actor: User, now: datetime) -> bool:
         audit.record(action="auth.logout", entity="user", entity_id=actor.id, actor=actor, now=now,
                      region_code=actor.region_code)
     return bool(revoked)
+
+
+# --- deactivating and reactivating a login ---------------------------------------------------------
+# (Who may do it is decided above auth, in marketplace.accounts.service.)
+
+class CannotDeactivateSelf(DomainError):
+    status, code = 409, "cannot_deactivate_self"
+    message = "A login cannot deactivate itself; ask the provider's manager or an admin."
+
+
+def set_active(*, user: User, active: bool, reason: str, actor: User, now: datetime,
+               region_code: str | None) -> User:
+    """Turn a login off, or on again; turning it off revokes every bearer token and session it holds.
+
+    One conditional update flips the flag (two racing requests: one wins, the other is refused), and the
+    tokens are revoked in the same transaction, so a request with one of them right after gets 401. A
+    login turned on again starts with no live token: its owner logs in anew. Audited as
+    `user.deactivated` / `user.reactivated` with the reason, in *region_code* (where the provider or
+    recipient the login belongs to is).
+
+    :raises CannotDeactivateSelf: *actor* is *user*.
+    :raises InvalidTransition: the login is already in that state.
+    """
+    if actor.id == user.id:
+        raise CannotDeactivateSelf()
+    changed = db.session.execute(update(User).where(User.id == user.id, User.active.is_(not active))
+                                 .values(active=active).execution_options(synchronize_session=False)).rowcount
+    if not changed:
+        raise InvalidTransition("This login is already active." if active else "This login is already deactivated.")
+    revoked = 0
+    if not active:
+        revoked = db.session.execute(update(AuthToken).where(AuthToken.user_id == user.id,
+                                                             AuthToken.revoked_at.is_(None))
+                                     .values(revoked_at=now).execution_options(synchronize_session=False)).rowcount
+    db.session.refresh(user)
+    audit.record(action="user.reactivated" if active else "user.deactivated", entity="user", entity_id=user.id,
+                 actor=actor, now=now, region_code=region_code,
+                 data={"username": user.username, "role": user.role, "provider_id": user.provider_id,
+                       "recipient_id": user.recipient_id, "reason": reason, "tokens_revoked": revoked})
+    return user

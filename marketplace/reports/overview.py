@@ -5,15 +5,14 @@ the lists behind its links would refuse.
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-
-from flask import current_app
+from datetime import date, datetime
 
 from marketplace.db import local_date
 from marketplace.programmes import ledger
 from marketplace.programmes import service as programme_service
 from marketplace.programmes.models import Programme
 from marketplace.reports import service as report_service
+from marketplace.reports.freshness import remembered
 from providers.service import complaints, registry
 from vouchers.service import settlement
 
@@ -75,13 +74,10 @@ def staff_overview(*, actor, now: datetime) -> dict:
 
 
 def _cached_recent_spending(programme: Programme, *, now: datetime) -> int:
-    cache = current_app.extensions.setdefault("recent_spending_cache", {})
-    key = (programme.id, programme.created_at)  # an id is never reused, but a test database may start over
-    found = cache.get(key)
-    if found is not None and found[0] > now:
-        return found[1]
-    recent = report_service.recent_spending(programme.id, now=now)
-    cache[key] = (now + timedelta(seconds=SPENDING_CACHE_SECONDS), recent)
+    # An id is never reused, but a test database may start over: the creation instant completes the key.
+    recent, _computed_at = remembered(
+        "recent_spending", (programme.id, programme.created_at), now=now, seconds=SPENDING_CACHE_SECONDS,
+        compute=lambda: report_service.recent_spending(programme.id, now=now))
     return recent
 
 

@@ -7,6 +7,7 @@ from flask import Blueprint, render_template, request
 from flask_babel import lazy_gettext as _l
 
 from marketplace.catalogue import service as catalogue_service
+from marketplace.db import utcnow
 from marketplace.errors import ValidationFailed
 from marketplace.reports import service
 from marketplace.schemas import PageArgs
@@ -53,13 +54,13 @@ def _names() -> dict:
 @portal.get("/")
 def home():
     """Programmes in force, how the scheme works, how to complain, where to log in."""
-    return render_template("portal/home.html", programmes=service.public_programmes())
+    return render_template("portal/home.html", programmes=service.public_programmes(now=utcnow()))
 
 
 @portal.get("/public/programmes/<int:programme_id>")
 def programme(programme_id):
     """One programme: items and standards, co-payments, budget and spending, settlements with scores."""
-    return render_template("portal/programme.html", **service.public_programme_report(programme_id))
+    return render_template("portal/programme.html", **service.public_programme_report(programme_id, now=utcnow()))
 
 
 @portal.get("/public/providers")

@@ -29,14 +29,14 @@ def dashboard(programme_id):
 @blp.response(200, list_of(PublicProgrammeSchema))
 def public_programmes():
     """Active and closed programmes: services and standards, budget allocated and spent, vouchers."""
-    return service.public_programmes()
+    return service.public_programmes(now=utcnow())
 
 
 @blp.get("/public/programmes/<int:programme_id>")
 @blp.response(200, PublicProgrammeSchema)
 def public_programme(programme_id):
     """One programme as disclosed to the public."""
-    return service.public_programme(programme_id)
+    return service.public_programme(programme_id, now=utcnow())
 
 
 @blp.get("/public/settlements")

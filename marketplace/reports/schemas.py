@@ -68,6 +68,9 @@ class PublicProgrammeSchema(Schema):
     budget_spent_fen = fields.Integer(required=True, metadata={"description": "Redeemed and settled"})
     vouchers_issued = fields.Integer(required=True)
     vouchers_redeemed = fields.Integer(required=True)
+    vouchers_counted_at = fields.AwareDateTime(
+        required=True, metadata={"description": "When the voucher counts were counted: at most 5 minutes ago "
+                                                "(money figures are as of the request)"})
 
 
 

@@ -16,6 +16,7 @@ from marketplace.db import db, local_date
 from marketplace.errors import NotFound, ValidationFailed
 from marketplace.programmes import ledger
 from marketplace.programmes.models import Programme
+from marketplace.reports.freshness import remembered
 from providers.models import Provider, ProviderRegion
 from providers.service import ranking, registry
 from providers.service.ratings import bayesian_score
@@ -24,6 +25,9 @@ from vouchers.service.issuance import copay_fen
 
 BURN_WINDOW_DAYS = 30
 PUBLIC_STATUSES = ("active", "closed")
+# Counting a county's vouchers reads a year of rows (millions): the disclosed counts are recounted at
+# most this often per programme and worker, and say when they were counted (`vouchers_counted_at`).
+VOUCHER_COUNTS_SECONDS = 300
 
 
 def local_day(column):
@@ -120,13 +124,22 @@ def _public_item(item, catalogue_item: ServiceItem, tiers: list[dict]) -> dict:
             "monthly_quota": item.monthly_quota, "prices": prices}
 
 
-def _public_programme(programme: Programme, items: dict[str, ServiceItem]) -> dict:
-    """The programme as disclosed. The API dumps the documented fields (PublicProgrammeSchema); the public
-    portal also shows the co-payment tiers, eligibility, pay rules and the ledger's parts."""
-    balances = ledger.balances(programme.id)
+def _voucher_counts(programme_id: int) -> tuple[int, int]:
+    """(issued, redeemed) vouchers of a programme."""
     issued, redeemed = db.session.execute(
         select(func.count(), func.count().filter(Voucher.status == "redeemed"))
-        .where(Voucher.programme_id == programme.id)).one()
+        .where(Voucher.programme_id == programme_id)).one()
+    return int(issued), int(redeemed)
+
+
+def _public_programme(programme: Programme, items: dict[str, ServiceItem], *, now: datetime) -> dict:
+    """The programme as disclosed. The API dumps the documented fields (PublicProgrammeSchema); the public
+    portal also shows the co-payment tiers, eligibility, pay rules and the ledger's parts. Money is as of
+    now; voucher counts as of `vouchers_counted_at` (at most VOUCHER_COUNTS_SECONDS before)."""
+    balances = ledger.balances(programme.id)
+    (issued, redeemed), counted_at = remembered(
+        "voucher_counts", (programme.id, programme.created_at), now=now, seconds=VOUCHER_COUNTS_SECONDS,
+        compute=lambda: _voucher_counts(programme.id))
     tiers = _copay_tiers(programme)
     return {
         "id": programme.id, "name": programme.name, "authority": programme.authority,
@@ -137,7 +150,7 @@ def _public_programme(programme: Programme, items: dict[str, ServiceItem]) -> di
         "budget_spent_fen": balances.redeemed_fen + balances.settled_fen,
         "budget_committed_fen": balances.committed_fen,
         "budget_available_fen": balances.available_fen,
-        "vouchers_issued": issued, "vouchers_redeemed": redeemed,
+        "vouchers_issued": issued, "vouchers_redeemed": redeemed, "vouchers_counted_at": counted_at,
         "copay_tiers": tiers,
         "eligibility": {"min_age": programme.eligibility.get("min_age"),
                         "tags_any": list(programme.eligibility.get("tags_any") or [])},
@@ -147,20 +160,20 @@ def _public_programme(programme: Programme, items: dict[str, ServiceItem]) -> di
     }
 
 
-def public_programmes() -> list[dict]:
+def public_programmes(*, now: datetime) -> list[dict]:
     items = {item.code: item for item in db.session.scalars(select(ServiceItem))}
     programmes = db.session.scalars(select(Programme).where(Programme.status.in_(PUBLIC_STATUSES))
                                     .order_by(Programme.id)).all()
-    return [_public_programme(programme, items) for programme in programmes]
+    return [_public_programme(programme, items, now=now) for programme in programmes]
 
 
-def public_programme(programme_id: int) -> dict:
+def public_programme(programme_id: int, *, now: datetime) -> dict:
     """:raises NotFound: no such programme, or a draft (not yet public)."""
     programme = db.session.get(Programme, programme_id)
     if programme is None or programme.status not in PUBLIC_STATUSES:
         raise NotFound("No such programme.")
     items = {item.code: item for item in db.session.scalars(select(ServiceItem))}
-    return _public_programme(programme, items)
+    return _public_programme(programme, items, now=now)
 
 
 def public_settlements(*, programme_id: int | None = None, period: str | None = None) -> list[dict]:
@@ -182,13 +195,13 @@ def public_settlements(*, programme_id: int | None = None, period: str | None = 
 
 # --- the public portal's read models (marketplace/reports/pages.py) ----------------------------------
 
-def public_programme_report(programme_id: int) -> dict:
+def public_programme_report(programme_id: int, *, now: datetime) -> dict:
     """One programme as the public portal shows it: its disclosure (public_programme) and its approved and
     paid settlements month by month, newest first, each provider with its performance score.
 
     :raises NotFound: no such programme, or a draft (not yet public).
     """
-    programme = public_programme(programme_id)
+    programme = public_programme(programme_id, now=now)
     months: dict[str, list[dict]] = {}
     for row in public_settlements(programme_id=programme_id):
         months.setdefault(row["period"], []).append(row)

@@ -17,7 +17,7 @@ ROLE_NAMES = {
 # role → [(label, endpoint)], in the order shown.
 NAVIGATION = {
     None: [(_l("首页"), "portal.home"), (_l("服务机构"), "portal.providers"), (_l("服务排名"), "portal.rankings"),
-           (_l("服务目录"), "portal.catalogue")],
+           (_l("服务目录"), "portal.catalogue"), (_l("服务机构注册"), "provider_registration.register")],
     "recipient": [(_l("我的服务券"), "recipient_pages.home"), (_l("我的码"), "recipient_pages.code"),
                   (_l("评价服务"), "recipient_pages.services"), (_l("打印服务券"), "recipient_pages.cards")],
     "provider": [(_l("今天"), "provider_pages.home"), (_l("扫码核销"), "provider_scan.scan"),

@@ -1,5 +1,6 @@
 """The console's own pages: /login, /logout and /preferences (language, 大字模式)."""
 
+from blinker import Namespace
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext
 
@@ -13,6 +14,18 @@ web = Blueprint("web", __name__, template_folder="templates")
 
 LANGUAGES = ("zh_CN", "en")
 PREFERENCES = ("lang", "large_text")
+
+# Where a login lands when its domain has more to say than the role's home, sent with the user
+# (`fresh`: a login just happened; `previous_login_at`: the login before it). A receiver of a higher
+# domain may flash a notice (once: only on a fresh login) and returns an address, or None. A provider
+# not approved lands on its status page (providers.registration_pages), and hears of a decision once.
+login_landing = Namespace().signal("console-login-landing")
+
+
+def landing_for(user, *, fresh: bool) -> str | None:
+    """The address a receiver of `login_landing` sends *user* to, if any."""
+    answers = login_landing.send(user, fresh=fresh, previous_login_at=getattr(user, "previous_login_at", None))
+    return next((address for _receiver, address in answers if address), None)
 
 
 def safe_next(target: str | None) -> str | None:
@@ -28,7 +41,7 @@ def login():
     if request.method == "GET":
         actor = current_actor()
         if actor is not None:
-            return redirect(next_page or home_for(actor.role))
+            return redirect(landing_for(actor, fresh=False) or next_page or home_for(actor.role))
         return render_template("web/login.html", errors={}, username="", next_page=next_page)
     username = request.form.get("username", "")
     try:
@@ -40,7 +53,7 @@ def login():
         status = refused.status if refused.status in (401, 422, 429) else 400
         return render_template("web/login.html", errors=domain_refusal(refused), username=username,
                                next_page=next_page), status
-    return redirect(next_page or home_for(user.role))
+    return redirect(landing_for(user, fresh=True) or next_page or home_for(user.role))
 
 
 @web.post("/logout")

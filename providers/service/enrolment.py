@@ -44,16 +44,7 @@ def enrol(*, programme: Programme, provider_id: int, actor, now: datetime) -> En
     provider = find_provider(provider_id, actor=actor)
     if programme.status == "closed":
         raise ProgrammeClosed()
-    if provider.status != "approved":
-        raise ProviderNotApproved(status=provider.status)
-    programme_items = {item.item_code for item in programme.items}
-    if not programme_items & set(provider.item_codes):
-        raise NoMatchingItems(programme_items=sorted(programme_items), provider_items=provider.item_codes)
-    if not any(overlap(programme.region_code, code) for code in provider.region_codes):
-        raise NoMatchingRegions(programme_region=programme.region_code, provider_regions=provider.region_codes)
-    if db.session.scalar(select(Enrolment.id).where(Enrolment.programme_id == programme.id,
-                                                    Enrolment.provider_id == provider.id)) is not None:
-        raise AlreadyEnrolled()
+    require_eligible(programme, provider)
     enrolment = Enrolment(programme_id=programme.id, provider_id=provider.id, enrolled_at=now,
                           enrolled_by=getattr(actor, "id", None))
     try:
@@ -65,6 +56,27 @@ def enrol(*, programme: Programme, provider_id: int, actor, now: datetime) -> En
                  region_code=programme.region_code,
                  now=now, data={"provider_id": provider.id, "enrolment_id": enrolment.id})
     return enrolment
+
+
+def require_eligible(programme: Programme, provider: Provider) -> None:
+    """What a provider needs to join a programme (enrol, and an application to join, ask it alike).
+
+    :raises ProviderNotApproved, NoMatchingItems, NoMatchingRegions, AlreadyEnrolled.
+    """
+    if provider.status != "approved":
+        raise ProviderNotApproved(status=provider.status)
+    programme_items = {item.item_code for item in programme.items}
+    if not programme_items & set(provider.item_codes):
+        raise NoMatchingItems(programme_items=sorted(programme_items), provider_items=provider.item_codes)
+    if not any(overlap(programme.region_code, code) for code in provider.region_codes):
+        raise NoMatchingRegions(programme_region=programme.region_code, provider_regions=provider.region_codes)
+    if is_enrolled(programme_id=programme.id, provider_id=provider.id):
+        raise AlreadyEnrolled()
+
+
+def is_enrolled(*, programme_id: int, provider_id: int) -> bool:
+    return db.session.scalar(select(Enrolment.id).where(Enrolment.programme_id == programme_id,
+                                                        Enrolment.provider_id == provider_id)) is not None
 
 
 def programme_providers(*, programme: Programme, actor) -> list[ProviderProfile]:

@@ -77,8 +77,8 @@ def test_the_rankings_form_works_without_javascript(new_context, portal):
 def test_the_navigation_leads_through_the_portal(page, portal):
     page.goto("/")
     for label, path in (("服务机构", "/public/providers"), ("服务排名", "/public/rankings"),
-                        ("服务目录", "/public/catalogue"), ("首页", "/")):
-        page.get_by_role("navigation").get_by_role("link", name=label).click()
+                        ("服务目录", "/public/catalogue"), ("服务机构注册", "/provider/register"), ("首页", "/")):
+        page.get_by_role("navigation").get_by_role("link", name=label, exact=True).click()
         assert urlsplit(page.url).path == path
     page.get_by_role("link", name="服务标准、自付比例和结算情况").click()
     assert urlsplit(page.url).path == f"/public/programmes/{portal.programme}"

@@ -151,7 +151,7 @@ def redeem(*, actor, now: datetime, presence_token: str | None = None, item_code
                                                       "voucher_token."})
             if not item_code:
                 raise ValidationFailed({"item_code": "Name the service delivered."})
-            claims = _claims_of_short_code(short_code, actor=actor, now=now)
+            claims = claims_of_short_code(short_code, actor=actor, now=now)
             _use_presence_code(claims)
             claimed = _claim_for_recipient(claims.recipient_id, item_code, provider_id, today, now)
             presence = "typed_code"
@@ -194,7 +194,7 @@ def _delivery_day(delivered_at: datetime, now: datetime) -> date:
     return local_date(delivered_at)
 
 
-def _claims_of_short_code(short_code: str, *, actor, now: datetime) -> tokens.PresenceClaims:
+def claims_of_short_code(short_code: str, *, actor, now: datetime) -> tokens.PresenceClaims:
     """What the presence code whose 8 digits were typed claims.
 
     Every look-up first takes a place in the login's counter of wrong codes; only a code that exists

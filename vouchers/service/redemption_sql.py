@@ -26,7 +26,7 @@ _PROGRAMME_REGION = (select(Programme.__table__.c.region_code).where(Programme._
                      .scalar_subquery().label("region_code"))
 
 
-def _redeemable(provider_id, today):
+def redeemable(provider_id, today):
     """SQL condition on a voucher: issued, valid on *today*, in an active programme, and the approved
     provider *provider_id* may serve its recipient.
 
@@ -66,11 +66,11 @@ def _build() -> _Statements:
         provider_status=select(provider.status).where(provider.id == provider_id),
         candidates=(select(_VOUCHER.id)
                     .where(_VOUCHER.recipient_id == bindparam("recipient_id"),
-                           _VOUCHER.item_code == bindparam("item_code"), _redeemable(provider_id, today))
+                           _VOUCHER.item_code == bindparam("item_code"), redeemable(provider_id, today))
                     .order_by(_VOUCHER.valid_until, _VOUCHER.id).limit(MAX_CANDIDATES)),
         # The guarded state change issued → redeemed, only if nobody got there first and the scan is allowed.
         claim=(update(Voucher.__table__)
-               .where(_VOUCHER.id == bindparam("voucher_id"), _redeemable(provider_id, today))
+               .where(_VOUCHER.id == bindparam("voucher_id"), redeemable(provider_id, today))
                .values(status="redeemed", status_changed_at=bindparam("now", type_=UTCDateTime()))
                .returning(_VOUCHER.id, _VOUCHER.programme_id, _VOUCHER.recipient_id, _VOUCHER.item_code,
                           _VOUCHER.face_value_fen, _VOUCHER.copay_fen, _PROGRAMME_REGION)),

@@ -28,6 +28,11 @@ class ReversalWindowClosed(DomainError):
     status, code, message = 409, "reversal_window_closed", "The reversal window of this redemption has closed."
 
 
+def reversible_until(redemption: Redemption, *, window_hours: int) -> datetime:
+    """The last instant *redemption* may be reversed: its scan plus its programme's reversal window."""
+    return redemption.created_at + timedelta(hours=window_hours)
+
+
 def reverse_redemption(*, redemption: Redemption, reason: str, actor, now: datetime) -> Redemption:
     """Undo a redemption within the programme's reversal window: the voucher is issued again (or, in a
     closed programme or for a recipient who died or moved, revoked and its value released), and a
@@ -42,7 +47,7 @@ def reverse_redemption(*, redemption: Redemption, reason: str, actor, now: datet
     if redemption.settlement_id is not None:
         raise AlreadySettled()
     programme = db.session.get(Programme, redemption.programme_id)
-    if now > redemption.created_at + timedelta(hours=programme.reversal_window_hours):
+    if now > reversible_until(redemption, window_hours=programme.reversal_window_hours):
         raise ReversalWindowClosed(window_hours=programme.reversal_window_hours)
     # Guarded on "not settled" too: a settlement run claiming it meanwhile wins, and this is refused.
     transitions.move(redemption, to="reversed", allowed_from={"completed"}, what="The redemption",
