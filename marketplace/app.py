@@ -43,6 +43,7 @@ from vouchers import pages as voucher_pages
 from vouchers import (
     provider_pages,
     receivers,  # noqa: F401  (connects the vouchers domain to the kernel's signals)
+    settlement_pages,
 )
 from vouchers import routes as voucher_routes
 from vouchers import scan_pages as provider_scan_pages
@@ -97,7 +98,8 @@ def create_app(config: dict | None = None) -> Flask:
                   provider_registration_pages.provider_registration,
                   provider_scan_pages.provider_scan,
                   account_pages.provider_logins,
-                  feedback_pages.provider_feedback_pages):
+                  feedback_pages.provider_feedback_pages,
+                  settlement_pages.provider_settlements):
         app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):
