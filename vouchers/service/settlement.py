@@ -138,7 +138,12 @@ _WRITE_SCORES = (update(Settlement.__table__).where(Settlement.id == bindparam("
                          net_fen=bindparam("net_fen"), flagged_for_termination=bindparam("flagged_for_termination")))
 
 
-def _half_up(value: Fraction) -> int:
+# The weights of S, K and E in the score (the README's formula); E is absent without an evaluation.
+WEIGHTS_WITH_EVALUATION = (Fraction(1, 2), Fraction(1, 5), Fraction(3, 10))
+WEIGHTS_WITHOUT_EVALUATION = (Fraction(7, 10), Fraction(3, 10), None)
+
+
+def half_up(value: Fraction) -> int:
     return math.floor(value + Fraction(1, 2))
 
 
@@ -186,13 +191,15 @@ def _performance(rules: list[dict], *, count: int, gross: int, mean_rating: Frac
     satisfaction = Fraction(NO_EVIDENCE_SATISFACTION) if mean_rating is None else (mean_rating - 1) / 4 * 100
     complaint_score = max(Fraction(0), 100 - Fraction(COMPLAINT_PENALTY * upheld * 100, count))
     if evaluation is not None:
-        score = Fraction(1, 2) * satisfaction + Fraction(1, 5) * complaint_score + Fraction(3, 10) * evaluation
+        s_weight, k_weight, e_weight = WEIGHTS_WITH_EVALUATION
+        score = s_weight * satisfaction + k_weight * complaint_score + e_weight * evaluation
     else:
-        score = Fraction(7, 10) * satisfaction + Fraction(3, 10) * complaint_score
-    performance_score = min(100, _half_up(score))
+        s_weight, k_weight, _none = WEIGHTS_WITHOUT_EVALUATION
+        score = s_weight * satisfaction + k_weight * complaint_score
+    performance_score = min(100, half_up(score))
     applicable = [rule for rule in rules if rule["min_score"] <= performance_score][-1]
-    return {"redemptions_count": count, "gross_fen": gross, "satisfaction_score": _half_up(satisfaction),
-            "complaint_score": _half_up(complaint_score), "upheld_complaints": upheld,
+    return {"redemptions_count": count, "gross_fen": gross, "satisfaction_score": half_up(satisfaction),
+            "complaint_score": half_up(complaint_score), "upheld_complaints": upheld,
             "evaluation_score": evaluation, "performance_score": performance_score,
             "pay_percent": applicable["pay_percent"], "net_fen": gross * applicable["pay_percent"] // 100,
             "flagged_for_termination": len(rules) > 1 and applicable is rules[0]}

@@ -7,7 +7,6 @@ from the stored parts (S, K, E), and says no more than the stored figures confir
 after drafting, or a programme's rules amended since, leaves the settlement as it was drafted.
 """
 
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
@@ -23,7 +22,10 @@ from vouchers.models import Redemption, Settlement
 from vouchers.service.settlement import (
     COMPLAINT_PENALTY,
     NO_EVIDENCE_SATISFACTION,
+    WEIGHTS_WITH_EVALUATION,
+    WEIGHTS_WITHOUT_EVALUATION,
     get_settlement,
+    half_up,
     lines_of,
     month_end_instant,
     month_start_instant,
@@ -32,15 +34,6 @@ from vouchers.service.settlement import (
 SETTLEMENTS_PER_PAGE = 20
 LINES_PER_PAGE = 100
 HELD_SHOWN = 50
-# The README's weights (vouchers.service.settlement._performance): S, K and, with an evaluation, E.
-WEIGHTS_WITH_EVALUATION = (Fraction(1, 2), Fraction(1, 5), Fraction(3, 10))
-WEIGHTS_WITHOUT_EVALUATION = (Fraction(7, 10), Fraction(3, 10), None)
-
-
-def half_up(value: Fraction) -> int:
-    return math.floor(value + Fraction(1, 2))
-
-
 def pages_of(total: int, per_page: int) -> int:
     return max(1, -(-total // per_page))
 
