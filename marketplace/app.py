@@ -30,6 +30,7 @@ from marketplace.recipients import cli as recipients_cli
 from marketplace.recipients import pages as recipient_pages
 from marketplace.recipients import routes as recipient_routes
 from marketplace.reports import pages as report_pages
+from marketplace.reports import programme_pages as staff_programme_pages
 from marketplace.reports import routes as report_routes
 from marketplace.reports import staff_pages
 from marketplace.web.setup import init_web
@@ -99,7 +100,8 @@ def create_app(config: dict | None = None) -> Flask:
                   provider_scan_pages.provider_scan,
                   account_pages.provider_logins,
                   feedback_pages.provider_feedback_pages,
-                  settlement_pages.provider_settlements):
+                  settlement_pages.provider_settlements,
+                  staff_programme_pages.staff_programmes):
         app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):
