@@ -350,7 +350,9 @@ def _export_rows(programme, table: str):
             for item in view["choices"] for line in item.providers]
 
 
-@staff_programmes.get("/<int:programme_id>/<any(items, providers, days, choices):table>.<any(csv, xlsx):kind>")
+@staff_programmes.get("/<int:programme_id>/<any(items, providers, days, choices):table>.csv", defaults={"kind": "csv"})
+@staff_programmes.get("/<int:programme_id>/<any(items, providers, days, choices):table>.xlsx",
+                      defaults={"kind": "xlsx"})
 @role_required("admin", "auditor")
 def export(programme_id: int, table: str, kind: str):
     """One of the dashboard's tables as CSV (UTF-8 with BOM) or XLSX, Chinese headers, streamed."""

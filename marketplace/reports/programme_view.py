@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from marketplace.auth.models import User
 from marketplace.catalogue import service as catalogue
 from marketplace.db import db, local_date
+from marketplace.programmes import ledger
 from marketplace.programmes.models import BudgetAmendment, Programme
 from marketplace.reports import service as report_service
 from marketplace.reports.freshness import remembered
@@ -130,11 +131,15 @@ def choice_counts(programme: Programme, *, now: datetime) -> tuple[list[ItemChoi
 
 
 def close_preview(programme_id: int) -> ClosePreview:
-    """What closing would do now (programmes.service.close, then the vouchers domain's receiver)."""
-    count, value = db.session.execute(
-        select(func.count(), func.coalesce(func.sum(Voucher.face_value_fen), 0))
-        .where(Voucher.programme_id == programme_id, Voucher.status == "issued")).one()
-    return ClosePreview(vouchers=int(count), released_fen=int(value))
+    """What closing would do now (programmes.service.close, then the vouchers domain's receiver).
+
+    The count reads only the voucher index (programme, status); the money is the ledger's `committed`, which
+    reconciliation holds equal to the face value of the issued vouchers (committed_matches_issued_vouchers),
+    so a county's half a million vouchers are not summed row by row.
+    """
+    count = db.session.scalar(select(func.count()).select_from(Voucher)
+                              .where(Voucher.programme_id == programme_id, Voucher.status == "issued"))
+    return ClosePreview(vouchers=int(count), released_fen=ledger.balances(programme_id).committed_fen)
 
 
 def programme_page(programme: Programme, *, actor, now: datetime) -> dict:
