@@ -11,9 +11,11 @@ import re
 import pytest
 from sqlalchemy import MetaData, select
 
+from marketplace.auth.models import User
 from marketplace.db import db
 from marketplace.demo import demo_recipient
 from marketplace.recipients.idnumber import check_character
+from providers.service import applications
 from tests.conftest import PASSWORD
 from tests.support.console import login_page
 
@@ -131,7 +133,11 @@ def walk_scene(build):
         "auditor": build.auditor(),
     }
     staff = build.user(role="provider", provider_id=full.providers[0].id)  # a scanning login of p1
-    return {"full": full, "outsider": outsider, "complaint": complaint, "viewers": viewers, "staff": staff}
+    newcomer = build.provider(items=[full.meal])  # applies to join the programme (the staff programme pages)
+    application = build.run(lambda: applications.apply(programme_id=full.programme, note=None, actor=db.session.get(
+        User, newcomer.user.id), now=build.now()).id)
+    return {"full": full, "outsider": outsider, "complaint": complaint, "viewers": viewers, "staff": staff,
+            "application": application}
 
 
 def allowed_kinds(viewer: str, recipient, scene) -> set[str]:
@@ -162,6 +168,7 @@ def page_arguments(scene) -> dict[str, list]:
         "redemption_id": [full.settled.id, full.unsettled.id],
         "voucher_id": [full.issued_voucher],
         "user_id": [scene["staff"].id, full.providers[1].user.id, full.recipients[0].user.id],
+        "application_id": [scene["application"]],
     }
 
 

@@ -350,11 +350,7 @@ def _export_rows(programme, table: str):
             for item in view["choices"] for line in item.providers]
 
 
-@staff_programmes.get("/<int:programme_id>/<any(items, providers, days, choices):table>.csv", defaults={"kind": "csv"})
-@staff_programmes.get("/<int:programme_id>/<any(items, providers, days, choices):table>.xlsx",
-                      defaults={"kind": "xlsx"})
-@role_required("admin", "auditor")
-def export(programme_id: int, table: str, kind: str):
+def _export(programme_id: int, table: str, kind: str):
     """One of the dashboard's tables as CSV (UTF-8 with BOM) or XLSX, Chinese headers, streamed."""
     programme = _programme(programme_id)
     title, headers = EXPORTS[table]
@@ -366,3 +362,18 @@ def export(programme_id: int, table: str, kind: str):
     name = f"项目{programme.id}-{title}.{kind}"
     disposition = f"attachment; filename=\"programme-{programme.id}-{table}.{kind}\"; filename*=UTF-8''{quote(name)}"
     return Response(stream_with_context(chunks), mimetype=mimetype, headers={"Content-Disposition": disposition})
+
+
+def _export_view(table: str, kind: str):
+    def view(programme_id: int):
+        return _export(programme_id, table, kind)
+
+    view.__name__ = f"export_{table}_{kind}"
+    return role_required("admin", "auditor")(view)
+
+
+# One address per table and format (`…/providers.csv`), with the programme as its only argument.
+for _table in EXPORTS:
+    for _kind in ("csv", "xlsx"):
+        staff_programmes.add_url_rule(f"/<int:programme_id>/{_table}.{_kind}", endpoint=f"export_{_table}_{_kind}",
+                                      view_func=_export_view(_table, _kind))
