@@ -62,11 +62,13 @@ class HeldRedemption:
 
 def _statement(*, actor, status: str | None, provider_id: int | None, answered: bool | None):
     answerer, resolver = aliased(User), aliased(User)
+    # Aliased: the scope condition's EXISTS on the recipient must not correlate with this join.
+    recipient = aliased(Recipient)
     statement = (
-        select(Complaint, Provider.name, Recipient.name, Recipient.id_number_masked, answerer.username,
+        select(Complaint, Provider.name, recipient.name, recipient.id_number_masked, answerer.username,
                resolver.username)
         .join(Provider, Provider.id == Complaint.provider_id)
-        .outerjoin(Recipient, Recipient.id == Complaint.recipient_id)
+        .outerjoin(recipient, recipient.id == Complaint.recipient_id)
         .outerjoin(answerer, answerer.id == Complaint.answered_by)
         .outerjoin(resolver, resolver.id == Complaint.resolved_by)
         .where(_in_scope(actor))
