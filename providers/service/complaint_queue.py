@@ -18,7 +18,7 @@ from marketplace.catalogue.models import ServiceItem
 from marketplace.db import db, local_date
 from marketplace.recipients.models import Recipient
 from providers.models import Complaint, Provider
-from providers.service.complaints import _in_scope, get_complaint
+from providers.service.complaints import get_complaint, in_scope
 
 EXPORT_BATCH = 2000
 
@@ -71,7 +71,7 @@ def _statement(*, actor, status: str | None, provider_id: int | None, answered: 
         .outerjoin(recipient, recipient.id == Complaint.recipient_id)
         .outerjoin(answerer, answerer.id == Complaint.answered_by)
         .outerjoin(resolver, resolver.id == Complaint.resolved_by)
-        .where(_in_scope(actor))
+        .where(in_scope(actor))
         # Open first, oldest first (the longest wait is the first to deal with); then resolved, latest first.
         .order_by(case((Complaint.status == "open", 0), else_=1),
                   case((Complaint.status == "open", Complaint.created_at), else_=None).asc(),
@@ -123,7 +123,7 @@ def queue_lines(*, actor, now: datetime, status: str | None = None, provider_id:
 def queue_providers(*, actor) -> list[tuple[int, str]]:
     """(id, name) of the providers with complaints the actor may see, for the filter's choices."""
     statement = (select(Provider.id, Provider.name).join(Complaint, Complaint.provider_id == Provider.id)
-                 .where(_in_scope(actor)).distinct().order_by(Provider.name, Provider.id))
+                 .where(in_scope(actor)).distinct().order_by(Provider.name, Provider.id))
     return [(provider_id, name) for provider_id, name in db.session.execute(statement)]
 
 
