@@ -127,11 +127,14 @@ def test_the_export_is_what_the_list_shows_with_masked_ids_only(build, client):
     assert answer.mimetype == "text/csv"
     text = answer.get_data(as_text=True)
     assert text.startswith("\ufeff编号,姓名,身份证号码（隐去中间）")
-    assert li.id_number_masked in text and "低保" in text
+    assert li.id_number_masked in text
+    assert "低保" in text
     assert li.id_number not in text
-    assert zhang.name not in text and "赵大娘" not in text
+    assert zhang.name not in text
+    assert "赵大娘" not in text
     everyone = client.get("/staff/recipients.csv").get_data(as_text=True)
-    assert "张建国" in everyone and "赵大娘" not in everyone  # every page, inside the region only
+    assert "张建国" in everyone
+    assert "赵大娘" not in everyone
     workbook = client.get("/staff/recipients.xlsx?q=李")
     assert workbook.status_code == 200
     assert workbook.data[:2] == b"PK"
@@ -142,7 +145,8 @@ def test_the_list_links_its_exports_with_its_filters(build, client):
     build.recipient(name="李桂英")
     _as(client, build.admin())
     page = client.get("/staff/recipients?q=桂英&status=active").get_data(as_text=True)
-    assert "/staff/recipients.csv?q=" in page and "status=active" in page
+    assert "/staff/recipients.csv?q=" in page
+    assert "status=active" in page
 
 
 def test_a_bad_filter_on_the_export_answers_the_list_with_the_refusal(build, client):
@@ -166,7 +170,8 @@ def test_a_recipients_page_shows_vouchers_choices_switches_services_ratings_and_
     text = visible_text(page)
     assert world.alice.id_number_masked in text
     assert world.alice.id_number not in page.get_data(as_text=True)
-    assert "本月的服务券" in text and "助餐" in text
+    assert "本月的服务券" in text
+    assert "助餐" in text
     assert "不准时：总是迟到" in text
     assert "4 分（满分 5 分）" in text
     assert "饭菜太凉" in text
@@ -182,11 +187,12 @@ def test_auditors_read_a_recipients_page_without_any_control(build, client):
     assert page.status_code == 200
     body = page.get_data(as_text=True)
     assert "本月的服务券" in visible_text(page)
-    assert "/act" not in body and "/status" not in body
+    assert "/act" not in body
+    assert "/status" not in body
     assert "<form" not in body.split("<main", 1)[1]
     assert client.get(f"/staff/recipients/{world.alice.id}/status").status_code == 403
-    refused = post_form(client, f"/staff/recipients/{world.alice.id}/status", {"status": "deceased", "form_key": "k" * 20},
-                        from_page="/staff/recipients")
+    refused = post_form(client, f"/staff/recipients/{world.alice.id}/status",
+                        {"status": "deceased", "form_key": "k" * 20}, from_page="/staff/recipients")
     assert refused.status_code == 403
 
 
@@ -217,8 +223,7 @@ def test_the_confirmation_says_what_will_be_revoked_and_released_then_the_change
     text = visible_text(confirm)
     assert f"作废 {len(open_vouchers)} 张还没有使用的服务券" in text
     assert f"¥{total / 100:,.2f}" in text
-    assert _open_vouchers(build, world.alice) == open_vouchers or len(_open_vouchers(build, world.alice)) == len(
-        open_vouchers)  # the preview changed nothing
+    assert len(_open_vouchers(build, world.alice)) == len(open_vouchers)  # the preview changed nothing
     html = confirm.get_data(as_text=True)
     from tests.support.console import csrf_from
     key = html.split('name="form_key" value="', 1)[1].split('"', 1)[0]
