@@ -9,6 +9,10 @@ back together with the change that set them off.
   domain revokes their open vouchers and releases the commitment.
 - `reconciliation_checks(programme_id)`: reconciliation is running; each receiver returns a list of
   `Check` (see marketplace.programmes.ledger) re-deriving its domain's balances from its own tables.
+- `recipient_record(recipient, now=)`: staff are reading a recipient's page; each receiver returns a dict of
+  sections its domain holds about them (the vouchers domain: vouchers, choices, services, complaints).
+- `recipient_departure_preview(recipient)`: staff are about to record a death or a move; each receiver returns
+  a dict of what that will end (the vouchers domain: `{"vouchers": n, "released_fen": x}`). Reads only.
 """
 
 from blinker import Namespace
@@ -18,3 +22,5 @@ _signals = Namespace()
 programme_closed = _signals.signal("programme-closed")
 recipient_departed = _signals.signal("recipient-departed")
 reconciliation_checks = _signals.signal("reconciliation-checks")
+recipient_record = _signals.signal("recipient-record")
+recipient_departure_preview = _signals.signal("recipient-departure-preview")

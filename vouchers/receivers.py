@@ -5,8 +5,15 @@ from sqlalchemy import and_, func, select
 
 from marketplace.db import db
 from marketplace.programmes import ledger
-from marketplace.signals import programme_closed, recipient_departed, reconciliation_checks
+from marketplace.signals import (
+    programme_closed,
+    recipient_departed,
+    recipient_departure_preview,
+    recipient_record,
+    reconciliation_checks,
+)
 from vouchers.models import Redemption, Settlement, Voucher
+from vouchers.service import recipient_record as record_view
 from vouchers.service.revocation import revoke_open_vouchers
 
 
@@ -20,6 +27,17 @@ def revoke_vouchers_of_closed_programme(programme, *, actor, now, **_extra):
 def revoke_vouchers_of_departed_recipient(recipient, *, actor, now, status, **_extra):
     revoke_open_vouchers(recipient_id=recipient.id, reason=f"recipient {status}",
                          region_code=recipient.region_code, actor=actor, now=now)
+
+
+@recipient_record.connect
+def recipient_record_sections(recipient, *, now, **_extra) -> dict:
+    return {"record": record_view.recipient_record(recipient=recipient, now=now)}
+
+
+@recipient_departure_preview.connect
+def open_vouchers_of_recipient(recipient, **_extra) -> dict:
+    count, total = record_view.departure_preview(recipient_id=recipient.id)
+    return {"vouchers": count, "released_fen": total}
 
 
 @reconciliation_checks.connect

@@ -200,6 +200,13 @@ def list_recipients(*, actor, page: int, per_page: int, region_code: str | None 
     *q* matches a part of the name or of the phone number, or exactly the last 4 characters of the masked ID
     number (`123X`, any case).
     """
+    statement = recipients_query(actor=actor, region_code=region_code, status=status, tag=tag, q=q)
+    return paginate(statement, page=page, per_page=per_page)
+
+
+def recipients_query(*, actor, region_code: str | None = None, status: str | None = None, tag: str | None = None,
+                     q: str | None = None):
+    """The statement behind `list_recipients`, every page of it (the console's exports stream it)."""
     statement = select(Recipient).where(scope.within(actor, Recipient.region_code)).order_by(Recipient.id)
     if actor.role == "recipient":
         statement = statement.where(Recipient.id == actor.recipient_id)
@@ -215,7 +222,7 @@ def list_recipients(*, actor, page: int, per_page: int, region_code: str | None 
         if ID_TAIL_RE.match(q):
             matches.append(Recipient.id_number_masked.endswith(q.upper(), autoescape=True))
         statement = statement.where(or_(*matches))
-    return paginate(statement, page=page, per_page=per_page)
+    return statement
 
 
 def update_recipient(*, recipient: Recipient, actor, now: datetime, status: str | None = None,
