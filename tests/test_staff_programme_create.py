@@ -64,7 +64,8 @@ def test_the_form_offers_every_catalogue_item_at_its_standard_price(build, clien
     page = logged_in(client, build.admin(region_code="510131")).get(PAGE)
     assert page.status_code == 200
     body, text = page.get_data(as_text=True), visible_text(page)
-    assert "助餐" in text and "助浴" in text
+    assert "助餐" in text
+    assert "助浴" in text
     assert f'name="price-{catalogue["bath"]}" type="text" inputmode="decimal" value="60.00"' in body
     assert 'name="region_code" type="text" value="510131"' in body  # the admin's own region, filled in
     for label in ("项目名称", "主管部门", "最低年龄（周岁）", "一般老人（%）", "预留给社会组织的份额（%）",
@@ -141,7 +142,8 @@ def test_the_services_rules_are_said_beside_the_rules_and_the_items(app, build, 
     assert "分数越高，付款比例不能越低。" in visible_text(lower_pay)
     backwards = post(client, filled(catalogue, ends_on="2026-12-01"))
     assert backwards.status_code == 422
-    assert '<p class="field-error" id="error-ends_on">结束日期不能早于开始日期。</p>' in backwards.get_data(as_text=True)
+    said = '<p class="field-error" id="error-ends_on">结束日期不能早于开始日期。</p>'
+    assert said in backwards.get_data(as_text=True)
     no_default = post(client, filled(catalogue, **{"copay-default": ""}))
     assert "请填写一般老人的自付比例。" in visible_text(no_default)
     too_dear = post(client, filled(catalogue, **{f"price-{catalogue['meal']}": "20000"}))
@@ -165,7 +167,8 @@ def test_an_auditor_gets_no_form_and_a_posted_one_is_refused(app, build, client,
     logged_in(client, build.auditor())
     assert client.get(PAGE).status_code == 403
     home = client.get("/staff").get_data(as_text=True)
-    assert PAGE not in home and "新建项目" not in home
+    assert PAGE not in home
+    assert "新建项目" not in home
     refused = client.post(PAGE, data={**filled(catalogue), "csrf_token": csrf_from(home), "form_key": "k" * 24})
     assert refused.status_code == 403
     assert programmes(app) == []
