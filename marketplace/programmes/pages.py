@@ -208,13 +208,34 @@ def _posted_values(form) -> dict:
     return values
 
 
+def _labels(items) -> dict[str, str]:
+    """What each field is called, for the summary of refusals at the top of a long form."""
+    labels = {"name": gettext("项目名称"), "authority": gettext("主管部门"), "region_code": gettext("区域代码"),
+              "starts_on": gettext("开始日期"), "ends_on": gettext("结束日期"), "items": gettext("购买的服务项目"),
+              "min_age": gettext("最低年龄"), "tags_any": gettext("只给这些老人"),
+              "copay-default": gettext("一般老人的自付比例"),
+              "reserved_share_percent": gettext("预留份额"), "settlement_rules": gettext("结算规则"),
+              "rating_window_days": gettext("评价时限"), "reversal_window_hours": gettext("撤销时限"),
+              "choice_required": gettext("选择服务机构")}
+    for item in items:
+        labels[f"price-{item.code}"] = gettext("%(item)s的单价", item=item.name)
+        labels[f"quota-{item.code}"] = gettext("%(item)s每人每月几次", item=item.name)
+    for tag in TAGS:
+        labels[f"copay-{tag}"] = gettext("%(tag)s老人的自付比例", tag=TAG_NAMES[tag])
+    for row in range(RULE_ROWS):
+        labels[f"rule-{row}-min_score"] = gettext("结算规则第 %(row)s 档的最低得分", row=row + 1)
+        labels[f"rule-{row}-pay_percent"] = gettext("结算规则第 %(row)s 档的付款比例", row=row + 1)
+    return labels
+
+
 def _form(values: dict, *, errors: dict | None = None, status: int = 200):
     items = catalogue.list_items()
     prices = {item.code: values.get(f"price-{item.code}",
                                     f"{item.standard_price_fen // 100}.{item.standard_price_fen % 100:02d}")
               for item in items}
     return render_template(PAGE, values=values, errors=errors or {}, items=items, prices=prices, tags=TAGS,
-                           tag_names=TAG_NAMES, rule_rows=range(RULE_ROWS)), status
+                           tag_names=TAG_NAMES, rule_rows=range(RULE_ROWS),
+                           labels=_labels(items) if errors else {}), status
 
 
 @staff_programme_forms.get("/staff/programmes/new")
