@@ -122,18 +122,20 @@ def test_each_item_links_to_where_its_work_is_done_once_that_page_exists(app, ma
     _applied(build, world)
     build.provider(items=[world.meal], status="pending")
     clerk = build.admin()
+    queues = (("staff_providers.index", "/staff/providers"), ("staff_complaints.index", "/staff/complaints"),
+              ("staff_settlements.index", "/staff/settlements"),
+              ("staff_programmes.show", "/staff/programmes/<int:programme_id>"))
     bare = app.test_client()
     _login(bare, clerk)
     page = bare.get("/staff").get_data(as_text=True)
-    assert "/staff/providers" not in page
-    assert "/staff/complaints" not in page
+    for endpoint, rule in queues:  # a page not built yet gets no link (no dead ends)
+        if endpoint not in app.view_functions:
+            assert f'href="{rule.replace("<int:programme_id>", str(world.programme.id))}"' not in page
 
     with_pages = make_app()
-    for endpoint, rule in (("staff_providers.index", "/staff/providers"),
-                           ("staff_complaints.index", "/staff/complaints"),
-                           ("staff_settlements.index", "/staff/settlements"),
-                           ("staff_programmes.show", "/staff/programmes/<int:programme_id>")):
-        with_pages.add_url_rule(rule, endpoint=endpoint, view_func=lambda **_kw: "")
+    for endpoint, rule in queues:
+        if endpoint not in with_pages.view_functions:
+            with_pages.add_url_rule(rule, endpoint=endpoint, view_func=lambda **_kw: "")
     client = with_pages.test_client()
     _login(client, clerk)
     page = client.get("/staff").get_data(as_text=True)
