@@ -7,13 +7,16 @@ the lists behind its links would refuse.
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from marketplace.db import local_date
+from sqlalchemy import func, select
+
+from marketplace.db import db, local_date
 from marketplace.programmes import ledger
 from marketplace.programmes import service as programme_service
 from marketplace.programmes.models import Programme
 from marketplace.reports import service as report_service
 from marketplace.reports.freshness import remembered
-from providers.service import complaints, registry
+from providers.models import ProgrammeApplication
+from providers.service import applications, complaints, registry
 from vouchers.service import settlement
 
 OPEN_PROGRAMMES_SHOWN = 50
@@ -42,10 +45,16 @@ class Attention:
     complaints_open: int
     complaints_by_age: list[tuple[str, int]]
     settlements_awaiting_approval: int
+    applications_pending: int = 0
+    # (programme, pending applications to join it) for the programmes shown, those with any
+    applications_by_programme: tuple[tuple[Programme, int], ...] = ()
+    # programmes whose money runs out at the recent rate before they end
+    running_out: tuple[ProgrammeSummary, ...] = ()
 
     @property
     def anything(self) -> bool:
-        return bool(self.providers_pending or self.complaints_open or self.settlements_awaiting_approval)
+        return bool(self.providers_pending or self.complaints_open or self.settlements_awaiting_approval
+                    or self.applications_pending or self.running_out)
 
 
 def staff_overview(*, actor, now: datetime) -> dict:
@@ -61,6 +70,7 @@ def staff_overview(*, actor, now: datetime) -> dict:
             projected = report_service.projected_exhaustion(balances, recent_fen=recent, now=now)
         summaries.append(ProgrammeSummary(programme=programme, ledger=balances, projected_exhaustion_date=projected))
     open_complaints = complaints.list_complaints(actor=actor, page=1, per_page=500, status="open")
+    waiting = _pending_applications([summary.programme.id for summary in summaries])
     return {
         "programmes": summaries,
         "attention": Attention(
@@ -69,8 +79,25 @@ def staff_overview(*, actor, now: datetime) -> dict:
             complaints_by_age=_by_age([c.created_at for c in open_complaints["items"]], now=now),
             settlements_awaiting_approval=settlement.list_settlements(
                 actor=actor, page=1, per_page=1, status="draft")["total"],
+            applications_pending=applications.list_applications(
+                actor=actor, page=1, per_page=1, status="pending")["total"],
+            applications_by_programme=tuple((summary.programme, waiting[summary.programme.id])
+                                            for summary in summaries if waiting.get(summary.programme.id)),
+            running_out=tuple(summary for summary in summaries if summary.runs_out_early),
         ),
     }
+
+
+def _pending_applications(programme_ids: list[int]) -> dict[int, int]:
+    """{programme id: applications from providers waiting for a decision} for the programmes shown (the
+    list of them is already scoped to the actor's region)."""
+    if not programme_ids:
+        return {}
+    rows = db.session.execute(
+        select(ProgrammeApplication.programme_id, func.count())
+        .where(ProgrammeApplication.status == "pending", ProgrammeApplication.programme_id.in_(programme_ids))
+        .group_by(ProgrammeApplication.programme_id))
+    return dict(rows.all())
 
 
 def _cached_recent_spending(programme: Programme, *, now: datetime) -> int:
