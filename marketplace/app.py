@@ -47,6 +47,7 @@ from vouchers import (
 )
 from vouchers import routes as voucher_routes
 from vouchers import scan_pages as provider_scan_pages
+from vouchers import staff_pages as voucher_staff_pages
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 API_TITLE = "Service-voucher marketplace API"
@@ -99,7 +100,9 @@ def create_app(config: dict | None = None) -> Flask:
                   provider_scan_pages.provider_scan,
                   account_pages.provider_logins,
                   feedback_pages.provider_feedback_pages,
-                  settlement_pages.provider_settlements):
+                  settlement_pages.provider_settlements,
+                  voucher_staff_pages.staff_cycle,
+                  voucher_staff_pages.staff_settlements):
         app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):
