@@ -23,7 +23,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_file,
     stream_with_context,
     url_for,
 )
@@ -393,5 +392,15 @@ def statement_csv(settlement_id: int):
 def statement_xlsx(settlement_id: int):
     """The statement as an Excel workbook."""
     found = settlement.get_settlement(settlement_id, actor=require_actor())
-    return send_file(statements.xlsx_file(found), mimetype=spreadsheets.XLSX_MIMETYPE, as_attachment=True,
-                     download_name=f"settlement-{found.period}-{found.id}.xlsx")
+    handle = statements.xlsx_file(found)
+
+    def chunks():
+        try:
+            while chunk := handle.read(64 * 1024):
+                yield chunk
+        finally:
+            handle.close()
+
+    name = f"settlement-{found.period}-{found.id}.xlsx"
+    return Response(chunks(), mimetype=spreadsheets.XLSX_MIMETYPE,
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
