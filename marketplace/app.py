@@ -51,6 +51,7 @@ from vouchers import (
 )
 from vouchers import routes as voucher_routes
 from vouchers import scan_pages as provider_scan_pages
+from vouchers import staff_pages as voucher_staff_pages
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 API_TITLE = "Service-voucher marketplace API"
@@ -107,7 +108,9 @@ def create_app(config: dict | None = None) -> Flask:
                   complaint_pages.staff_complaints,
                   audit_pages.staff_audit,
                   staff_programme_pages.staff_programmes,
-                  programme_form_pages.staff_programme_forms):
+                  programme_form_pages.staff_programme_forms,
+                  voucher_staff_pages.staff_cycle,
+                  voucher_staff_pages.staff_settlements):
         app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):

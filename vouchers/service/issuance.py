@@ -109,6 +109,63 @@ def _copay_percent_sql(programme: Programme):
     return func.coalesce(lowest, default)
 
 
+@dataclass(frozen=True)
+class QuotaLines:
+    """Every (eligible recipient, item) pair a monthly run pays for, as SQL: `select(*columns)` starts a
+    statement over Recipient joined to the programme's items, already filtered; `face` and `copay` are
+    each pair's voucher amounts. Issuance and its preview both read it, so they cannot disagree."""
+
+    programme: Programme
+    first_day: date
+
+    @property
+    def copay(self):
+        return (ProgrammeItem.unit_price_fen * _copay_percent_sql(self.programme) + 99) // 100
+
+    @property
+    def face(self):
+        return ProgrammeItem.unit_price_fen - self.copay
+
+    def select(self, *columns):
+        return (select(*columns).select_from(Recipient)
+                .join(ProgrammeItem, and_(ProgrammeItem.programme_id == self.programme.id, true()))
+                .where(eligible_recipients(self.programme, self.first_day))
+                # Free items (co-payment 100%) cost the bureau nothing and are not vouchers.
+                .where(self.face > 0))
+
+
+@dataclass(frozen=True)
+class IssuancePreview:
+    """What a monthly run for *period* would do now, and what it would cost against what is available."""
+
+    period: str
+    recipients: int
+    vouchers: int
+    cost_fen: int
+    available_fen: int
+    done: Issuance | None  # the period's run, when there was one: a new run issues nothing
+
+    @property
+    def shortfall_fen(self) -> int:
+        return max(0, self.cost_fen - self.available_fen)
+
+
+def preview_monthly(*, programme: Programme, period: str) -> IssuancePreview:
+    """Count what issue_monthly would issue for *period*, writing nothing (the same selection, summed).
+
+    :raises ValidationFailed: the period is not a month inside the programme's dates.
+    """
+    valid_from, _valid_until = voucher_validity(programme, period)
+    done = db.session.scalar(select(Issuance).where(Issuance.programme_id == programme.id,
+                                                    Issuance.monthly_period == period))
+    lines = QuotaLines(programme, valid_from)
+    recipients, vouchers, cost = db.session.execute(lines.select(
+        func.count(func.distinct(Recipient.id)), func.coalesce(func.sum(ProgrammeItem.monthly_quota), 0),
+        func.coalesce(func.sum(lines.face * ProgrammeItem.monthly_quota), 0))).one()
+    return IssuancePreview(period=period, recipients=int(recipients), vouchers=int(vouchers), cost_fen=int(cost),
+                           available_fen=ledger.guarded_available(programme.id) or 0, done=done)
+
+
 def issue_monthly(*, programme: Programme, period: str, actor, now: datetime) -> IssuanceResult:
     """Give every eligible recipient the monthly quota of every item, all or nothing, once per period.
 
@@ -132,20 +189,15 @@ def issue_monthly(*, programme: Programme, period: str, actor, now: datetime) ->
     max_quota = max(item.monthly_quota for item in programme.items)
     counter = select(literal(1).label("k")).cte("quota_counter", recursive=True)
     counter = counter.union_all(select((counter.c.k + 1).label("k")).where(counter.c.k < max_quota))
-    copay = (ProgrammeItem.unit_price_fen * _copay_percent_sql(programme) + 99) // 100
+    lines = QuotaLines(programme, valid_from)
     rows = (
-        select(literal(programme.id).label("programme_id"), Recipient.id.label("recipient_id"),
-               ProgrammeItem.item_code.label("item_code"), literal(issuance.id).label("issuance_id"),
-               (ProgrammeItem.unit_price_fen - copay).label("face_value_fen"), copay.label("copay_fen"),
-               literal(valid_from).label("valid_from"), literal(valid_until).label("valid_until"),
-               literal("issued").label("status"), literal(now).label("issued_at"),
-               literal(now).label("status_changed_at"))
-        .select_from(Recipient)
-        .join(ProgrammeItem, and_(ProgrammeItem.programme_id == programme.id, true()))
+        lines.select(literal(programme.id).label("programme_id"), Recipient.id.label("recipient_id"),
+                     ProgrammeItem.item_code.label("item_code"), literal(issuance.id).label("issuance_id"),
+                     lines.face.label("face_value_fen"), lines.copay.label("copay_fen"),
+                     literal(valid_from).label("valid_from"), literal(valid_until).label("valid_until"),
+                     literal("issued").label("status"), literal(now).label("issued_at"),
+                     literal(now).label("status_changed_at"))
         .join(counter, counter.c.k <= ProgrammeItem.monthly_quota)
-        .where(eligible_recipients(programme, valid_from))
-        # Free items (co-payment 100%) cost the bureau nothing and are not vouchers.
-        .where(ProgrammeItem.unit_price_fen - copay > 0)
         .order_by(Recipient.id, ProgrammeItem.item_code, counter.c.k)
     )
     db.session.execute(insert_from_select(insert(Voucher), rows))

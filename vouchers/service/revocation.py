@@ -4,9 +4,9 @@ Each moves the issued vouchers' face value from committed back to available in t
 transaction (a set-based guarded UPDATE … RETURNING, then one journal entry per programme).
 """
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import and_, update
+from sqlalchemy import and_, func, select, update
 
 from marketplace import audit
 from marketplace.db import db, local_date
@@ -67,11 +67,23 @@ def revoke_open_vouchers(*, reason: str, region_code: str, actor, now: datetime,
     return count
 
 
+def expirable(programme: Programme, now: datetime):
+    """SQL condition on Voucher: the programme's vouchers whose validity ended before today (local)."""
+    return and_(Voucher.programme_id == programme.id, Voucher.valid_until < local_date(now))
+
+
+def preview_expiry(*, programme: Programme, now: datetime) -> list[tuple[date, int, int]]:
+    """What expire_vouchers would end now, writing nothing: (last valid day, vouchers, face value) per day."""
+    return [(valid_until, int(count), int(total)) for valid_until, count, total in db.session.execute(
+        select(Voucher.valid_until, func.count(), func.sum(Voucher.face_value_fen))
+        .where(Voucher.status == "issued", expirable(programme, now))
+        .group_by(Voucher.valid_until).order_by(Voucher.valid_until))]
+
+
 def expire_vouchers(*, programme: Programme, actor, now: datetime) -> dict:
     """Expire the programme's issued vouchers whose validity has passed; release their value."""
-    count, released = end_open_vouchers(
-        and_(Voucher.programme_id == programme.id, Voucher.valid_until < local_date(now)), status="expired",
-        reason="validity ended", actor=actor, now=now)
+    count, released = end_open_vouchers(expirable(programme, now), status="expired", reason="validity ended",
+                                        actor=actor, now=now)
     released_fen = sum(released.values())
     if count:
         audit.record(action="vouchers.expired", entity="programme", entity_id=programme.id, actor=actor, now=now,

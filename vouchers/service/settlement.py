@@ -248,6 +248,12 @@ def lines_of(settlement: Settlement):
             .order_by(Redemption.delivered_at, Redemption.id))
 
 
+def may_approve(settlement: Settlement, actor) -> bool:
+    """Four eyes: the approver is neither the drafter nor a login the drafter created."""
+    drafter = settlement.created_by
+    return drafter is None or drafter not in (actor.id, actor.created_by)
+
+
 def approve(*, settlement: Settlement, actor, now: datetime) -> Settlement:
     """Approve a draft (four eyes) and move its money: net to settled, the deduction back to available.
 
@@ -257,8 +263,7 @@ def approve(*, settlement: Settlement, actor, now: datetime) -> Settlement:
     :raises FourEyesRequired: the approver drafted it, or the drafter created the approver's login.
     :raises InvalidTransition: it is not a draft (or a racing approval won).
     """
-    drafter = settlement.created_by
-    if drafter is not None and drafter in (actor.id, actor.created_by):
+    if not may_approve(settlement, actor):
         raise FourEyesRequired()
     transitions.move(settlement, to="approved", allowed_from={"draft"}, what="The settlement",
                      values={"approved_at": now, "approved_by": actor.id})
