@@ -37,6 +37,7 @@ from providers import feedback_pages, programme_pages
 from providers import models as provider_models  # noqa: F401  (complete metadata)
 from providers import registration_pages as provider_registration_pages
 from providers import routes as provider_routes
+from providers import staff_pages as provider_staff_pages
 from vouchers import cli as vouchers_cli
 from vouchers import models as voucher_models  # noqa: F401  (complete metadata)
 from vouchers import pages as voucher_pages
@@ -99,7 +100,8 @@ def create_app(config: dict | None = None) -> Flask:
                   provider_scan_pages.provider_scan,
                   account_pages.provider_logins,
                   feedback_pages.provider_feedback_pages,
-                  settlement_pages.provider_settlements):
+                  settlement_pages.provider_settlements,
+                  provider_staff_pages.staff_providers):
         app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):
