@@ -213,6 +213,7 @@ def confirm(provider_id: int, action: str):
 def decide(provider_id: int, action: str):
     """Decide with the reason, once per form; then back where the admin came from, with what was done."""
     actor = require_actor()
+    registry.find_own_provider(provider_id, actor=actor)  # 404 or 403 before anything is read from the form
     back = _back(request.form)
     try:
         data = form_input(ReasonSchema())
