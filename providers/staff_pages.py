@@ -42,7 +42,7 @@ from providers.service.staff_view import decision_preview, provider_dossier
 PER_PAGE = 25
 QUEUE_SHOWN = 50
 EXPORT_BATCH = 500
-ACTIONS = "any(approve, suspend, reinstate, revoke)"
+ACTIONS = ("approve", "suspend", "reinstate", "revoke")
 
 KIND_NAMES = {
     "social_organisation": _l("社会组织"), "enterprise": _l("企业"), "public_institution": _l("事业单位"),
@@ -201,15 +201,11 @@ def _back(source) -> str:
     return "queue" if source.get("from") == "queue" else "provider"
 
 
-@staff_providers.get(f"/staff/providers/<int:provider_id>/<{ACTIONS}:action>")
-@role_required("admin")
 def confirm(provider_id: int, action: str):
     """What the decision will do, and the reason to give (admins in scope only)."""
     return _confirm(provider_id, action)
 
 
-@staff_providers.post(f"/staff/providers/<int:provider_id>/<{ACTIONS}:action>")
-@role_required("admin")
 def decide(provider_id: int, action: str):
     """Decide with the reason, once per form; then back where the admin came from, with what was done."""
     actor = require_actor()
@@ -227,6 +223,26 @@ def decide(provider_id: int, action: str):
             raise  # 403, 404: the console's error page, as for any address out of reach
         return _confirm(provider_id, action)
     return redirect(address, 303)
+
+
+def _decision_views(action: str) -> None:
+    """`/staff/providers/<id>/<action>`: GET the confirmation (`.confirm_<action>`), POST the decision
+    (`.decide_<action>`) — one fixed address per decision, as the API has."""
+
+    def confirm_view(provider_id: int):
+        return confirm(provider_id, action)
+
+    def decide_view(provider_id: int):
+        return decide(provider_id, action)
+
+    for name, view, method in ((f"confirm_{action}", confirm_view, "GET"), (f"decide_{action}", decide_view, "POST")):
+        view.__name__, view.__doc__ = name, (confirm if method == "GET" else decide).__doc__
+        staff_providers.add_url_rule(f"/staff/providers/<int:provider_id>/{action}", name,
+                                     role_required("admin")(view), methods=[method])
+
+
+for _action in ACTIONS:
+    _decision_views(_action)
 
 
 def _decide(actor, provider_id: int, action: str, reason: str, back: str) -> str:
