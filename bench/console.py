@@ -71,7 +71,9 @@ ITEMS = [(code, price, quota) for code, _name, _unit, _standard, price, quota in
 PASSWORD = "bench-console-password"
 ROLES = ("anonymous", "recipient", "provider", "admin", "auditor")
 HINTS = (("/me", "recipient"), ("/provider", "provider"), ("/staff", "admin"))
-ACTIONS = {"/logout": "an action, not a page: GET /logout ends the session"}
+ACTIONS = {"/logout": "an action, not a page: GET /logout ends the session",
+           "/staff/audit/verify": "an action, not a page: re-hashes the whole audit trail (minutes for a county's "
+                                  "year; the nightly verification's job)"}
 # Downloads (a list or a statement as a spreadsheet) grow with the rows they hold and may stream: not pages.
 DOWNLOADS = (".csv", ".xlsx")
 ACCEPT = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8", "Accept-Encoding": "br, gzip"}

@@ -16,6 +16,7 @@ from marketplace.accounts import pages as account_pages
 from marketplace.accounts import routes as account_routes
 from marketplace.api import JSONProvider, add_security_headers
 from marketplace.audit import cli as audit_cli
+from marketplace.audit import pages as audit_pages
 from marketplace.audit import routes as audit_routes
 from marketplace.auth import access
 from marketplace.auth import cli as auth_cli
@@ -37,6 +38,7 @@ from providers import feedback_pages, programme_pages
 from providers import models as provider_models  # noqa: F401  (complete metadata)
 from providers import registration_pages as provider_registration_pages
 from providers import routes as provider_routes
+from providers import staff_complaint_pages as complaint_pages
 from providers import staff_pages as provider_staff_pages
 from vouchers import cli as vouchers_cli
 from vouchers import models as voucher_models  # noqa: F401  (complete metadata)
@@ -101,6 +103,8 @@ def create_app(config: dict | None = None) -> Flask:
                   account_pages.provider_logins,
                   feedback_pages.provider_feedback_pages,
                   settlement_pages.provider_settlements,
+                  complaint_pages.staff_complaints,
+                  audit_pages.staff_audit,
                   provider_staff_pages.staff_providers):
         app.register_blueprint(pages)
     register_error_handlers(app)

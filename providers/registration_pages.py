@@ -43,16 +43,6 @@ STATUS_WORDS = {"pending": _l("待审核"), "approved": _l("已通过审核"), "
                 "revoked": _l("已取消资格")}
 # The first login's rules and the registry's refusals are worded for the API; these say them plainly.
 SERVICE_MESSAGES = [
-    (re.compile(r"^3–64 characters"), _l("用户名要 3 到 64 个字符，只能用小写英文字母、数字和 _ . @ -，"
-                                         "并以字母或数字开头。")),
-    (re.compile(r"^Use at least (?P<count>\d+) characters\.$"), _l("密码至少要 %(count)s 个字符。")),
-    (re.compile(r"^Use at most (?P<count>\d+) characters\.$"), _l("密码最多 %(count)s 个字符。")),
-    (re.compile(r"^A password of only whitespace"), _l("密码不能只有空格。")),
-    (re.compile(r"^Use at least (?P<count>\d+) different characters"),
-     _l("密码里至少要有 %(count)s 个不同的字符：几个字符反复用，很容易被猜到。")),
-    (re.compile(r"^The password must differ from the username\.$"), _l("密码不能和用户名一样。")),
-    (re.compile(r"^This is one of the most common passwords"),
-     _l("这是最常见的密码之一，很容易被猜到。请换一个（几个不相关的词连在一起就很好）。")),
     (re.compile(r"^Not GB/T 2260 region codes|^A region code is 6 digits"), _l("请从列表里选择服务的地区。")),
     (re.compile(r"^Not catalogue services"), _l("请从列表里选择服务项目。")),
     (re.compile(r"^Not a phone number\.$"), _l("请填写 11 位手机号码，或带区号的固定电话，例如 028-88551234。")),

@@ -7,7 +7,6 @@ service functions as the API (marketplace.accounts.service) and read the forms w
 each form carries a form key, so a double tap adds or deactivates once.
 """
 
-import re
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
@@ -30,20 +29,6 @@ provider_logins = Blueprint("provider_logins", __name__, template_folder="templa
 PAGE = "provider_logins/index.html"
 CONFIRM = "provider_logins/confirm.html"
 
-# The auth service words its username and password refusals for the API; the same refusals, said plainly
-# (the same words as the self-registration form's first login, providers.registration_pages).
-LOGIN_REFUSALS = [
-    (re.compile(r"^3–64 characters"), _l("用户名要 3 到 64 个字符，只能用小写英文字母、数字和 _ . @ -，"
-                                         "并以字母或数字开头。")),
-    (re.compile(r"^Use at least (?P<count>\d+) characters\.$"), _l("密码至少要 %(count)s 个字符。")),
-    (re.compile(r"^Use at most (?P<count>\d+) characters\.$"), _l("密码最多 %(count)s 个字符。")),
-    (re.compile(r"^A password of only whitespace"), _l("密码不能只有空格。")),
-    (re.compile(r"^Use at least (?P<count>\d+) different characters"),
-     _l("密码里至少要有 %(count)s 个不同的字符：几个字符反复用，很容易被猜到。")),
-    (re.compile(r"^The password must differ from the username\.$"), _l("密码不能和用户名一样。")),
-    (re.compile(r"^This is one of the most common passwords"),
-     _l("这是最常见的密码之一，很容易被猜到。请换一个（几个不相关的词连在一起就很好）。")),
-]
 
 
 class StaffLoginForm(StaffLoginCreateSchema):
@@ -52,18 +37,10 @@ class StaffLoginForm(StaffLoginCreateSchema):
     password_again = fields.String(required=True, validate=validate.Length(min=1, max=1024))
 
 
-def _said(message: str) -> str:
-    for pattern, said in LOGIN_REFUSALS:
-        matched = pattern.match(message)
-        if matched:
-            return str(said) % matched.groupdict() if matched.groupdict() else str(said)
-    return message
-
-
 def _errors(refused: DomainError) -> dict[str, list[str]]:
     if isinstance(refused, DuplicateUsername):  # beside the field it is about
         return {"username": domain_refusal(refused)["_form"]}
-    return {name: [_said(message) for message in messages] for name, messages in domain_refusal(refused).items()}
+    return domain_refusal(refused)
 
 
 def form_key_field() -> Markup:

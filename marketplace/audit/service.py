@@ -185,11 +185,10 @@ def _head():
     return db.session.execute(select(AuditHead.last_id, AuditHead.last_hash).where(AuditHead.id == 1)).one_or_none()
 
 
-def list_events(*, actor, page: int, per_page: int, entity: str | None = None, entity_id: str | None = None,
-                on_behalf_of: int | None = None) -> dict:
-    """One page of events, newest first, optionally for one entity or of what admins did for one recipient:
-    for a region-limited admin only those whose region overlaps theirs (not those of every region);
-    auditors and unscoped admins see all."""
+def _events(*, actor, entity: str | None = None, entity_id: str | None = None, on_behalf_of: int | None = None,
+            action: str | None = None, actor_name: str | None = None, since: datetime | None = None,
+            before: datetime | None = None):
+    """The events *actor* may read, newest first, narrowed by whichever filters are given."""
     statement = select(AuditEvent).where(scope.overlaps_within(actor, AuditEvent.region_prefix))
     statement = statement.order_by(AuditEvent.id.desc())
     if entity is not None:
@@ -198,4 +197,33 @@ def list_events(*, actor, page: int, per_page: int, entity: str | None = None, e
         statement = statement.where(AuditEvent.entity_id == entity_id)
     if on_behalf_of is not None:
         statement = statement.where(AuditEvent.on_behalf_of == on_behalf_of)
-    return paginate(statement, page=page, per_page=per_page)
+    if action is not None:
+        statement = statement.where(AuditEvent.action == action)
+    if actor_name is not None:
+        statement = statement.where(AuditEvent.actor == actor_name.lower())  # usernames are stored lower-cased
+    if since is not None:
+        statement = statement.where(AuditEvent.at >= since)
+    if before is not None:
+        statement = statement.where(AuditEvent.at < before)
+    return statement
+
+
+def list_events(*, actor, page: int, per_page: int, **filters) -> dict:
+    """One page of events, newest first, optionally for one entity, of what admins did for one recipient, of
+    one action or actor, or within [since, before): for a region-limited admin only those whose region
+    overlaps theirs (not those of every region); auditors and unscoped admins see all."""
+    return paginate(_events(actor=actor, **filters), page=page, per_page=per_page)
+
+
+def iter_events(*, actor, batch: int = 2000, **filters):
+    """Every event list_events would page through, newest first, read in batches (for the exports)."""
+    with db.session.execute(_events(actor=actor, **filters).execution_options(yield_per=batch)) as rows:
+        for (event,) in rows:
+            yield event
+
+
+def event_page(*, actor, page: int, per_page: int, **filters) -> dict:
+    """One page of list_events' events without counting them all (the trail grows by millions): `{items,
+    page, per_page, has_next}`."""
+    rows = db.session.scalars(_events(actor=actor, **filters).limit(per_page + 1).offset((page - 1) * per_page)).all()
+    return {"items": rows[:per_page], "page": page, "per_page": per_page, "has_next": len(rows) > per_page}

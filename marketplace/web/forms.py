@@ -22,6 +22,17 @@ from marketplace.web.refusals import refusal
 
 # marshmallow's and our schemas' English messages, said plainly. Patterns keep the numbers they carry.
 FIELD_MESSAGES = [
+    # The auth service's username and password rules (marketplace.auth.service), for every form with a login.
+    (re.compile(r"^3–64 characters"), _l("用户名要 3 到 64 个字符，只能用小写英文字母、数字和 _ . @ -，"
+                                         "并以字母或数字开头。")),
+    (re.compile(r"^Use at least (?P<count>\d+) characters\.$"), _l("密码至少要 %(count)s 个字符。")),
+    (re.compile(r"^Use at most (?P<count>\d+) characters\.$"), _l("密码最多 %(count)s 个字符。")),
+    (re.compile(r"^A password of only whitespace"), _l("密码不能只有空格。")),
+    (re.compile(r"^Use at least (?P<count>\d+) different characters"),
+     _l("密码里至少要有 %(count)s 个不同的字符：几个字符反复用，很容易被猜到。")),
+    (re.compile(r"^The password must differ from the username\.$"), _l("密码不能和用户名一样。")),
+    (re.compile(r"^This is one of the most common passwords"),
+     _l("这是最常见的密码之一，很容易被猜到。请换一个（几个不相关的词连在一起就很好）。")),
     (re.compile(r"^Missing data for required field\.$"), _l("请填写这一项。")),
     (re.compile(r"^Field may not be null\.$"), _l("请填写这一项。")),
     (re.compile(r"^Not a valid integer\.$"), _l("请填写一个整数。")),

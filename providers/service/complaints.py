@@ -59,7 +59,7 @@ def _require_in_scope(actor, *, provider: Provider, recipient_id: int | None) ->
         raise Forbidden("This complaint is outside your region.")
 
 
-def _in_scope(actor):
+def in_scope(actor):
     """SQL condition on Complaint: what _require_in_scope lets through."""
     if not scope.is_limited(actor):
         return true()
@@ -87,7 +87,7 @@ def list_complaints(*, actor, page: int, per_page: int, provider_id: int | None 
                     status: str | None = None) -> dict:
     """Complaints, newest first: admins in scope and auditors see all, a provider those against it, a
     recipient their own."""
-    statement = select(Complaint).where(_in_scope(actor)).order_by(Complaint.id.desc())
+    statement = select(Complaint).where(in_scope(actor)).order_by(Complaint.id.desc())
     if actor.role == "provider":
         statement = statement.where(Complaint.provider_id == actor.provider_id)
     elif actor.role == "recipient":
