@@ -41,6 +41,7 @@ from providers import models as provider_models  # noqa: F401  (complete metadat
 from providers import registration_pages as provider_registration_pages
 from providers import routes as provider_routes
 from providers import staff_complaint_pages as complaint_pages
+from providers import staff_pages as provider_staff_pages
 from vouchers import cli as vouchers_cli
 from vouchers import models as voucher_models  # noqa: F401  (complete metadata)
 from vouchers import pages as voucher_pages
@@ -110,7 +111,8 @@ def create_app(config: dict | None = None) -> Flask:
                   staff_programme_pages.staff_programmes,
                   programme_form_pages.staff_programme_forms,
                   voucher_staff_pages.staff_cycle,
-                  voucher_staff_pages.staff_settlements):
+                  voucher_staff_pages.staff_settlements,
+                  provider_staff_pages.staff_providers):
         app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):
