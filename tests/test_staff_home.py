@@ -42,7 +42,7 @@ def test_a_region_limited_admin_sees_only_its_programmes(build, client):
     _login(client, build.admin(region_code="510131"))
     text = visible_text(client.get("/staff"))
     assert "蒲江县助餐项目" in text
-    assert "新津区助餐项目" not in text
+    assert "新津区助餐项目 ：" not in text
 
 
 def test_an_auditor_is_told_the_pages_are_read_only(build, client):
@@ -103,8 +103,9 @@ def test_applications_to_join_a_programme_are_counted_by_programme(build, client
     page = client.get("/staff")
     text = visible_text(page)
     assert "服务机构申请加入项目 1" in text
-    assert f"{world.programme.name}：1 份" in text
-    assert "新津区助餐项目：" not in text
+    assert f"{world.programme.name} ：1 份" in text  # the name links to the programme's page
+    assert f'<a href="/staff/programmes/{world.programme.id}">{world.programme.name}</a>' in page.get_data(as_text=True)
+    assert "新津区助餐项目 ：" not in text
 
 
 def test_a_region_limited_admin_counts_only_applications_to_its_programmes(build, client):
