@@ -32,7 +32,7 @@ from marketplace.auth.access import require_actor, role_required
 from marketplace.db import transaction, utcnow
 from marketplace.errors import DomainError, ValidationFailed
 from marketplace.idempotency import once_per_form
-from marketplace.schemas import InputSchema, ReasonSchema
+from marketplace.schemas import Day, InputSchema, ReasonSchema
 from marketplace.web.forms import domain_refusal, field_errors, form_input
 from vouchers.pages import form_key_field
 from vouchers.service import lookup, reversal
@@ -74,8 +74,8 @@ class WorkQuery(InputSchema):
     """The list's filter as its GET form sends it: an item, the first and last local days, the page."""
 
     item = fields.String(load_default=None, validate=validate.Length(max=32))
-    first = fields.Date(data_key="from", load_default=None)
-    last = fields.Date(data_key="to", load_default=None)
+    first = Day(data_key="from", load_default=None)
+    last = Day(data_key="to", load_default=None)
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
 
 

@@ -17,6 +17,7 @@ from marketplace.audit.schemas import AuditQuerySchema
 from marketplace.auth.access import require_actor, role_required
 from marketplace.db import local_date, utcnow
 from marketplace.errors import ValidationFailed
+from marketplace.schemas import Day
 from marketplace.web.forms import field_errors, form_input
 
 PER_PAGE = 50
@@ -32,8 +33,8 @@ class AuditPageQuery(AuditQuerySchema):
 
     action = fields.String(validate=validate.Length(max=80))
     actor = fields.String(validate=validate.Length(max=64))
-    first = fields.Date(data_key="from")
-    last = fields.Date(data_key="to")
+    first = Day(data_key="from")
+    last = Day(data_key="to")
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
 
     @validates_schema
