@@ -112,3 +112,17 @@ def test_an_import_with_bad_rows_downloaded_fixed_and_imported_again(page, build
     assert page.locator("#error-count").inner_text() == "0"
     page.goto("/staff/recipients?q=陈大爷")
     assert "陈大爷" in page.locator("main").inner_text()
+
+
+def test_a_region_limited_admin_cannot_open_another_regions_recipient(page, build):
+    """蒲江县's admin finds only 蒲江县's people: another county's recipient is not in the list, and opening their
+    page (or acting for them) by address is refused with the console's error page."""
+    world = _month(build)
+    elsewhere = build.recipient(name="周德明", region_code="510132")
+    log_in(page, build.admin(region_code="510131"))
+    page.goto("/staff/recipients?q=周德明")
+    assert "周德明" not in page.inner_text("main")
+    for address in (f"/staff/recipients/{elsewhere.id}", f"/staff/recipients/{elsewhere.id}/act"):
+        assert page.goto(address).status == 403
+        assert "周德明" not in page.content()
+    assert page.goto(f"/staff/recipients/{world.alice.id}").status == 200
