@@ -14,15 +14,11 @@ from marketplace.programmes import ledger
 from marketplace.programmes import service as programme_service
 from marketplace.programmes.models import Programme
 from marketplace.reports import service as report_service
-from marketplace.reports.freshness import remembered
 from providers.models import ProgrammeApplication
 from providers.service import applications, complaints, registry
 from vouchers.service import settlement
 
 OPEN_PROGRAMMES_SHOWN = 50
-# The recent rate of spending sums a month of redemptions (about 200,000 rows in a county): on the home
-# it is recomputed at most this often per programme and worker, since a projection in days moves slowly.
-SPENDING_CACHE_SECONDS = 300
 COMPLAINT_AGE_DAYS = (3, 7, 15)  # open complaints are counted by age: under 3 days, 3–7, 7–15, older
 
 
@@ -66,7 +62,7 @@ def staff_overview(*, actor, now: datetime) -> dict:
         balances = ledger.balances(programme.id)
         projected = None
         if programme.status == "active":
-            recent = _cached_recent_spending(programme, now=now)
+            recent = report_service.remembered_recent_spending(programme, now=now)
             projected = report_service.projected_exhaustion(balances, recent_fen=recent, now=now)
         summaries.append(ProgrammeSummary(programme=programme, ledger=balances, projected_exhaustion_date=projected))
     open_complaints = complaints.list_complaints(actor=actor, page=1, per_page=500, status="open")
@@ -98,14 +94,6 @@ def _pending_applications(programme_ids: list[int]) -> dict[int, int]:
         .where(ProgrammeApplication.status == "pending", ProgrammeApplication.programme_id.in_(programme_ids))
         .group_by(ProgrammeApplication.programme_id))
     return dict(rows.all())
-
-
-def _cached_recent_spending(programme: Programme, *, now: datetime) -> int:
-    # An id is never reused, but a test database may start over: the creation instant completes the key.
-    recent, _computed_at = remembered(
-        "recent_spending", (programme.id, programme.created_at), now=now, seconds=SPENDING_CACHE_SECONDS,
-        compute=lambda: report_service.recent_spending(programme.id, now=now))
-    return recent
 
 
 def _by_age(created: list[datetime], *, now: datetime) -> list[tuple[str, int]]:

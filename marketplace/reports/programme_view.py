@@ -144,7 +144,9 @@ def close_preview(programme_id: int) -> ClosePreview:
 
 def programme_page(programme: Programme, *, actor, now: datetime) -> dict:
     """Everything the programme page shows, for an admin in scope or an auditor (the caller checked scope)."""
-    board = report_service.dashboard(programme, now=now)
+    breakdown, counted_at = report_service.remembered_breakdown(programme, now=now)
+    board = report_service.dashboard(programme, now=now, breakdown=breakdown,
+                                     recent_fen=report_service.remembered_recent_spending(programme, now=now))
     balances = board["ledger"]
     by_day = board["redemptions_by_day"]
     spent = sum(row["face_value_fen"] for row in by_day)
@@ -172,6 +174,7 @@ def programme_page(programme: Programme, *, actor, now: datetime) -> dict:
         "applications": pending_applications(programme, actor=actor),
         "choices": choices,
         "choices_counted_at": choices_counted_at,
+        "breakdown_counted_at": counted_at,
     }
 
 

@@ -28,6 +28,10 @@ PUBLIC_STATUSES = ("active", "closed")
 # Counting a county's vouchers reads a year of rows (millions): the disclosed counts are recounted at
 # most this often per programme and worker, and say when they were counted (`vouchers_counted_at`).
 VOUCHER_COUNTS_SECONDS = 300
+# The staff's programme page groups every redemption of the programme, and projects the money's end from the
+# last month's spending: both recomputed at most this often per programme and worker (the page says when).
+BREAKDOWN_CACHE_SECONDS = 300
+SPENDING_CACHE_SECONDS = 300
 
 
 def local_day(column):
@@ -67,13 +71,46 @@ def projected_exhaustion(balances: ledger.Ledger, *, recent_fen: int, now: datet
     return _exhaustion_date(local_date(now), unspent_fen=unspent, recent_fen=recent_fen)
 
 
-def dashboard(programme: Programme, *, now: datetime) -> dict:
-    """The ledger, the burn rate, when the money runs out at that rate, where it goes, the reserved share."""
+def remembered_recent_spending(programme: Programme, *, now: datetime) -> int:
+    """recent_spending, recomputed at most every SPENDING_CACHE_SECONDS per programme and worker: it sums a
+    month of redemptions (about 200,000 rows in a county) for a projection in days, which moves slowly."""
+    # An id is never reused, but a test database may start over: the creation instant completes the key.
+    recent, _computed_at = remembered(
+        "recent_spending", (programme.id, programme.created_at), now=now, seconds=SPENDING_CACHE_SECONDS,
+        compute=lambda: recent_spending(programme.id, now=now))
+    return recent
+
+
+def remembered_breakdown(programme: Programme, *, now: datetime) -> tuple[dict, datetime]:
+    """(redemption_breakdown, when it was counted): at most BREAKDOWN_CACHE_SECONDS old per programme and worker
+    (it groups every redemption of the programme: millions in a county's year)."""
+    return remembered("redemption_breakdown", (programme.id, programme.created_at), now=now,
+                      seconds=BREAKDOWN_CACHE_SECONDS, compute=lambda: redemption_breakdown(programme))
+
+
+def dashboard(programme: Programme, *, now: datetime, recent_fen: int | None = None,
+              breakdown: dict | None = None) -> dict:
+    """The ledger, the burn rate, when the money runs out at that rate, where it goes, the reserved share.
+
+    The ledger is always current; *recent_fen* (the last BURN_WINDOW_DAYS' spending) and *breakdown*
+    (redemption_breakdown) are computed here unless the caller brings remembered ones."""
     balances = ledger.balances(programme.id)
-    completed = (Redemption.programme_id == programme.id) & (Redemption.status == "completed")
-    recent = recent_spending(programme.id, now=now)
+    recent = recent_spending(programme.id, now=now) if recent_fen is None else recent_fen
     burn_rate = recent / BURN_WINDOW_DAYS
     exhaustion = projected_exhaustion(balances, recent_fen=recent, now=now)
+    parts = redemption_breakdown(programme) if breakdown is None else breakdown
+    return {
+        "ledger": balances,
+        "burn_rate_fen_per_day": round(burn_rate),
+        "burn_window_days": BURN_WINDOW_DAYS,
+        "projected_exhaustion_date": exhaustion,
+        **parts,
+    }
+
+
+def redemption_breakdown(programme: Programme) -> dict:
+    """Completed redemptions by item, by provider and by local day, and the reserved share's actual value."""
+    completed = (Redemption.programme_id == programme.id) & (Redemption.status == "completed")
 
     def grouped(*columns):
         return db.session.execute(
@@ -90,10 +127,6 @@ def dashboard(programme: Programme, *, now: datetime) -> dict:
     total_value = sum(row["face_value_fen"] for row in by_provider)
     social = sum(row["face_value_fen"] for row in by_provider if row["kind"] == "social_organisation")
     return {
-        "ledger": balances,
-        "burn_rate_fen_per_day": round(burn_rate),
-        "burn_window_days": BURN_WINDOW_DAYS,
-        "projected_exhaustion_date": exhaustion,
         "redemptions_by_item": by_item,
         "redemptions_by_provider": by_provider,
         "redemptions_by_day": by_day,
