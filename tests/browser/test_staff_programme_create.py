@@ -53,10 +53,10 @@ def test_an_admin_creates_a_draft_programme_from_the_staff_home(page, build):
     page.locator(f"#field-price-{world.meal}").fill("12.50")
     with page.expect_navigation():
         page.get_by_role("button", name="建立草稿项目").click()
-    assert page.url.endswith("/staff")
-    assert page.get_by_role("status").filter(has_text="已建立草稿项目“蒲江县2027年居家养老服务券”").is_visible()
     named = select(Programme).where(Programme.name == "蒲江县2027年居家养老服务券")
     created = build.read(lambda: db.session.scalar(named))
+    assert page.url.endswith(f"/staff/programmes/{created.id}")  # its dashboard, with the news
+    assert page.get_by_role("status").filter(has_text="已建立草稿项目“蒲江县2027年居家养老服务券”").is_visible()
     assert created.status == "draft"
     assert created.choice_required is False
     assert created.eligibility == {"min_age": 60, "tags_any": ["low_income"]}
