@@ -80,3 +80,16 @@ def xlsx_chunks(title: str, headers: Sequence[str], rows: Iterable[Sequence], *,
             yield chunk
     finally:
         handle.close()
+
+
+def download(kind: str, title: str, headers: Sequence[str], rows: Iterable[Sequence], filename: str):
+    """A streamed download of *rows* as `kind` ("csv" or "xlsx", the sheet named *title*), saved as *filename*
+    (ASCII; `.kind` is added). The one way the console's lists hand out what they show."""
+    from flask import Response, stream_with_context
+
+    if kind == "csv":
+        chunks, mimetype = csv_chunks(headers, rows), CSV_MIMETYPE
+    else:
+        chunks, mimetype = xlsx_chunks(title, headers, rows), XLSX_MIMETYPE
+    return Response(stream_with_context(chunks), mimetype=mimetype,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}.{kind}"'})

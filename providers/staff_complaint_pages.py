@@ -22,7 +22,6 @@ from flask import (
     render_template,
     request,
     session,
-    stream_with_context,
     url_for,
 )
 from flask_babel import gettext
@@ -143,12 +142,7 @@ def _local_time(instant) -> str:
 
 
 def _stream(kind: str, title: str, headers: list[str], rows, filename: str) -> Response:
-    if kind == "csv":
-        chunks, mimetype = spreadsheets.csv_chunks(headers, rows), spreadsheets.CSV_MIMETYPE
-    else:
-        chunks, mimetype = spreadsheets.xlsx_chunks(title, headers, rows), spreadsheets.XLSX_MIMETYPE
-    return Response(stream_with_context(chunks), mimetype=mimetype,
-                    headers={"Content-Disposition": f'attachment; filename="{filename}.{kind}"'})
+    return spreadsheets.download(kind, title, headers, rows, filename)
 
 
 def _export(kind: str):

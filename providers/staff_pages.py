@@ -12,13 +12,11 @@ from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
-    Response,
     current_app,
     flash,
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask_babel import gettext
@@ -143,13 +141,7 @@ def _export(kind: str):
         return index()  # the list with the refusal beside its field (422)
     query.pop("page", None)
     lines = _export_lines(actor, query)
-    if kind == "csv":
-        chunks, mimetype = spreadsheets.csv_chunks(EXPORT_HEADERS, lines), spreadsheets.CSV_MIMETYPE
-    else:
-        chunks, mimetype = spreadsheets.xlsx_chunks("服务机构", EXPORT_HEADERS, lines), spreadsheets.XLSX_MIMETYPE
-    name = f"providers-{utcnow():%Y%m%d}.{kind}"
-    return Response(stream_with_context(chunks), mimetype=mimetype,
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return spreadsheets.download(kind, "服务机构", EXPORT_HEADERS, lines, f"providers-{utcnow():%Y%m%d}")
 
 
 @staff_providers.get("/staff/providers.csv")

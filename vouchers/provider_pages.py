@@ -13,14 +13,12 @@ from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
-    Response,
     current_app,
     flash,
     redirect,
     render_template,
     request,
     session,
-    stream_with_context,
     url_for,
 )
 from flask_babel import gettext
@@ -122,10 +120,6 @@ def _export_lines(actor, chosen: WorkFilter):
                r.duration_minutes or "", r.notes or ""]
 
 
-def _export_name(chosen: WorkFilter, suffix: str) -> str:
-    return f"redemptions-{chosen.first:%Y%m%d}-{chosen.last:%Y%m%d}.{suffix}"
-
-
 def _export(kind: str):
     actor = require_actor()
     try:
@@ -133,12 +127,8 @@ def _export(kind: str):
     except ValidationFailed:
         return home()  # the list with the refusal beside its field (422)
     lines = _export_lines(actor, chosen)
-    if kind == "csv":
-        chunks, mimetype = spreadsheets.csv_chunks(EXPORT_HEADERS, lines), spreadsheets.CSV_MIMETYPE
-    else:
-        chunks, mimetype = spreadsheets.xlsx_chunks("服务记录", EXPORT_HEADERS, lines), spreadsheets.XLSX_MIMETYPE
-    return Response(stream_with_context(chunks), mimetype=mimetype,
-                    headers={"Content-Disposition": f'attachment; filename="{_export_name(chosen, kind)}"'})
+    return spreadsheets.download(kind, "服务记录", EXPORT_HEADERS, lines,
+                                 f"redemptions-{chosen.first:%Y%m%d}-{chosen.last:%Y%m%d}")
 
 
 @provider_pages.get("/provider/redemptions.csv")

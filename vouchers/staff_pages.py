@@ -265,12 +265,7 @@ def _export(kind: str):
                    "是" if s.flagged_for_termination else ""]
 
     name = "settlements" + "".join(f"-{value}" for value in chosen.as_args().values())
-    if kind == "csv":
-        chunks, mimetype = spreadsheets.csv_chunks(EXPORT_HEADERS, lines()), spreadsheets.CSV_MIMETYPE
-    else:
-        chunks, mimetype = spreadsheets.xlsx_chunks("结算", EXPORT_HEADERS, lines()), spreadsheets.XLSX_MIMETYPE
-    return Response(stream_with_context(chunks), mimetype=mimetype,
-                    headers={"Content-Disposition": f'attachment; filename="{name}.{kind}"'})
+    return spreadsheets.download(kind, "结算", EXPORT_HEADERS, lines(), name)
 
 
 @staff_settlements.get("/staff/settlements.csv")

@@ -7,7 +7,7 @@ publish (the same service as GET /api/v1/audit/verify: it changes nothing, so au
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, current_app, render_template, request, stream_with_context, url_for
+from flask import Blueprint, current_app, render_template, request, url_for
 from marshmallow import ValidationError, fields, validate, validates_schema
 from werkzeug.routing import BuildError
 
@@ -130,13 +130,7 @@ def _export(kind: str):
     rows = ([event.id, _local_time(event.at), event.actor, event.action, event.entity, event.entity_id,
              event.on_behalf_of or "", event.region_code or "", event.data, event.prev_hash, event.hash]
             for event in service.iter_events(actor=actor, **_filters(query)))
-    if kind == "csv":
-        chunks, mimetype = spreadsheets.csv_chunks(EXPORT_HEADERS, rows), spreadsheets.CSV_MIMETYPE
-    else:
-        chunks, mimetype = spreadsheets.xlsx_chunks("审计记录", EXPORT_HEADERS, rows), spreadsheets.XLSX_MIMETYPE
-    name = f"audit-{local_date(utcnow()):%Y%m%d}.{kind}"
-    return Response(stream_with_context(chunks), mimetype=mimetype,
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return spreadsheets.download(kind, "审计记录", EXPORT_HEADERS, rows, f"audit-{local_date(utcnow()):%Y%m%d}")
 
 
 @staff_audit.get("/staff/audit.csv")

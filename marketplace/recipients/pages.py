@@ -31,7 +31,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask_babel import gettext
@@ -190,12 +189,7 @@ def _export(kind: str):
     query.pop("page", None)
     query.pop("per_page", None)
     lines = _export_lines(service.recipients_query(actor=actor, **query))
-    if kind == "csv":
-        chunks, mimetype = spreadsheets.csv_chunks(EXPORT_HEADERS, lines), spreadsheets.CSV_MIMETYPE
-    else:
-        chunks, mimetype = spreadsheets.xlsx_chunks("服务对象", EXPORT_HEADERS, lines), spreadsheets.XLSX_MIMETYPE
-    return Response(stream_with_context(chunks), mimetype=mimetype,
-                    headers={"Content-Disposition": f'attachment; filename="recipients.{kind}"'})
+    return spreadsheets.download(kind, "服务对象", EXPORT_HEADERS, lines, "recipients")
 
 
 @staff_recipients.get("/staff/recipients.csv")
