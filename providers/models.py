@@ -127,12 +127,14 @@ class Rating(db.Model):
         UniqueConstraint("redemption_id"),
         CheckConstraint("score BETWEEN 1 AND 5", name="score_range"),
         CheckConstraint("source IN ('recipient', 'phone_followup')", name="source_known"),
+        # A provider's ratings newest first (its latest comments) is a short backward index scan.
+        Index("ix_rating_provider_created", "provider_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Named, not imported: redemptions belong to the vouchers domain above this one.
     redemption_id: Mapped[int] = mapped_column(ForeignKey("redemption.id"))
-    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"), index=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"))
     programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"))
     item_code: Mapped[str] = mapped_column(ForeignKey("service_item.code"))
     recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id"))
