@@ -1,6 +1,7 @@
 from datetime import date, datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -133,6 +134,9 @@ class Redemption(db.Model):
         CheckConstraint("status IN ('completed', 'reversed')", name="status_known"),
         Index("ix_redemption_provider_delivered", "provider_id", "delivered_at"),
         Index("ix_redemption_programme_delivered", "programme_id", "delivered_at"),
+        # The market-integrity rules join a month's redemptions by recipient and by scanning login in time.
+        Index("ix_redemption_recipient_delivered", "recipient_id", "delivered_at"),
+        Index("ix_redemption_scanned_by_delivered", "scanned_by", "delivered_at"),
     )
 
     id: Mapped[int] = mapped_column(BIGINT, primary_key=True)
@@ -222,3 +226,53 @@ class Settlement(db.Model):
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     paid_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     payment_reference: Mapped[str | None] = mapped_column(String(100))
+
+
+# The market-integrity flag's life: open → confirmed or dismissed (each with a reason, by an admin in scope);
+# a confirmed flag may later be dismissed and a dismissed one confirmed.
+ANOMALY_STATUSES = ("open", "confirmed", "dismissed")
+ANOMALY_SEVERITIES = ("low", "medium", "high")
+
+
+class AnomalyFlag(db.Model):
+    """One finding of a market-integrity rule (marketplace/programmes/integrity.py lists them) about one
+    subject in one programme and month: a recipient, a provider or a staff login. Detecting again finds the
+    same row (unique rule, programme, period, subject) and creates nothing twice. A confirmed flag holds its
+    redemptions out of settlement exactly as an open complaint does."""
+
+    __tablename__ = "anomaly_flag"
+    __table_args__ = (
+        UniqueConstraint("rule", "programme_id", "period", "subject"),
+        CheckConstraint("status IN ('open', 'confirmed', 'dismissed')", name="status_known"),
+        CheckConstraint("severity IN ('low', 'medium', 'high')", name="severity_known"),
+        Index("ix_anomaly_flag_programme_period", "programme_id", "period", "status"),
+        Index("ix_anomaly_flag_provider_status", "provider_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"))
+    period: Mapped[str] = mapped_column(String(7))
+    rule: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(8))
+    # What the finding is about, as "<kind>:<id>[:<more>]" (recipient:12, provider:3, login:40, …): the
+    # unique key's last part, so the same finding found again is the same row.
+    subject: Mapped[str] = mapped_column(String(80))
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("provider.id"))
+    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipient.id"))
+    staff_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    # The figures behind the finding (times, counts, shares, thresholds): what the explanation is made from.
+    evidence: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(10), default="open")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class AnomalyFlagRedemption(db.Model):
+    """A redemption a flag is about: held out of settlement while the flag is confirmed."""
+
+    __tablename__ = "anomaly_flag_redemption"
+
+    flag_id: Mapped[int] = mapped_column(ForeignKey("anomaly_flag.id", ondelete="CASCADE"), primary_key=True)
+    redemption_id: Mapped[int] = mapped_column(BIGINT, ForeignKey("redemption.id"), primary_key=True, index=True)

@@ -33,6 +33,7 @@ STATUS_MEANINGS = {
 }
 HELD_WORDS = {
     "complaint_open": _l("有投诉正在处理：处理完以后再结算"),
+    "flag_confirmed": _l("民政部门核实了异常情况：暂不结算，撤销后再结算"),
     "later": _l("结算时还没有算进来：会算进下一次结算"),
 }
 

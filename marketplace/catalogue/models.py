@@ -47,4 +47,7 @@ class ServiceItem(db.Model):
     standard_price_fen: Mapped[int] = mapped_column(Integer)
     nature: Mapped[str] = mapped_column(String(32))
     description: Mapped[str | None] = mapped_column(Text)
+    # How long one service usually takes: the window the market-integrity rules give a redemption with no
+    # recorded duration (marketplace/programmes/integrity.py has the fallback when this is empty too).
+    default_duration_minutes: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -49,6 +49,9 @@ class Programme(db.Model):
     rating_window_days: Mapped[int] = mapped_column(Integer)
     reversal_window_hours: Mapped[int] = mapped_column(Integer)
     choice_required: Mapped[bool] = mapped_column(Boolean)
+    # The programme's own thresholds for the market-integrity rules, {rule: {parameter: value}}; what is
+    # absent takes the default of marketplace/programmes/integrity.py. None: every default.
+    anomaly_parameters: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -71,6 +74,8 @@ class ProgrammeItem(db.Model):
     item_code: Mapped[str] = mapped_column(ForeignKey("service_item.code"), primary_key=True)
     unit_price_fen: Mapped[int] = mapped_column(Integer)
     monthly_quota: Mapped[int] = mapped_column(Integer)
+    # The shortest plausible service: a redemption recorded as shorter is flagged (`short_duration`).
+    min_duration_minutes: Mapped[int | None] = mapped_column(Integer)
 
     programme: Mapped[Programme] = relationship(back_populates="items")
 

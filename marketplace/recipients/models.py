@@ -33,6 +33,9 @@ class Recipient(db.Model):
     region_code: Mapped[str] = mapped_column(String(6), index=True)
     address: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(8), default="active")
+    # The local date the recipient's death or move took effect (asked with the status change); services
+    # delivered after it are flagged (`served_after_exit`). None while active, and for older records.
+    status_effective_on: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

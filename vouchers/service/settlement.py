@@ -37,7 +37,7 @@ from marketplace.programmes.models import Programme
 from marketplace.programmes.service import of_programmes_in_scope, programme_region, require_programme_in_scope
 from providers.models import Complaint, Rating
 from providers.service.ratings import programme_bayesian_scores
-from vouchers.models import Redemption, Settlement
+from vouchers.models import AnomalyFlag, AnomalyFlagRedemption, Redemption, Settlement
 from vouchers.service.issuance import period_bounds
 
 NO_EVIDENCE_SATISFACTION = 75  # a mean rating of 4 ("satisfied") when nobody has rated anything yet
@@ -66,10 +66,21 @@ def month_start_instant(period: str) -> datetime:
     return datetime.combine(first, time(0), tzinfo=ZoneInfo(current_app.config["LOCAL_TIMEZONE"])).astimezone(UTC)
 
 
+def held_by_complaint():
+    """SQL: the current Redemption row has an open complaint about it (held until the complaint is resolved)."""
+    return exists().where(Complaint.redemption_id == Redemption.id, Complaint.status == "open")
+
+
+def held_by_flag():
+    """SQL: the current Redemption row is in a confirmed anomaly flag (held until the flag is dismissed)."""
+    return exists().where(AnomalyFlagRedemption.redemption_id == Redemption.id,
+                          AnomalyFlag.id == AnomalyFlagRedemption.flag_id, AnomalyFlag.status == "confirmed")
+
+
 def _settleable(programme_id: int, end: datetime):
-    on_hold = exists().where(Complaint.redemption_id == Redemption.id, Complaint.status == "open")
     return and_(Redemption.programme_id == programme_id, Redemption.status == "completed",
-                Redemption.settlement_id.is_(None), Redemption.delivered_at < end, ~on_hold)
+                Redemption.settlement_id.is_(None), Redemption.delivered_at < end, ~held_by_complaint(),
+                ~held_by_flag())
 
 
 def create_settlements(*, programme: Programme, period: str, evaluations: dict[int, int], actor,

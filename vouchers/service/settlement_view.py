@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import func, select
 
 from marketplace.catalogue.models import ServiceItem
 from marketplace.db import db, paginate
 from marketplace.errors import NotFound
 from marketplace.programmes.models import Programme
-from providers.models import Complaint, Rating
+from providers.models import Rating
 from vouchers.models import Redemption, Settlement
 from vouchers.service.settlement import (
     COMPLAINT_PENALTY,
@@ -26,6 +26,8 @@ from vouchers.service.settlement import (
     WEIGHTS_WITHOUT_EVALUATION,
     get_settlement,
     half_up,
+    held_by_complaint,
+    held_by_flag,
     lines_of,
     month_end_instant,
     month_start_instant,
@@ -151,7 +153,8 @@ def _bands(rules: list[dict], score: int) -> list[Band]:
 @dataclass(frozen=True)
 class HeldLine:
     """A service of the settlement's month that is in no settlement: `complaint_open` (held until the
-    complaint is resolved) or `later` (recorded after drafting, or released since: the next settlement)."""
+    complaint is resolved), `flag_confirmed` (held by a confirmed anomaly flag until it is dismissed) or
+    `later` (recorded after drafting, or released since: the next settlement)."""
 
     redemption: Redemption
     reason: str
@@ -195,8 +198,7 @@ def settlement_page(settlement_id: int, *, actor, page: int) -> SettlementPage:
 
 def _held(settlement: Settlement) -> tuple[list[HeldLine], int]:
     """The provider's completed services of the settlement's month, in this programme, in no settlement."""
-    complaint_open = exists().where(Complaint.redemption_id == Redemption.id, Complaint.status == "open")
-    outside = (select(Redemption, complaint_open.label("complaint_open"))
+    outside = (select(Redemption, held_by_complaint().label("complaint_open"), held_by_flag().label("flagged"))
                .where(Redemption.provider_id == settlement.provider_id,
                       Redemption.programme_id == settlement.programme_id, Redemption.status == "completed",
                       Redemption.settlement_id.is_(None),
@@ -204,4 +206,6 @@ def _held(settlement: Settlement) -> tuple[list[HeldLine], int]:
                       Redemption.delivered_at < month_end_instant(settlement.period)))
     total = db.session.scalar(select(func.count()).select_from(outside.subquery()))
     rows = db.session.execute(outside.order_by(Redemption.delivered_at, Redemption.id).limit(HELD_SHOWN)).all()
-    return [HeldLine(redemption=row, reason="complaint_open" if held else "later") for row, held in rows], total
+    reasons = [("complaint_open" if complained else "flag_confirmed" if flagged else "later")
+               for _row, complained, flagged in rows]
+    return [HeldLine(redemption=row[0], reason=reason) for row, reason in zip(rows, reasons, strict=True)], total
