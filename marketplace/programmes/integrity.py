@@ -1,6 +1,10 @@
 """The market-integrity rules a programme is watched by (DESIGN.md "Market integrity"): each rule's code, its
 severity, and the parameters a programme may override in `programme.anomaly_parameters`, with their defaults.
 
+Each finding's plain explanation is made from its evidence with EXPLANATIONS: the rule's query must put
+exactly those keys in the evidence (times already as local text, shares as whole percents), and `kind`
+where a rule has variants.
+
 This is data, kept in the kernel so that the programme's own validation and the vouchers domain's detection
 (vouchers/service/anomaly_rules.py, where each rule's query lives) read the same table. Durations: a
 redemption's window is its recorded `duration_minutes`, else its catalogue item's `default_duration_minutes`,
@@ -8,6 +12,8 @@ else FALLBACK_DURATION_MINUTES.
 """
 
 from dataclasses import dataclass, field
+
+from flask_babel import lazy_gettext as _l
 
 FALLBACK_DURATION_MINUTES = 30
 
@@ -64,3 +70,54 @@ def parameter_errors(anomaly_parameters: dict | None) -> dict[str, list[str]]:
             elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 errors[f"{code}.{name}"] = ["Must be a number not below 0."]
     return errors
+
+
+# (rule, evidence["kind"] or None) → the explanation, in Chinese with the English in the catalogue.
+EXPLANATIONS = {
+    ("overlapping_service", "recipient"): _l(
+        "同一位老人在 %(at)s 前后被两家机构同时服务：%(pairs)s 对服务时间重叠，涉及 %(count)s 次服务。"
+        "一个人不能同时在两处接受服务。"),
+    ("overlapping_service", "login"): _l(
+        "同一个工作人员账号在 %(at)s 前后同时服务两位老人：%(pairs)s 对服务时间重叠，涉及 %(count)s 次服务。"
+        "一个人不能同时在两户人家。"),
+    ("served_after_exit", "deceased"): _l(
+        "老人 %(effective_on)s 去世后，仍记录了 %(count)s 次服务，最晚一次在 %(last_at)s。"),
+    ("served_after_exit", "moved"): _l(
+        "老人 %(effective_on)s 迁出后，仍记录了 %(count)s 次服务，最晚一次在 %(last_at)s。"),
+    ("staff_velocity", None): _l(
+        "一个工作人员账号在 %(hour_start)s 起的一小时内记录了 %(count)s 次服务，按服务时长需要 %(minutes)s 分钟，"
+        "超过一小时能做到的 %(minutes_per_hour)s 分钟。"),
+    ("over_capacity", None): _l(
+        "本月服务 %(count)s 次，超过机构申报的每月服务能力 %(capacity)s 次（允许超出 %(tolerance_percent)s%%）。"),
+    ("month_end_burst", None): _l(
+        "本月最后 %(last_days)s 天完成了 %(share_percent)s%% 的服务，同项目其他机构的中位数是 %(median_percent)s%%"
+        "（稳健 z 值 %(z)s，阈值 %(z_threshold)s）。"),
+    ("typed_code_share", None): _l(
+        "%(share_percent)s%% 的服务（%(count)s 次中的 %(typed)s 次）是手输验证码或服务卡核销的，不是现场扫码；"
+        "阈值 %(max_share_percent)s%%。"),
+    ("short_duration", None): _l(
+        "%(count)s 次服务记录的时长短于这项服务最短的合理时长 %(min_minutes)s 分钟，最短的只有 %(shortest)s 分钟。"),
+    ("rating_pattern", "phone"): _l(
+        "%(share_percent)s%% 的评价（%(ratings)s 条中的 %(phone)s 条）是同一位工作人员电话回访录入的；"
+        "阈值 %(max_phone_share_percent)s%%。"),
+    ("rating_pattern", "run"): _l(
+        "%(run_length)s 条评价在 %(minutes)s 分钟内连续给出相同的 %(score)s 分，从 %(at)s 开始。"),
+}
+
+RULE_NAMES = {
+    "overlapping_service": _l("同时服务两处"),
+    "served_after_exit": _l("去世或迁出后仍有服务"),
+    "staff_velocity": _l("一小时内服务过多"),
+    "over_capacity": _l("超过申报的服务能力"),
+    "month_end_burst": _l("月底集中核销"),
+    "typed_code_share": _l("手输验证码比例高"),
+    "short_duration": _l("服务时长过短"),
+    "rating_pattern": _l("评价规律异常"),
+}
+SEVERITY_NAMES = {"high": _l("严重"), "medium": _l("中等"), "low": _l("轻微")}
+
+
+def explain(rule: str, evidence: dict) -> str:
+    """The finding in plain words, in the current locale, made from its evidence."""
+    template = str(EXPLANATIONS[(rule, evidence.get("kind"))])  # translated now, in the request's locale
+    return template % {key: value for key, value in evidence.items() if isinstance(value, str | int | float)}
