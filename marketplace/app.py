@@ -42,15 +42,16 @@ from providers import registration_pages as provider_registration_pages
 from providers import routes as provider_routes
 from providers import staff_complaint_pages as complaint_pages
 from providers import staff_pages as provider_staff_pages
-from vouchers import cli as vouchers_cli
-from vouchers import flag_routes as anomaly_flag_routes
-from vouchers import models as voucher_models  # noqa: F401  (complete metadata)
-from vouchers import pages as voucher_pages
 from vouchers import (
+    anomaly_pages,
     provider_pages,
     receivers,  # noqa: F401  (connects the vouchers domain to the kernel's signals)
     settlement_pages,
 )
+from vouchers import cli as vouchers_cli
+from vouchers import flag_routes as anomaly_flag_routes
+from vouchers import models as voucher_models  # noqa: F401  (complete metadata)
+from vouchers import pages as voucher_pages
 from vouchers import routes as voucher_routes
 from vouchers import scan_pages as provider_scan_pages
 from vouchers import staff_pages as voucher_staff_pages
@@ -113,7 +114,8 @@ def create_app(config: dict | None = None) -> Flask:
                   programme_form_pages.staff_programme_forms,
                   voucher_staff_pages.staff_cycle,
                   voucher_staff_pages.staff_settlements,
-                  provider_staff_pages.staff_providers):
+                  provider_staff_pages.staff_providers,
+                  anomaly_pages.staff_anomalies):
         app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):

@@ -16,7 +16,7 @@ from marketplace.programmes.models import Programme
 from marketplace.reports import service as report_service
 from providers.models import ProgrammeApplication
 from providers.service import applications, complaints, registry
-from vouchers.service import settlement
+from vouchers.service import anomaly_view, settlement
 
 OPEN_PROGRAMMES_SHOWN = 50
 COMPLAINT_AGE_DAYS = (3, 7, 15)  # open complaints are counted by age: under 3 days, 3–7, 7–15, older
@@ -46,11 +46,17 @@ class Attention:
     applications_by_programme: tuple[tuple[Programme, int], ...] = ()
     # programmes whose money runs out at the recent rate before they end
     running_out: tuple[ProgrammeSummary, ...] = ()
+    # open market-integrity flags by severity (high, medium, low)
+    anomalies_open: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def anomalies_total(self) -> int:
+        return sum(count for _severity, count in self.anomalies_open)
 
     @property
     def anything(self) -> bool:
         return bool(self.providers_pending or self.complaints_open or self.settlements_awaiting_approval
-                    or self.applications_pending or self.running_out)
+                    or self.applications_pending or self.running_out or self.anomalies_total)
 
 
 def staff_overview(*, actor, now: datetime) -> dict:
@@ -80,6 +86,7 @@ def staff_overview(*, actor, now: datetime) -> dict:
             applications_by_programme=tuple((summary.programme, waiting[summary.programme.id])
                                             for summary in summaries if waiting.get(summary.programme.id)),
             running_out=tuple(summary for summary in summaries if summary.runs_out_early),
+            anomalies_open=tuple(anomaly_view.open_counts(actor=actor).items()),
         ),
     }
 

@@ -27,6 +27,7 @@ from marketplace.errors import DomainError, NotFound
 from marketplace.idempotency import FORM_KEY_FIELD, new_form_key, once_per_form
 from marketplace.programmes import ledger
 from marketplace.programmes import service as programmes
+from marketplace.programmes.integrity import SEVERITY_NAMES
 from marketplace.programmes.schemas import BudgetAmendmentSchema
 from marketplace.reports import programme_view
 from marketplace.reports.pages import KIND_NAMES
@@ -89,7 +90,7 @@ def form_key_field() -> Markup:
 @staff_programmes.context_processor
 def _context() -> dict:
     return {"status_names": PROGRAMME_STATUS_NAMES, "kind_names": KIND_NAMES, "directions": DIRECTIONS,
-            "form_key_field": form_key_field,
+            "form_key_field": form_key_field, "severity_names": SEVERITY_NAMES,
             "provider_status_names": PROVIDER_STATUS_NAMES, "application_status_names": APPLICATION_STATUS_NAMES}
 
 

@@ -22,6 +22,7 @@ from marketplace.reports.freshness import remembered
 from providers.models import ProgrammeApplication, Provider
 from providers.service import applications, enrolment
 from vouchers.models import Choice, Voucher
+from vouchers.service import anomaly_view
 
 AMENDMENTS_SHOWN = 50
 APPLICATIONS_SHOWN = 50
@@ -173,6 +174,7 @@ def programme_page(programme: Programme, *, actor, now: datetime) -> dict:
         "enrolled": enrolment.programme_providers(programme=programme, actor=actor),
         "applications": pending_applications(programme, actor=actor),
         "choices": choices,
+        "anomalies_open": anomaly_view.open_counts(actor=actor, programme_id=programme.id),
         "choices_counted_at": choices_counted_at,
         "breakdown_counted_at": counted_at,
     }

@@ -5,6 +5,7 @@ from flask_babel import lazy_gettext as _l
 
 from marketplace.auth.access import require_actor, role_required
 from marketplace.db import utcnow
+from marketplace.programmes.integrity import SEVERITY_NAMES
 from marketplace.programmes.pages import programme_address
 from marketplace.reports.overview import staff_overview
 
@@ -22,5 +23,5 @@ def link_to(endpoint: str) -> str | None:
 @role_required("admin", "auditor")
 def home():
     return render_template("staff_home/home.html", status_names=PROGRAMME_STATUS_NAMES, link_to=link_to,
-                           programme_address=programme_address,
+                           programme_address=programme_address, severity_names=SEVERITY_NAMES,
                            **staff_overview(actor=require_actor(), now=utcnow()))

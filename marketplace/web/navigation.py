@@ -25,8 +25,8 @@ NAVIGATION = {
                  (_l("服务项目"), "provider_programmes.index"), (_l("工作人员账号"), "provider_logins.index")],
     "admin": [(_l("工作台"), "staff_home.home"), (_l("服务对象"), "staff_recipients.index"),
               (_l("服务机构"), "staff_providers.index"), (_l("结算"), "staff_settlements.index"),
-              (_l("投诉"), "staff_complaints.index"), (_l("服务排名"), "staff_complaints.rankings"),
-              (_l("审计"), "staff_audit.index")],
+              (_l("投诉"), "staff_complaints.index"), (_l("异常情况"), "staff_anomalies.index"),
+              (_l("服务排名"), "staff_complaints.rankings"), (_l("审计"), "staff_audit.index")],
 }
 NAVIGATION["auditor"] = NAVIGATION["admin"]
 # Pages only a provider's manager opens (marketplace.auth.access.require_provider_manager).

@@ -104,7 +104,7 @@ def _views(flags: list[AnomalyFlag], *, actor) -> list[FlagView]:
         decided_by=flag.decided_by, decided_at=flag.decided_at, reason=flag.reason) for flag in flags]
 
 
-def _visible(actor):
+def visible(actor):
     """SQL conditions on AnomalyFlag: what *actor* may see (the routes let only admins, auditors, providers in)."""
     conditions = [of_programmes_in_scope(actor, AnomalyFlag.programme_id)]
     if actor.role == "provider":
@@ -139,7 +139,7 @@ def view(flag: AnomalyFlag, *, actor) -> FlagView:
 def list_flags(*, actor, page: int, per_page: int, programme_id: int | None = None, period: str | None = None,
                status: str | None = None, rule: str | None = None, provider_id: int | None = None) -> dict:
     """Flags *actor* may see, filtered; the most severe first, then the newest."""
-    statement = (select(AnomalyFlag).where(*_visible(actor))
+    statement = (select(AnomalyFlag).where(*visible(actor))
                  .order_by(SEVERITY_ORDER, AnomalyFlag.id.desc()))
     for column, value in ((AnomalyFlag.programme_id, programme_id), (AnomalyFlag.period, period),
                           (AnomalyFlag.status, status), (AnomalyFlag.rule, rule),
