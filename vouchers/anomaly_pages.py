@@ -70,17 +70,17 @@ def _asked(query: dict) -> dict:
 def index():
     """The queue of flags, most severe first."""
     actor = require_actor()
-    programmes = programmes_in_scope(actor=actor)
+    programmes = [(programme.id, programme.name) for programme in programmes_in_scope(actor=actor)]
     try:
         query = form_input(QueueQuery(), source=request.args)
     except ValidationFailed as refused:
         return render_template("staff_anomalies/index.html", errors=field_errors(refused), query={}, asked={},
-                               found=None, programmes=programmes, raw=request.args), 422
+                               found=None, programme_choices=programmes, raw=request.args), 422
     found = anomaly_view.queue(actor=actor, page=query["page"], **_filters(query))
     if query["page"] > found["pages"]:
         found = anomaly_view.queue(actor=actor, page=found["pages"], **_filters(query))
     return render_template("staff_anomalies/index.html", errors={}, query=query, asked=_asked(query), found=found,
-                           programmes=programmes, raw=request.args)
+                           programme_choices=programmes, raw=request.args)
 
 
 def _local_time(instant) -> str:
