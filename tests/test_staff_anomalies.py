@@ -67,11 +67,13 @@ def test_the_queue_shows_open_flags_most_severe_first_with_their_explanation(bui
     assert shown.index(f'id="anomaly-{medium}"') < shown.index(f'id="anomaly-{low}"')
     assert f'id="anomaly-{done}"' not in shown
     text = visible_text(page)
-    assert "超过申报的服务能力" in text and "本月服务 130 次" in text
+    assert "超过申报的服务能力" in text
+    assert "本月服务 130 次" in text
     every = client.get("/staff/anomalies?status=all").get_data(as_text=True)
     assert f'id="anomaly-{done}"' in every
     only = client.get("/staff/anomalies?status=all&rule=short_duration").get_data(as_text=True)
-    assert f'id="anomaly-{low}"' in only and f'id="anomaly-{medium}"' not in only
+    assert f'id="anomaly-{low}"' in only
+    assert f'id="anomaly-{medium}"' not in only
 
 
 def test_a_bad_filter_is_refused_beside_its_field(build, client, scene):
@@ -90,9 +92,11 @@ def test_the_export_lists_what_the_queue_shows(build, client, scene):
     rows = list(csv.reader(io.StringIO(exported.get_data(as_text=True).lstrip("\ufeff"))))
     assert rows[0][:3] == ["编号", "严重程度", "规则"]
     assert [row[0] for row in rows[1:]] == [str(flag)]
-    assert rows[1][1] == "中等" and rows[1][7] == "2"
+    assert rows[1][1] == "中等"
+    assert rows[1][7] == "2"
     workbook = client.get("/staff/anomalies.xlsx")
-    assert workbook.status_code == 200 and workbook.data[:2] == b"PK"
+    assert workbook.status_code == 200
+    assert workbook.data[:2] == b"PK"
 
 
 def test_confirming_holds_the_services_and_dismissing_releases_them(build, client, scene):
@@ -115,7 +119,8 @@ def test_confirming_holds_the_services_and_dismissing_releases_them(build, clien
         "csrf_token": csrf_from(page.get_data(as_text=True)), "reason": "电话回访：老人说没有人来送餐"})
     assert confirmed.status_code == 303
     after = visible_text(client.get(f"/staff/anomalies/{flag}"))
-    assert "已确认" in after and "电话回访：老人说没有人来送餐" in after
+    assert "已确认" in after
+    assert "电话回访：老人说没有人来送餐" in after
 
     def settleable() -> int:
         return settlement.draft_preview(programme=db.session.get(Programme, programme.id),
@@ -130,7 +135,8 @@ def test_confirming_holds_the_services_and_dismissing_releases_them(build, clien
     assert build.read(settleable) == 2
     actions = build.read(lambda: db.session.scalars(select(AuditEvent.action).where(
         AuditEvent.entity == "anomaly_flag")).all())
-    assert "anomaly.confirmed" in actions and "anomaly.dismissed" in actions
+    assert "anomaly.confirmed" in actions
+    assert "anomaly.dismissed" in actions
 
 
 def test_an_auditor_reads_without_a_form_and_a_posted_decision_is_refused(build, client, scene):
