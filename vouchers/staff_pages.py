@@ -1,7 +1,7 @@
 """The monthly cycle for civil-affairs staff: issue a month's vouchers and expire the old ones
 (`/staff/programmes/<id>/issue`, `/expire`), then settle (`/staff/settlements`): draft a period (its preview
 names each provider's services and takes its third-party evaluation), read a settlement's lines, approve it
-(a second admin only), pay it, download its statement.
+(a second admin only) or delete it while a draft, pay it, download its statement.
 
 Each action is the API's: the same look-ups (scope included) and the same service functions, so a
 refusal reads the same everywhere. A run shows what it will do before it runs (the services' own
@@ -35,7 +35,7 @@ from marshmallow import ValidationError, fields, validate
 from marketplace import spreadsheets
 from marketplace.auth.access import require_actor, role_required
 from marketplace.db import local_date, transaction, utcnow
-from marketplace.errors import DomainError, Forbidden, NotFound, ValidationFailed
+from marketplace.errors import DomainError, Forbidden, InvalidTransition, NotFound, ValidationFailed
 from marketplace.idempotency import once_per_form
 from marketplace.programmes.service import get_programme
 from marketplace.schemas import ID_RANGE, InputSchema, Period
@@ -155,6 +155,10 @@ def _issue(actor, programme_id: int, period: str) -> str:
 
 def _money(fen: int) -> str:
     return current_app.jinja_env.filters["money"](fen)
+
+
+def _period(period: str) -> str:
+    return current_app.jinja_env.filters["period"](period)
 
 
 # --- expiry ------------------------------------------------------------------------------------------------
@@ -450,6 +454,48 @@ def _pay(actor, settlement_id: int, reference: str) -> str:
                    actor=actor, now=utcnow())
     flash(gettext("已记录付款，付款凭证号 %(reference)s。", reference=reference), "success")
     return url_for("staff_settlements.detail", settlement_id=settlement_id)
+
+
+# --- discarding a draft: a confirmation that says what follows ------------------------------------------------
+
+NOT_A_DRAFT = _l("只有草稿可以删除。这份结算已经审核，不能再删除。")
+
+
+@staff_settlements.get("/staff/settlements/<int:settlement_id>/discard")
+@role_required("admin")
+def confirm_discard(settlement_id: int):
+    """What deleting a draft does (its services become settleable again; the deletion is recorded)."""
+    actor = require_actor()
+    found = settlement.get_settlement(settlement_id, actor=actor)
+    return render_template("staff_settlements/discard.html", s=found,
+                           programme=get_programme(found.programme_id, actor=actor),
+                           provider_name=staff_cycle_view.provider_name(found.provider_id),
+                           not_a_draft=NOT_A_DRAFT)
+
+
+@staff_settlements.post("/staff/settlements/<int:settlement_id>/discard")
+@role_required("admin")
+def discard(settlement_id: int):
+    """Delete a draft, once per form; back to the list of its programme and month. Not a draft: 409."""
+    actor = require_actor()
+    try:
+        with transaction():
+            address = once_per_form(lambda: _discard(actor, settlement_id))
+    except InvalidTransition as refused:
+        return _detail_page(settlement_id, errors={"_form": [str(NOT_A_DRAFT)]}, status=refused.status)
+    except DomainError as refused:
+        return _detail_page(settlement_id, errors=_refused(refused), status=refused.status)
+    return redirect(address, 303)
+
+
+def _discard(actor, settlement_id: int) -> str:
+    found = settlement.get_settlement(settlement_id, actor=actor)
+    programme_id, period, count = found.programme_id, found.period, found.redemptions_count
+    name = staff_cycle_view.provider_name(found.provider_id)
+    settlement.discard(settlement=found, actor=actor, now=utcnow())
+    flash(gettext("已删除 %(provider)s %(period)s 的结算草稿：其中的 %(count)s 次服务回到未结算，可以重新起草。",
+                  provider=name, period=_period(period), count=f"{count:,}"), "success")
+    return url_for("staff_settlements.index", programme_id=programme_id, period=period)
 
 
 @staff_settlements.get("/staff/settlements/<int:settlement_id>/statement.csv")
