@@ -17,6 +17,10 @@ USERS = frozenset({"recipient", "provider", "auditor", "admin"})
 READERS = frozenset({"admin", "auditor"})
 
 GRANTS = {
+    ("GET", "/api/v1/anomalies"): {"admin", "auditor", "provider"},
+    ("GET", "/api/v1/anomalies/<int:anomaly_id>"): {"admin", "auditor", "provider"},
+    ("POST", "/api/v1/anomalies/<int:anomaly_id>/confirm"): {"admin"},
+    ("POST", "/api/v1/anomalies/<int:anomaly_id>/dismiss"): {"admin"},
     ("GET", "/api/v1/audit"): READERS,
     ("GET", "/api/v1/audit/verify"): READERS,
     ("POST", "/api/v1/auth/login"): ANYONE,
@@ -140,7 +144,7 @@ def role_headers(build, token_for):
 def call(client, method, rule, headers):
     path = rule
     for name in ("programme_id", "provider_id", "recipient_id", "redemption_id", "settlement_id", "voucher_id",
-                 "complaint_id", "application_id", "user_id"):
+                 "complaint_id", "application_id", "user_id", "anomaly_id"):
         path = path.replace(f"<int:{name}>", "999999")
     body = BODIES.get((method, rule), dict)()
     if method in ("POST", "PUT", "PATCH"):

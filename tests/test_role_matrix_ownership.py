@@ -7,7 +7,8 @@ region, "another recipient", "another provider" and an admin of another region a
 
 import pytest
 
-from vouchers.models import Voucher
+from marketplace.db import db, utcnow
+from vouchers.models import AnomalyFlag, AnomalyFlagRedemption, Voucher
 
 REFUSED = (403, 404)
 
@@ -24,9 +25,10 @@ def owned(build):
     drafts = build.settle(world.programme, build.period(), by=world.admin)
     complaint = build.complain(world.p1, recipient=world.alice, by=world.admin, text="来晚了")
     staff = build.user(role="provider", provider_id=world.p1.id)
+    flag = build.run(lambda: _confirmed_flag(world, build.period(), redemption.id))
     ids = {"programme_id": world.programme.id, "recipient_id": world.alice.id, "voucher_id": second.id,
            "redemption_id": redemption.id, "settlement_id": drafts[0], "complaint_id": complaint,
-           "provider_id": world.p1.id, "user_id": staff.id}
+           "provider_id": world.p1.id, "user_id": staff.id, "anomaly_id": flag}
     who = {
         "owner recipient": build.headers(world.alice.user),
         "another recipient": build.headers(world.bob.user),
@@ -36,6 +38,18 @@ def owned(build):
         "admin of another region": build.headers(build.admin(region_code="310101")),
     }
     return ids, who
+
+
+def _confirmed_flag(world, period: str, redemption_id: int) -> int:
+    """A confirmed anomaly flag about p1's redemption (detection is not what is tested here)."""
+    flag = AnomalyFlag(programme_id=world.programme.id, period=period, rule="short_duration", severity="low",
+                       subject=f"provider:{world.p1.id}", provider_id=world.p1.id, recipient_id=world.alice.id,
+                       evidence={"count": 1, "min_minutes": 30, "shortest": 5}, status="confirmed",
+                       created_at=utcnow(), decided_at=utcnow(), decided_by=world.admin.id, reason="核实属实")
+    db.session.add(flag)
+    db.session.flush()
+    db.session.add(AnomalyFlagRedemption(flag_id=flag.id, redemption_id=redemption_id))
+    return flag.id
 
 
 # (method, path, body, the identity that owns it and must get in, the outsiders that must not)
@@ -96,6 +110,10 @@ CASES = [
     ("POST", "/api/v1/programmes/{programme_id}/close", None, None, ["admin of another region"]),
     ("POST", "/api/v1/vouchers/{voucher_id}/revoke", {"reason": "not mine to revoke"}, None,
      ["admin of another region"]),
+    ("GET", "/api/v1/anomalies/{anomaly_id}", None, "owner provider", ["another provider", "admin of another region"]),
+    ("GET", "/api/v1/anomalies/{anomaly_id}", None, "admin", ["admin of another region"]),
+    ("POST", "/api/v1/anomalies/{anomaly_id}/confirm", {"reason": "不是我的辖区"}, None, ["admin of another region"]),
+    ("POST", "/api/v1/anomalies/{anomaly_id}/dismiss", {"reason": "不是我的辖区"}, None, ["admin of another region"]),
 ]
 
 
@@ -128,3 +146,5 @@ def test_nothing_an_outsider_tried_changed_anything(client, owned):
     assert settlement["status"] == "draft"
     assert client.get(f"/api/v1/redemptions/{ids['redemption_id']}", headers=who["admin"]).get_json()[
         "status"] == "completed"
+    assert client.get(f"/api/v1/anomalies/{ids['anomaly_id']}", headers=who["admin"]).get_json()[
+        "status"] == "confirmed"
