@@ -23,7 +23,16 @@ from marketplace.recipients.models import Recipient
 from providers.models import Complaint, Rating, RatingAggregate
 from tests.support import scenario
 from tests.support.scenario import Builder, ProviderRef, RecipientRef
-from vouchers.models import ChoiceEvent, Issuance, Redemption, Settlement, UsedPresenceCode, Voucher
+from vouchers.models import (
+    AnomalyFlag,
+    AnomalyFlagRedemption,
+    ChoiceEvent,
+    Issuance,
+    Redemption,
+    Settlement,
+    UsedPresenceCode,
+    Voucher,
+)
 
 # Bounds: small by default (`make test`), large for `make soak`.
 EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "15"))
@@ -135,9 +144,45 @@ def fingerprint(programme_id: int) -> dict:
         "choice_events": count(ChoiceEvent),
         "used_presence_codes": count(UsedPresenceCode),
         "idempotency_records": count(IdempotencyRecord),
+        "anomaly_flags": by_status(AnomalyFlag.status),
         "available": db.session.scalar(select(ProgrammeBudget.available_fen)
                                        .where(ProgrammeBudget.programme_id == programme_id)),
     }
+
+
+# What a flag's decision must never change: holds move money only by leaving redemptions out of a later draft.
+MONEY_KEYS = ("vouchers", "redemptions", "redemptions_settled", "settlements", "journal_entries", "journal_lines",
+              "available")
+
+
+# --- market-integrity flags (detection is not under test: the machine plants them) ------------------------
+
+def plant_flag(*, redemption_id: int, more: int, with_settled: bool, serial: int, now: datetime) -> int:
+    """Insert an open flag about a redemption, up to *more* other completed unsettled services of its provider
+    (the newest) and, *with_settled*, one of its provider's settled ones; its id."""
+    found = db.session.get(Redemption, redemption_id)
+    mine = (Redemption.programme_id == found.programme_id, Redemption.provider_id == found.provider_id,
+            Redemption.status == "completed", Redemption.id != redemption_id)
+    ids = [redemption_id, *db.session.scalars(select(Redemption.id).where(*mine, Redemption.settlement_id.is_(None))
+                                              .order_by(Redemption.id.desc()).limit(more))]
+    if with_settled:
+        ids += db.session.scalars(select(Redemption.id).where(*mine, Redemption.settlement_id.is_not(None))
+                                  .order_by(Redemption.id.desc()).limit(1)).all()
+    flag = AnomalyFlag(programme_id=found.programme_id, period=f"{local_day(now):%Y-%m}", rule="short_duration",
+                       severity="low", subject=f"provider:{found.provider_id}:{serial}", provider_id=found.provider_id,
+                       recipient_id=found.recipient_id, evidence={"count": len(ids), "min_minutes": 30, "shortest": 3},
+                       status="open", created_at=now)
+    db.session.add(flag)
+    db.session.flush()
+    db.session.add_all([AnomalyFlagRedemption(flag_id=flag.id, redemption_id=rid) for rid in ids])
+    return flag.id
+
+
+def held_by_confirmed_flags() -> set[int]:
+    """The ids of redemptions in a confirmed flag."""
+    return set(db.session.scalars(
+        select(AnomalyFlagRedemption.redemption_id).join(AnomalyFlag, AnomalyFlag.id == AnomalyFlagRedemption.flag_id)
+        .where(AnomalyFlag.status == "confirmed")))
 
 
 # --- invariants ------------------------------------------------------------------------------------

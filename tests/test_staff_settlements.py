@@ -42,7 +42,8 @@ def test_an_admin_drafts_a_period_and_the_list_shows_who_drafted_it(build, clien
     world = _served_last_month(build)
     clerk = build.admin()
     _login(client, clerk)
-    form = {**_keys(client, "/staff/settlements"), "programme_id": world.programme.id, "period": build.period(-1)}
+    preview = f"/staff/settlements/draft?programme_id={world.programme.id}&period={build.period(-1)}"
+    form = {**_keys(client, preview), "programme_id": world.programme.id, "period": build.period(-1)}
     answer = client.post("/staff/settlements/draft", data=form)
     assert answer.status_code == 303
     assert client.post("/staff/settlements/draft", data=form).location == answer.location  # a double click

@@ -7,15 +7,17 @@ rule advances: monthly issuance of several periods (one the budget cannot cover)
 issuance, choice and switching, redemption by presence code (scanned, or its short code typed) and by
 voucher card, the replay of a redemption through the HTTP API with the same Idempotency-Key, reuse of a
 used or stale presence code, reversal, expiry, revocation, a recipient dying or moving, rating, complaints and their
-resolution, settlement drafting, approval by a second admin, payment and deletion, budget amendments up
-and down, and closing the programme.
+resolution, market-integrity flags about a provider's services (planted directly: detection is not under test)
+confirmed and dismissed, settlement drafting, approval by a second admin, payment and deletion, budget amendments
+up and down, and closing the programme.
 
 Every rule first predicts, from the state before it, whether the operation must succeed or which domain
 error must refuse it; a refusal must leave every table as it was. After every step the invariants of
 docs/domain.md#invariants are checked: available ≥ 0, every journal entry balanced, reconciliation ok (the failing
 checks are shown), each voucher redeemed at most once, each redemption in at most one settlement (and an
 approved or paid settlement never changes), the rating aggregates equal a recomputation from the
-ratings, and the audit chain verifies.
+ratings, and the audit chain verifies. A draft leaves out exactly the services an open complaint or a confirmed
+flag holds, and deciding a flag moves no money.
 
 Bounded for `make test`; STATEFUL_EXAMPLES and STATEFUL_STEPS make it run much longer (`make soak`).
 """
@@ -58,6 +60,7 @@ from tests.stateful_support import (
     INITIAL_BUDGET_FEN,
     ITEMS,
     LOCAL,
+    MONEY_KEYS,
     PERIODS,
     PROGRAMME_PERIODS,
     REVERSAL_WINDOW_HOURS,
@@ -68,10 +71,12 @@ from tests.stateful_support import (
     face_value,
     failing_checks,
     fingerprint,
+    held_by_confirmed_flags,
     local_day,
     misplaced_settlement_lines,
     month_end,
     monthly_cost,
+    plant_flag,
     settlement_memberships,
     settlement_snapshot,
     unbalanced_entries,
@@ -82,8 +87,8 @@ from tests.stateful_support import (
 from tests.support.databases import empty_database
 from tests.support.scenario import rating_aggregates, recomputed_rating_aggregates
 from vouchers import tokens
-from vouchers.models import Choice, ChoiceEvent, Issuance, Redemption, Settlement, Voucher
-from vouchers.service import choice, feedback, issuance, redemption, reversal, revocation
+from vouchers.models import AnomalyFlag, Choice, ChoiceEvent, Issuance, Redemption, Settlement, Voucher
+from vouchers.service import anomalies, choice, feedback, issuance, redemption, reversal, revocation
 from vouchers.service import settlement as settlement_service
 from vouchers.service.choice import ProviderNotEligible
 from vouchers.service.issuance import BudgetExceeded
@@ -116,6 +121,9 @@ RATINGS = st.sampled_from((None, 5, 4, 3, 2, 1))
 # What follows a complaint in the same rule: nothing (it stays open and holds its redemption), or its
 # resolution as upheld or not.
 RESOLUTIONS = st.sampled_from((None, True, False))
+# What follows planting a flag in the same rule: nothing (it stays open), an admin's decision, or a confirmation
+# and at once this month's drafts (which must leave the held services out).
+FLAG_DECISIONS = st.sampled_from((None, "confirm", "confirm and settle", "dismiss"))
 # What follows drafting settlements in the same rule.
 FOLLOW_UPS = st.sampled_from(("approve and pay", "approve", "leave as draft"))
 
@@ -142,6 +150,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
     redemptions = Bundle("redemptions")
     complaints = Bundle("complaints")
     settlements = Bundle("settlements")
+    flags = Bundle("flags")
 
     def __init__(self):
         super().__init__()
@@ -158,6 +167,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         self.discarded: set[int] = set()
         self.membership: dict[int, int | None] = {}  # redemption id → the settlement it was last seen in
         self.used_code = None  # (token, provider index, expires_at) of the last presence code that worked
+        self.flags_planted = 0
         self.client = self.application.test_client()
 
     # --- plumbing ---------------------------------------------------------------------------------
@@ -659,6 +669,43 @@ class MarketplaceMachine(RuleBasedStateMachine):
                      complaint_id=complaint, upheld=upheld, resolution="已核实",
                      actor=self.user(self.world.second_admin_id), now=self.now))
 
+    # --- market-integrity flags -------------------------------------------------------------------
+
+    @rule(target=flags, redemption=redemptions, more=st.integers(0, 2), with_settled=MOSTLY_NOT,
+          then=FLAG_DECISIONS)
+    def plant_a_flag(self, redemption, more, with_settled, then):
+        """Detection finds something about a service and maybe more of its provider's (planted: another module
+        detects); some of them may be settled or reversed already."""
+        self.flags_planted += 1
+        with self.application.app_context(), transaction():
+            flag = plant_flag(redemption_id=redemption, more=more, with_settled=with_settled,
+                              serial=self.flags_planted, now=self.now)
+        event("plant_a_flag")
+        if then is not None:
+            self.decide_flag(flag=flag, verb=then.removesuffix(" and settle"))
+        if then == "confirm and settle":
+            # This month's run drafts whatever is settleable up to its end: it must leave the held services out.
+            self.create_settlements_for_a_recent_month(months_ago=0, then="leave as draft")
+        return flag
+
+    @rule(flag=flags, verb=st.sampled_from(("confirm", "dismiss")))
+    def decide_flag(self, flag, verb):
+        """An admin confirms (holds its services out of settlement) or dismisses (releases them) a flag."""
+        status = self.read(lambda: db.session.get(AnomalyFlag, flag).status)
+        target = "confirmed" if verb == "confirm" else "dismissed"
+        decision = anomalies.confirm if verb == "confirm" else anomalies.dismiss
+        before = self.snapshot()
+        outcome = self.act(f"{verb}_flag", InvalidTransition if status == target else None, lambda: decision(
+            flag=db.session.get(AnomalyFlag, flag), reason="回访核实", actor=self.user(self.world.second_admin_id),
+            now=self.now))
+        if isinstance(outcome, Refused):
+            return
+        after = self.snapshot()
+        assert self.read(lambda: db.session.get(AnomalyFlag, flag).status) == target
+        # A hold moves money only by leaving services out of a later draft: deciding one moves none.
+        assert {key: after[key] for key in MONEY_KEYS} == {key: before[key] for key in MONEY_KEYS}, (
+            f"{verb}_flag changed {_changes(before, after)}")
+
     # --- settlement -------------------------------------------------------------------------------
 
     @rule(target=settlements, period=st.sampled_from(PROGRAMME_PERIODS), then=FOLLOW_UPS)
@@ -673,6 +720,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
                 Redemption.programme_id == self.programme_id, Redemption.status == "completed",
                 Redemption.settlement_id.is_(None), Redemption.delivered_at < end,
                 Redemption.id.not_in(on_hold))).all()
+            flagged = held_by_confirmed_flags()
+            rows = [(provider_id, redemption_id) for provider_id, redemption_id in rows if redemption_id not in flagged]
             settled = set(db.session.scalars(select(Settlement.provider_id).where(
                 Settlement.programme_id == self.programme_id, Settlement.period == period)))
             expected: dict[int, set[int]] = {}

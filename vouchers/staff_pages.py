@@ -1,6 +1,7 @@
 """The monthly cycle for civil-affairs staff: issue a month's vouchers and expire the old ones
-(`/staff/programmes/<id>/issue`, `/expire`), then settle (`/staff/settlements`): draft a period, read a
-settlement's lines, approve it (a second admin only), pay it, download its statement.
+(`/staff/programmes/<id>/issue`, `/expire`), then settle (`/staff/settlements`): draft a period (its preview
+names each provider's services and takes its third-party evaluation), read a settlement's lines, approve it
+(a second admin only) or delete it while a draft, pay it, download its statement.
 
 Each action is the API's: the same look-ups (scope included) and the same service functions, so a
 refusal reads the same everywhere. A run shows what it will do before it runs (the services' own
@@ -13,6 +14,7 @@ Auditors read every page; no form that changes anything is drawn for them, and a
 refused (403) by `role_required("admin")`.
 """
 
+import re
 from zoneinfo import ZoneInfo
 
 from flask import (
@@ -28,21 +30,22 @@ from flask import (
 )
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
-from marshmallow import fields, validate
+from marshmallow import ValidationError, fields, validate
 
 from marketplace import spreadsheets
 from marketplace.auth.access import require_actor, role_required
 from marketplace.db import local_date, transaction, utcnow
-from marketplace.errors import DomainError, ValidationFailed
+from marketplace.errors import DomainError, Forbidden, InvalidTransition, NotFound, ValidationFailed
 from marketplace.idempotency import once_per_form
 from marketplace.programmes.service import get_programme
 from marketplace.schemas import ID_RANGE, InputSchema, Period
-from marketplace.web.forms import domain_refusal, field_errors, form_input
+from marketplace.web.forms import domain_refusal, field_errors, form_input, say_field_message
 from vouchers import statements
 from vouchers.pages import form_key_field
 from vouchers.schemas import IssuanceInputSchema, PaymentSchema, SettlementInputSchema
 from vouchers.serials import serial_for
 from vouchers.service import issuance, revocation, settlement, settlement_view, staff_cycle_view
+from vouchers.service.settlement import WEIGHTS_WITH_EVALUATION, WEIGHTS_WITHOUT_EVALUATION
 from vouchers.service.staff_cycle_view import SettlementFilter
 from vouchers.settlement_pages import HELD_WORDS, day_and_time, number
 
@@ -166,6 +169,10 @@ def _money(fen: int) -> str:
     return current_app.jinja_env.filters["money"](fen)
 
 
+def _period(period: str) -> str:
+    return current_app.jinja_env.filters["period"](period)
+
+
 # --- expiry ------------------------------------------------------------------------------------------------
 
 def _expire_page(programme_id: int, *, errors: dict | None = None, status: int = 200):
@@ -222,8 +229,7 @@ class DraftForm(SettlementInputSchema):
     programme_id = fields.Integer(required=True, validate=ID_RANGE)
 
 
-def _list_page(*, errors: dict | None = None, draft_errors: dict | None = None, status: int = 200,
-               draft_values: dict | None = None):
+def _list_page(*, errors: dict | None = None, status: int = 200):
     actor = require_actor()
     errors = dict(errors or {})
     found, chosen = None, SettlementFilter()
@@ -239,8 +245,8 @@ def _list_page(*, errors: dict | None = None, draft_errors: dict | None = None, 
     programmes = staff_cycle_view.programmes_in_scope(actor=actor)
     default_period = f"{_last_month():%Y-%m}"  # settling is done early in the month, for the month before
     return render_template("staff_settlements/index.html", found=found, chosen=chosen, asked=request.args,
-                           args=chosen.as_args(), errors=errors, draft_errors=draft_errors or {},
-                           programmes=programmes, draft_values=draft_values or {"period": default_period}), status
+                           args=chosen.as_args(), errors=errors, programmes=programmes,
+                           default_period=default_period), status
 
 
 def _last_month():
@@ -294,26 +300,103 @@ def export_xlsx():
     return _export("xlsx")
 
 
+# --- drafting: the preview with each provider's third-party evaluation, then the draft ----------------------
+
+# A provider's third-party evaluation E in the drafting form: the API's EvaluationSchema.score, from text.
+EVALUATION_FIELD = re.compile(r"^evaluation-([1-9][0-9]{0,9})$")
+EVALUATION_SCORE = fields.Integer(validate=validate.Range(min=0, max=100))
+
+
+def _evaluations(form) -> dict[int, int]:
+    """{provider id: E} from the fields that are filled in (a blank one: no evaluation for that provider).
+
+    :raises ValidationFailed: beside each field that is not a whole number from 0 to 100.
+    """
+    found, errors = {}, {}
+    for name, value in form.items():
+        matched = EVALUATION_FIELD.match(name)
+        if not matched or not value.strip():
+            continue
+        try:
+            found[int(matched.group(1))] = EVALUATION_SCORE.deserialize(value.strip())
+        except ValidationError as invalid:
+            errors[name] = [say_field_message(message) for message in invalid.messages]
+    if errors:
+        raise ValidationFailed(fields=errors)
+    return found
+
+
+def _percent(weight) -> int:
+    return int(weight * 100)
+
+
+def _draft_page(source, *, errors: dict | None = None, status: int = 200):
+    """The drafting page for the programme and month in *source* (the query, or the posted form)."""
+    actor = require_actor()
+    errors = dict(errors or {})
+    programme = preview = period = None
+    try:
+        data = form_input(DraftForm(), source=source)
+        period = data["period"]
+        programme = get_programme(data["programme_id"], actor=actor)
+    except ValidationFailed as invalid:
+        errors = {**_said(field_errors(invalid)), **errors}
+        status = status if status >= 400 else invalid.status
+    except (NotFound, Forbidden) as refused:
+        errors = {"programme_id": domain_refusal(refused)["_form"], **errors}
+        status = status if status >= 400 else refused.status
+    else:
+        preview = settlement.draft_preview(programme=programme, period=period)
+    # The error summary names whose E each message is about.
+    names = {f"evaluation-{line.provider_id}": line.provider_name for line in preview.lines} if preview else {}
+    return render_template(
+        "staff_settlements/draft.html", programme=programme, period=period, preview=preview, errors=errors,
+        values=source, names=names, programmes=staff_cycle_view.programmes_in_scope(actor=actor),
+        weights_with=[_percent(weight) for weight in WEIGHTS_WITH_EVALUATION],
+        weights_without=[_percent(weight) for weight in WEIGHTS_WITHOUT_EVALUATION if weight is not None]), status
+
+
+@staff_settlements.get("/staff/settlements/draft")
+@role_required("admin")
+def draft_preview():
+    """Before drafting a month: each provider's settleable services and their worth, and a field for its E."""
+    return _draft_page(request.args)
+
+
 @staff_settlements.post("/staff/settlements/draft")
 @role_required("admin")
 def draft():
     """Draft a period of a programme (one settlement per provider with settleable services), once per form."""
     actor = require_actor()
     try:
-        data = form_input(DraftForm())
+        data, evaluations = _draft_input()
         with transaction():
-            address = once_per_form(lambda: _draft(actor, data["programme_id"], data["period"]))
+            address = once_per_form(lambda: _draft(actor, data["programme_id"], data["period"], evaluations))
     except DomainError as refused:
-        return _list_page(draft_errors=_refused(refused), status=refused.status,
-                          draft_values={"programme_id": request.form.get("programme_id", ""),
-                                        "period": request.form.get("period", "")})
+        return _draft_page(request.form, errors=_refused(refused), status=refused.status)
     return redirect(address, 303)
 
 
-def _draft(actor, programme_id: int, period: str) -> str:
+def _draft_input() -> tuple[dict, dict[int, int]]:
+    """The posted programme and month, and the evaluations. :raises ValidationFailed: every field's at once."""
+    errors, data, evaluations = {}, {}, {}
+    try:
+        data = form_input(DraftForm())
+    except ValidationFailed as invalid:
+        errors.update(field_errors(invalid))
+    try:
+        evaluations = _evaluations(request.form)
+    except ValidationFailed as invalid:
+        errors.update(field_errors(invalid))
+    if errors:
+        raise ValidationFailed(fields=errors)
+    return data, evaluations
+
+
+def _draft(actor, programme_id: int, period: str, evaluations: dict[int, int]) -> str:
     programme = get_programme(programme_id, actor=actor)
-    drafted = settlement.create_settlements(programme=programme, period=period, evaluations={}, actor=actor,
-                                            now=utcnow())
+    drafted = settlement.create_settlements(programme=programme, period=period, evaluations=evaluations,
+                                            actor=actor, now=utcnow())
     if drafted:
         flash(gettext("已起草 %(count)s 份结算，共应付 %(money)s。请另一位工作人员审核。", count=len(drafted),
                       money=_money(sum(s.net_fen for s in drafted))), "success")
@@ -383,6 +466,48 @@ def _pay(actor, settlement_id: int, reference: str) -> str:
                    actor=actor, now=utcnow())
     flash(gettext("已记录付款，付款凭证号 %(reference)s。", reference=reference), "success")
     return url_for("staff_settlements.detail", settlement_id=settlement_id)
+
+
+# --- discarding a draft: a confirmation that says what follows ------------------------------------------------
+
+NOT_A_DRAFT = _l("只有草稿可以删除。这份结算已经审核，不能再删除。")
+
+
+@staff_settlements.get("/staff/settlements/<int:settlement_id>/discard")
+@role_required("admin")
+def confirm_discard(settlement_id: int):
+    """What deleting a draft does (its services become settleable again; the deletion is recorded)."""
+    actor = require_actor()
+    found = settlement.get_settlement(settlement_id, actor=actor)
+    return render_template("staff_settlements/discard.html", s=found,
+                           programme=get_programme(found.programme_id, actor=actor),
+                           provider_name=staff_cycle_view.provider_name(found.provider_id),
+                           not_a_draft=NOT_A_DRAFT)
+
+
+@staff_settlements.post("/staff/settlements/<int:settlement_id>/discard")
+@role_required("admin")
+def discard(settlement_id: int):
+    """Delete a draft, once per form; back to the list of its programme and month. Not a draft: 409."""
+    actor = require_actor()
+    try:
+        with transaction():
+            address = once_per_form(lambda: _discard(actor, settlement_id))
+    except InvalidTransition as refused:
+        return _detail_page(settlement_id, errors={"_form": [str(NOT_A_DRAFT)]}, status=refused.status)
+    except DomainError as refused:
+        return _detail_page(settlement_id, errors=_refused(refused), status=refused.status)
+    return redirect(address, 303)
+
+
+def _discard(actor, settlement_id: int) -> str:
+    found = settlement.get_settlement(settlement_id, actor=actor)
+    programme_id, period, count = found.programme_id, found.period, found.redemptions_count
+    name = staff_cycle_view.provider_name(found.provider_id)
+    settlement.discard(settlement=found, actor=actor, now=utcnow())
+    flash(gettext("已删除 %(provider)s %(period)s 的结算草稿：其中的 %(count)s 次服务回到未结算，可以重新起草。",
+                  provider=name, period=_period(period), count=f"{count:,}"), "success")
+    return url_for("staff_settlements.index", programme_id=programme_id, period=period)
 
 
 @staff_settlements.get("/staff/settlements/<int:settlement_id>/statement.csv")

@@ -76,7 +76,11 @@ def provider_evidence(evidence):
 
 
 def explanation_of(flag: AnomalyFlag) -> str:
-    """The flag's explanation in the current locale; the rule's name when its evidence cannot fill it in."""
+    """The flag's explanation in the current locale; the rule's name when its evidence cannot fill it in.
+
+    Made from the whole evidence for every reader: the explanations (integrity.EXPLANATIONS) use only figures
+    and times, never a recipient's id or name, so a provider's explanation reveals nothing its evidence hides.
+    """
     try:
         return explain(flag.rule, flag.evidence or {})
     except (KeyError, TypeError, ValueError):

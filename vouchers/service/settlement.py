@@ -35,7 +35,7 @@ from marketplace.errors import DomainError, InvalidTransition, NotFound
 from marketplace.programmes import ledger
 from marketplace.programmes.models import Programme
 from marketplace.programmes.service import of_programmes_in_scope, programme_region, require_programme_in_scope
-from providers.models import Complaint, Rating
+from providers.models import Complaint, Provider, Rating
 from providers.service.ratings import programme_bayesian_scores
 from vouchers.models import AnomalyFlag, AnomalyFlagRedemption, Redemption, Settlement
 from vouchers.service.issuance import period_bounds
@@ -81,6 +81,70 @@ def _settleable(programme_id: int, end: datetime):
     return and_(Redemption.programme_id == programme_id, Redemption.status == "completed",
                 Redemption.settlement_id.is_(None), Redemption.delivered_at < end, ~held_by_complaint(),
                 ~held_by_flag())
+
+
+@dataclass(frozen=True)
+class DraftLine:
+    """One provider's settleable services for a period: how many and what they are worth."""
+
+    provider_id: int
+    provider_name: str
+    services: int
+    gross_fen: int
+
+
+@dataclass(frozen=True)
+class SettledProvider:
+    """A provider already settled for the period; `waiting` of its services there are in no settlement yet."""
+
+    provider_id: int
+    provider_name: str
+    settlement_id: int
+    status: str
+    waiting: int
+    waiting_fen: int
+
+
+@dataclass(frozen=True)
+class DraftPreview:
+    """What `create_settlements` would draft now: one settlement per line, and who it leaves out."""
+
+    lines: list[DraftLine]
+    settled: list[SettledProvider]
+
+    @property
+    def services(self) -> int:
+        return sum(line.services for line in self.lines)
+
+    @property
+    def gross_fen(self) -> int:
+        return sum(line.gross_fen for line in self.lines)
+
+
+def draft_preview(*, programme: Programme, period: str) -> DraftPreview:
+    """The settlements drafting *period* would create now, by provider, with the very selection it uses.
+
+    Reads only. A provider already settled for this programme and period gets no new draft (as in
+    `create_settlements`): it is listed apart, with the settleable services that wait for a later period.
+    """
+    waiting = {provider_id: (name, count, int(gross)) for provider_id, name, count, gross in db.session.execute(
+        select(Redemption.provider_id, Provider.name, func.count(), func.sum(Redemption.face_value_fen))
+        .join(Provider, Provider.id == Redemption.provider_id)
+        .where(_settleable(programme.id, month_end_instant(period)))
+        .group_by(Redemption.provider_id, Provider.name))}
+    settled = []
+    for provider_id, name, settlement_id, status in db.session.execute(
+            select(Settlement.provider_id, Provider.name, Settlement.id, Settlement.status)
+            .join(Provider, Provider.id == Settlement.provider_id)
+            .where(Settlement.programme_id == programme.id, Settlement.period == period)
+            .order_by(Provider.name, Settlement.provider_id)):
+        _name, count, gross = waiting.get(provider_id, (name, 0, 0))
+        settled.append(SettledProvider(provider_id=provider_id, provider_name=name, settlement_id=settlement_id,
+                                       status=status, waiting=count, waiting_fen=gross))
+    already = {row.provider_id for row in settled}
+    lines = [DraftLine(provider_id=provider_id, provider_name=name, services=count, gross_fen=gross)
+             for provider_id, (name, count, gross) in waiting.items() if provider_id not in already]
+    return DraftPreview(lines=sorted(lines, key=lambda line: (line.provider_name, line.provider_id)), settled=settled)
 
 
 def create_settlements(*, programme: Programme, period: str, evaluations: dict[int, int], actor,
