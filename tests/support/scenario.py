@@ -33,7 +33,7 @@ The vocabulary (keyword arguments have defaults unless marked …):
 - people: user(role=…), admin(region_code), auditor(), system_admin, headers(user)
 - catalogue and programmes: item(), programme(items=…), add_budget(programme, amount_fen), close(programme)
 - providers and recipients: provider(items=…, enrol_in=[…]), set_provider_status(provider, action),
-  recipient(), set_recipient_status(recipient, status)
+  recipient(), set_recipient_status(recipient, status, effective_on=…)
 - vouchers: issue(programme, period), supplementary(programme, recipient, item, count),
   choose(recipient, programme, item, provider, reason=…, note=…), choose_all(world, provider, *recipients),
   voucher_token(voucher), presence_token(recipient), presence_code(recipient) (token and short code, kept),
@@ -423,10 +423,12 @@ class Builder:
         return RecipientRef(id=recipient_id, user=user, name=name, tags=tuple(sorted(tags)), id_number=id_number,
                             id_number_masked=masked, phone=phone)
 
-    def set_recipient_status(self, recipient, status: str) -> None:
-        """active, moved or deceased (moving or dying revokes open vouchers)."""
+    def set_recipient_status(self, recipient, status: str, *, effective_on: date | None = None) -> None:
+        """active, moved or deceased (moving or dying revokes open vouchers), taking effect on *effective_on*
+        (default today)."""
         self.run(lambda: recipient_service.update_recipient(
-            recipient=db.session.get(Recipient, _id(recipient)), status=status, actor=None, now=self.now()))
+            recipient=db.session.get(Recipient, _id(recipient)), status=status, effective_on=effective_on,
+            actor=None, now=self.now()))
 
     def world(self, *, budget_fen: int = 10_000_000, choice_required: bool = True,
               reversal_window_hours: int = 48) -> World:
