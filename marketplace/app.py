@@ -26,6 +26,7 @@ from marketplace.config import Config, finalise
 from marketplace.db import reset_write_intent, set_write_intent
 from marketplace.errors import register_error_handlers
 from marketplace.extensions import init_extensions
+from marketplace.programmes import cli as programmes_cli
 from marketplace.programmes import pages as programme_form_pages
 from marketplace.programmes import routes as programme_routes
 from marketplace.recipients import cli as recipients_cli
@@ -118,7 +119,8 @@ def create_app(config: dict | None = None) -> Flask:
                   anomaly_pages.staff_anomalies):
         app.register_blueprint(pages)
     register_error_handlers(app)
-    for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):
+    for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli,
+                     programmes_cli.cli):
         app.register_blueprint(commands)
     return app
 

@@ -2,9 +2,19 @@
 
 The demo county is 蒲江县 (region code 510131, 成都市, 四川省). Passwords are printed on purpose:
 this is a demo database and never a production one (the command refuses a non-empty database).
+
+The months of service are scheduled the way they could have happened: each provider's scanning staff
+(logins of their own, `provider-heshan-meal-1` …, password DEMO_PROVIDER_PASSWORD) serve one person after
+another, and nobody is served in two places at once; the bureau's three phone follow-up staff
+(`followup-1` …, DEMO_FOLLOWUP_PASSWORD) call through each day. Into that the demo plants the cases the
+market-integrity rules exist for (seed_planted): a provider whose last month ends in a burst, one person
+served by two providers at once, and services after a recorded death.
 """
 
+import math
 import random
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import click
@@ -21,6 +31,7 @@ from marketplace.recipients.idnumber import check_character
 from marketplace.recipients.models import Recipient
 from providers import creditcode
 from providers.service import complaints, enrolment, qualification, registry
+from vouchers.models import Issuance, Voucher
 from vouchers.service import choice, feedback, issuance, redemption, revocation, settlement
 
 DEMO_REGION = "510131"
@@ -40,6 +51,10 @@ DEMO_ITEMS = [
     ("HC-EMERGENCY", "助急", "次", 5000, 5000, 1),
     ("HC-MEDICAL", "助医", "次", 8000, 6000, 2),
 ]
+# How long one service usually takes (the catalogue's default_duration_minutes), and the shortest plausible
+# bath (the programme's min_duration_minutes): what the market-integrity rules measure services against.
+DEMO_DURATIONS = {"HC-MEAL": 15, "HC-BATH": 60, "HC-CLEAN": 60, "HC-EMERGENCY": 30, "HC-MEDICAL": 120}
+DEMO_MIN_DURATIONS = {"HC-BATH": 30}
 # name, kind, authority+type, organisation code body, items, status, login
 DEMO_PROVIDERS = [
     ("蒲江县鹤山街道社区养老服务中心", "social_organisation", "52", "MA6C2D1B",
@@ -53,6 +68,32 @@ DEMO_PROVIDERS = [
     ("西来镇铁牛村股份经济合作联合社", "rural_collective", "N2", "N2510131", ["HC-MEAL"], "pending", "provider-tieniu"),
 ]
 DEMO_PROVIDER_PASSWORD = "demo-provider-2026"
+# Services a month each provider declared it can deliver (above what the demo's months need: no provider is
+# over capacity).
+DEMO_CAPACITY = {"provider-heshan": 4000, "provider-leling": 4000, "provider-hospital": 1500,
+                 "provider-datang": 4000, "provider-tieniu": 600}
+# The bureau's phone follow-up staff (回访): admins of the county who record ratings by phone, in turn.
+DEMO_FOLLOWUP_STAFF = ("followup-1", "followup-2", "followup-3")
+DEMO_FOLLOWUP_PASSWORD = "demo-followup-2026"
+FOLLOWUP_SHARE = 0.5  # the share of services that get a follow-up call the next day
+# When in the local day each item is delivered, in minutes after midnight: meals at lunch and supper, the
+# rest in working hours. A login serves one person at a time and travels between them (TRAVEL minutes).
+BANDS = {"HC-MEAL": ((630, 780), (990, 1140)), "HC-BATH": ((480, 1080),), "HC-CLEAN": ((480, 1080),),
+         "HC-MEDICAL": ((450, 960),), "HC-EMERGENCY": ((420, 1260),)}
+MINUTES = {"HC-MEAL": (15, None), "HC-BATH": (45, 60), "HC-CLEAN": (60,), "HC-MEDICAL": (90, 120),
+           "HC-EMERGENCY": (20, 30)}  # recorded durations (None: not recorded, the item's default applies)
+TRAVEL = {"HC-MEAL": 5}  # else 15
+GAP = 5  # minutes between two services of one person
+LONG_HOURS = (420, 1290)  # 7:00 to 21:30
+CALLS = (540, 1080)  # the follow-up calls: 9:00 to 18:00
+# The planted cases (seed_planted).
+BURST_PROVIDER = "provider-leling"  # ends last month in a burst: BURST_SHARE of it in its last BURST_DAYS days
+BURST_SHARE, BURST_DAYS = 0.45, 3
+SUN = {"name": "孙桂兰", "birth": date(1936, 8, 21), "sequence": "904", "phone": "13881230904",
+       "address": "蒲江县大塘镇6村3组", "tags": ["advanced_age", "living_alone"]}
+ZHAO = {"name": "赵德明", "birth": date(1940, 11, 2), "sequence": "905", "phone": "13881230905",
+        "address": "蒲江县寿安街道长秋社区2组", "tags": ["advanced_age", "disabled"]}
+SUN_DIED_ON_DAY = 18  # of last month; 大塘镇 recorded a meal for her on the 21st
 DEMO_RECIPIENTS = 300
 # 王秀英, the recipient whose login the demo prints: a scripted, realistic history (see seed_wang).
 DEMO_RECIPIENT = ("recipient-wang", "demo-recipient-2026")
@@ -90,11 +131,13 @@ def seed_demo(*, now, rng: random.Random | None = None, recipients: int = DEMO_R
     for code, name, unit, standard_price, _price, _quota in DEMO_ITEMS:
         catalogue_service.create_item(code=code, name=name, category_code="basic_public", unit=unit,
                                       standard_price_fen=standard_price, nature="service",
-                                      description=f"居家养老服务：{name}", actor=None, now=now)
+                                      description=f"居家养老服务：{name}",
+                                      default_duration_minutes=DEMO_DURATIONS[code], actor=None, now=now)
     programme = programme_service.create_programme(
         name=f"蒲江县{now.year}年居家养老服务券", authority="蒲江县民政局", region_code=DEMO_REGION,
         starts_on=date(now.year - (now.month == 1), 1, 1), ends_on=date(now.year, 12, 31),
-        items=[{"item_code": code, "unit_price_fen": price, "monthly_quota": quota}
+        items=[{"item_code": code, "unit_price_fen": price, "monthly_quota": quota,
+                "min_duration_minutes": DEMO_MIN_DURATIONS.get(code)}
                for code, _name, _unit, _standard, price, quota in DEMO_ITEMS],
         eligibility={"min_age": 60, "tags_any": ["disabled", "low_income", "extreme_poverty", "advanced_age",
                                                  "living_alone"]},
@@ -110,7 +153,8 @@ def seed_demo(*, now, rng: random.Random | None = None, recipients: int = DEMO_R
         provider = registry.register_provider(
             name=name, kind=kind, credit_code=demo_credit_code(prefix, body), legal_representative="张建华",
             phone=f"028-8855{index:04d}", address=f"四川省成都市蒲江县{TOWNS[index]}", region_codes=[DEMO_REGION],
-            item_codes=items, capacity=2000, account={"username": login, "password": DEMO_PROVIDER_PASSWORD},
+            item_codes=items, capacity=DEMO_CAPACITY[login],
+            account={"username": login, "password": DEMO_PROVIDER_PASSWORD},
             actor=None, now=now).provider
         if status == "approved":
             qualification.change_status(provider_id=provider.id, action="approve", reason="资质审核通过", actor=system,
@@ -129,12 +173,17 @@ def seed_demo(*, now, rng: random.Random | None = None, recipients: int = DEMO_R
 def seed_service(*, programme, recipients, wang, admin, approver, now, rng: random.Random) -> None:
     """Two months of service: last month issued, mostly redeemed, rated, expired and settled (drafted by
     one admin, approved by another, paid); this month issued and redeemed so far. 王秀英 (*wang*, her
-    login) lives the scripted months of seed_wang; the other *recipients* random ones."""
+    login) lives the scripted months of seed_wang, the planted cases those of seed_planted; the other
+    *recipients* random ones, scheduled by plan_month."""
     today = local_date(now)
     last_month = f"{date(today.year, today.month, 1) - timedelta(days=1):%Y-%m}"
     this_month = f"{today:%Y-%m}"
     providers = [profile.provider for profile in enrolment.programme_providers(programme=programme, actor=admin)]
-    staff = {user.provider_id: user for user in db.session.scalars(select(User).where(User.role == "provider"))}
+    managers = {user.provider_id: user for user in db.session.scalars(select(User).where(User.role == "provider"))}
+    callers = [auth_service.create_user(username=username, password=DEMO_FOLLOWUP_PASSWORD, role="admin",
+                                        region_code=DEMO_REGION, actor=None, now=now)
+               for username in DEMO_FOLLOWUP_STAFF]
+    crew = Crew(managers=managers, now=now)
     chosen = {}
     for recipient in recipients:
         for item in programme.items:
@@ -142,36 +191,177 @@ def seed_service(*, programme, recipients, wang, admin, approver, now, rng: rand
             choice.set_choice(recipient=recipient, programme=programme, item_code=item.item_code,
                               provider_id=provider.id, actor=admin, now=now)
             chosen[recipient.id, item.item_code] = provider
-    wang_months = seed_wang(programme=programme, wang=wang, admin=admin, approver=approver, periods=(last_month,
-                            this_month), now=now)
-    next(wang_months)  # her first choices, before last month
+    periods = (last_month, this_month)
+    scripted = [seed_wang(programme=programme, wang=wang, admin=admin, approver=approver, periods=periods, now=now),
+                seed_planted(programme=programme, admin=admin, periods=periods, now=now)]
+    for months in scripted:
+        next(months)  # the first choices, before last month
+    burst = {provider.id for provider in providers if managers[provider.id].username == BURST_PROVIDER}
     for period, share in ((last_month, 1.0), (this_month, (today.day - 1) / 30)):
         issuance.issue_monthly(programme=programme, period=period, actor=admin, now=now)
-        start, end = settlement.month_start_instant(period), min(settlement.month_end_instant(period), now)
-        for recipient in recipients:
-            for item in programme.items:
-                provider = chosen[recipient.id, item.item_code]
-                for _ in range(round(item.monthly_quota * share * rng.uniform(0.5, 1.0))):
-                    # Recorded as it happened: scanned at delivery, rated by phone the next day.
-                    delivered = start + (end - start) * rng.random()
-                    token = redemption.create_presence_code(recipient_id=recipient.id, now=delivered)["token"]
-                    try:
-                        redeemed = redemption.redeem(
-                            actor=staff[provider.id], now=delivered, presence_token=token, item_code=item.item_code,
-                            delivered_at=delivered, duration_minutes=rng.choice([30, 45, 60, 90]))
-                    except redemption.NoValidVoucher:
-                        break  # not eligible (too young or untagged): no vouchers to redeem
-                    called = delivered + timedelta(days=1)
-                    if called < now and rng.random() < 0.6:  # most services get a 回访 phone call
-                        feedback.rate_redemption(redemption_id=redeemed.id, score=demo_score(provider.id, rng),
-                                                 comment=None, source="phone_followup", actor=admin, now=called)
-        next(wang_months)
+        plan = plan_month(days=month_days(period, today), share=share, recipients=recipients, items=programme.items,
+                          chosen=chosen, issued=issued_counts(programme.id, period),
+                          burst=burst if period == last_month else set(), rng=rng)
+        start = settlement.month_start_instant(period)
+        called = []
+        for service in plan:
+            delivered = start + timedelta(days=service.day - 1, minutes=service.end)
+            token = redemption.create_presence_code(recipient_id=service.recipient_id, now=delivered)["token"]
+            redeemed = redemption.redeem(
+                actor=crew.login(service.provider_id, service.item_code, service.worker), now=delivered,
+                presence_token=token, item_code=service.item_code, delivered_at=delivered,
+                duration_minutes=service.recorded_minutes)
+            if rng.random() < FOLLOWUP_SHARE:  # half the services get a 回访 phone call the next day
+                called.append((service.provider_id, service.day + 1, redeemed.id))
+        follow_up(called, start=start, callers=callers, now=now, rng=rng)
+        for months in scripted:
+            next(months)
+    for months in scripted:
+        next(months, None)  # each has lived its months
     revocation.expire_vouchers(programme=programme, actor=admin, now=now)
     for draft in settlement.create_settlements(programme=programme, period=last_month, evaluations={}, actor=admin,
                                                now=now):
         settlement.approve(settlement=draft, actor=approver, now=now)
         settlement.pay(settlement=draft, payment_reference=f"国库集中支付-{last_month}-{draft.provider_id:03d}",
                        actor=approver, now=now)
+
+
+def month_days(period: str, today: date) -> list[int]:
+    """The local days of *period* that are over by *today* (this month: the days before today)."""
+    first = date(int(period[:4]), int(period[5:]), 1)
+    last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    return [day for day in range(1, last.day + 1) if first.replace(day=day) < today]
+
+
+def issued_counts(programme_id: int, period: str) -> dict[tuple[int, str], int]:
+    """Vouchers issued to each recipient for each item by the month's run (none: not eligible)."""
+    rows = db.session.execute(
+        select(Voucher.recipient_id, Voucher.item_code, func.count())
+        .join(Issuance, Issuance.id == Voucher.issuance_id)
+        .where(Issuance.programme_id == programme_id, Issuance.monthly_period == period)
+        .group_by(Voucher.recipient_id, Voucher.item_code))
+    return {(recipient_id, item_code): count for recipient_id, item_code, count in rows}
+
+
+@dataclass(frozen=True)
+class Service:
+    """One planned service: on local *day*, from *start* to *end* (minutes after midnight), by the *worker*-th
+    login of its provider for its item."""
+
+    day: int
+    start: int
+    end: int
+    recipient_id: int
+    item_code: str
+    provider_id: int
+    worker: int
+    recorded_minutes: int | None
+
+
+def plan_month(*, days: list[int], share: float, recipients, items, chosen: dict, issued: dict, burst: set[int],
+               rng: random.Random) -> list[Service]:
+    """The month's services, in the order they happened: each recipient uses half to all of *share* of a
+    month's quota on different *days*; a *burst* provider records BURST_SHARE of each of
+    its people's services in the month's last BURST_DAYS days instead. Each day is then scheduled (schedule_day):
+    no person is served twice at once, no login serves two people at once."""
+    wanted: dict[int, list[tuple[int, str, int]]] = defaultdict(list)  # day → (recipient, item, provider)
+    for recipient in recipients:
+        for item in items:
+            provider = chosen[recipient.id, item.item_code]
+            count = min(issued.get((recipient.id, item.item_code), 0),
+                        round(item.monthly_quota * share * rng.uniform(0.5, 1.0)))
+            if provider.id in burst and len(days) > 2 * BURST_DAYS:
+                late = math.ceil(count * BURST_SHARE)
+                on_days = rng.sample(days[:-BURST_DAYS], min(count - late, len(days) - BURST_DAYS))
+                offset = rng.randrange(BURST_DAYS)
+                on_days += [days[-BURST_DAYS + (offset + index) % BURST_DAYS] for index in range(late)]
+            else:
+                on_days = rng.sample(days, min(count, len(days)))
+            for day in on_days:
+                wanted[day].append((recipient.id, item.item_code, provider.id))
+    plan: list[Service] = []
+    for day in sorted(wanted):
+        plan += schedule_day(day, wanted[day], rng, long_hours=burst if day in days[-BURST_DAYS:] else set())
+    return plan
+
+
+def schedule_day(day: int, wanted: list[tuple[int, str, int]], rng: random.Random, *,
+                 long_hours: set[int] = frozenset()) -> list[Service]:
+    """Give each wanted service a time in its item's BANDS and a login: the first of the provider's logins for
+    the item that is free then (one more when none is), never while the person is being served elsewhere.
+    A login's services follow each other with TRAVEL minutes between them. The *long_hours* providers work
+    from LONG_HOURS[0] to LONG_HOURS[1] at everything (the burst's days)."""
+    rng.shuffle(wanted)
+    free: dict[tuple[int, str], list[int]] = defaultdict(list)  # (provider, item) → each login's next free minute
+    busy: dict[int, list[tuple[int, int]]] = defaultdict(list)  # recipient → the day's services
+    done = []
+    for recipient_id, item_code, provider_id in wanted:
+        recorded = rng.choice(MINUTES[item_code])
+        minutes = recorded or DEMO_DURATIONS[item_code]
+        logins = free[provider_id, item_code]
+        for worker in range(len(logins) + 1):
+            if worker == len(logins):
+                logins.append(0)
+            bands = (LONG_HOURS,) if provider_id in long_hours else BANDS[item_code]
+            start = _first_start(logins[worker], minutes, bands, busy[recipient_id])
+            if start is not None:
+                break
+        else:  # the person's day is full: the service does not happen
+            continue
+        logins[worker] = start + minutes + TRAVEL.get(item_code, 15)
+        busy[recipient_id].append((start, start + minutes))
+        done.append(Service(day, start, start + minutes, recipient_id, item_code, provider_id, worker, recorded))
+    return sorted(done, key=lambda service: (service.end, service.recipient_id))
+
+
+def _first_start(free_from: int, minutes: int, bands, taken: list[tuple[int, int]]) -> int | None:
+    """The earliest start from *free_from* at which the service fits in a band without touching *taken*."""
+    for band_start, band_end in bands:
+        start = max(free_from, band_start)
+        while start + minutes <= band_end:
+            clash = [end for begin, end in taken if begin < start + minutes + GAP and start < end + GAP]
+            if not clash:
+                return start
+            start = max(clash) + GAP
+    return None
+
+
+class Crew:
+    """The providers' scanning staff: a login per provider, item and worker, made when the schedule first needs
+    it (`provider-heshan-meal-1`)."""
+
+    def __init__(self, *, managers: dict, now: datetime):
+        self.managers, self.now, self.logins = managers, now, {}
+
+    def login(self, provider_id: int, item_code: str, worker: int) -> User:
+        key = provider_id, item_code, worker
+        if key not in self.logins:
+            name = f"{self.managers[provider_id].username}-{item_code.removeprefix('HC-').lower()}-{worker + 1}"
+            self.logins[key] = auth_service.create_user(username=name, password=DEMO_PROVIDER_PASSWORD,
+                                                        role="provider", provider_id=provider_id, actor=None,
+                                                        now=self.now)
+        return self.logins[key]
+
+
+def follow_up(called: list[tuple[int, int, int]], *, start: datetime, callers: list, now: datetime,
+              rng: random.Random) -> None:
+    """The follow-up calls of (provider, local day, redemption): each provider's calls of a day spread evenly
+    over CALLS, the callers taking turns, so no caller records most of a provider's ratings and no provider's
+    ratings bunch up within minutes. A call not yet made by *now* is left for later."""
+    by_day: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for provider_id, day, redemption_id in called:
+        by_day[provider_id, day].append(redemption_id)
+    turn = 0
+    for (provider_id, day), redemption_ids in sorted(by_day.items()):
+        step = (CALLS[1] - CALLS[0]) / len(redemption_ids)
+        offset = CALLS[0] + step * rng.random()
+        for index, redemption_id in enumerate(redemption_ids):
+            at = start + timedelta(days=day - 1, minutes=offset + index * step)
+            if at >= now:
+                break
+            feedback.rate_redemption(redemption_id=redemption_id, score=demo_score(provider_id, rng), comment=None,
+                                     source="phone_followup", actor=callers[turn % len(callers)], now=at)
+            turn += 1
 
 
 def seed_wang(*, programme, wang, admin, approver, periods: tuple[str, str], now):
@@ -199,7 +389,7 @@ def seed_wang(*, programme, wang, admin, approver, periods: tuple[str, str], now
         provider = providers[current[item_code]]
         token = redemption.create_presence_code(recipient_id=recipient.id, now=at)["token"]
         done = redemption.redeem(actor=provider, now=at, presence_token=token, item_code=item_code, delivered_at=at,
-                                 duration_minutes=45 if item_code == "HC-MEAL" else 60)
+                                 duration_minutes=DEMO_DURATIONS[item_code])
         if rate == "phone":
             feedback.rate_redemption(redemption_id=done.id, score=score, comment=None, source="phone_followup",
                                      actor=admin, now=at + timedelta(days=1))
@@ -244,15 +434,63 @@ def seed_wang(*, programme, wang, admin, approver, periods: tuple[str, str], now
             return this_start + timedelta(days=days_before_today - back, hours=hour)
         plan = [("HC-MEAL", this_day(back, 11.5)) for back in range(min(12, days_before_today), 0, -1)]
         plan += [("HC-CLEAN", this_day(2, 9)), ("HC-BATH", this_day(1, 15))]
-    else:  # the month has only just begun: what fits in it so far
+    else:  # the month has only just begun: what fits in it so far, one service after the other
         span = now - this_start
-        plan = [("HC-MEAL", this_start + span * 0.2), ("HC-BATH", this_start + span * 0.6)]
+        plan = [("HC-MEAL", this_start + span * 0.9)]
+        if span >= timedelta(minutes=30):  # a bath before it, done 15 minutes or more before the meal came
+            plan.append(("HC-BATH", this_start + span * 0.3))
     plan.sort(key=lambda service: service[1])
     *rated, (last_item, last_at) = plan
     for item_code, at in rated:
         serve(item_code, at, rate="self", score=5)
     serve(last_item, last_at, rate=None)  # inside the rating window, not rated yet
     yield
+
+
+def seed_planted(*, programme, admin, periods: tuple[str, str], now):
+    """The cases the market-integrity rules exist for, besides the burst (plan_month); a generator that
+    lives each month once its vouchers are issued, like seed_wang.
+
+    孙桂兰 (SUN) had her meals from 大塘镇邻里互助会 every other day last month until the 16th; she died on
+    the 18th, and on the 21st the provider still recorded a meal for her. Her family told the bureau only
+    this month: the death is recorded today, taking effect on the 18th (served_after_exit).
+    赵德明 (ZHAO) was escorted to hospital by 中医医院 on the 14th of last month from 13:30 to 15:00, while
+    鹤山 recorded a cleaning in his home from 13:50 to 14:50 (overlapping_service).
+    Each provider's own first login serves them, at hours its other services leave free.
+    """
+    logins = {user.username: user for user in db.session.scalars(select(User).where(User.role == "provider"))}
+    last_month, _this_month = periods
+    start = settlement.month_start_instant(last_month)
+    sun = recipient_service.create_recipient(**planted_recipient(SUN), actor=None, now=now)
+    zhao = recipient_service.create_recipient(**planted_recipient(ZHAO), actor=None, now=now)
+    before = start - timedelta(days=25)
+    for person, item_code, login in ((sun, "HC-MEAL", "provider-datang"), (zhao, "HC-MEDICAL", "provider-hospital"),
+                                     (zhao, "HC-CLEAN", "provider-heshan")):
+        choice.set_choice(recipient=person, programme=programme, item_code=item_code,
+                          provider_id=logins[login].provider_id, actor=admin, now=before)
+    yield  # last month's vouchers are issued
+
+    def serve(person, item_code, login, day, hour, minute, minutes):
+        at = start + timedelta(days=day - 1, hours=hour, minutes=minute)
+        token = redemption.create_presence_code(recipient_id=person.id, now=at)["token"]
+        redemption.redeem(actor=logins[login], now=at, presence_token=token, item_code=item_code, delivered_at=at,
+                          duration_minutes=minutes)
+
+    for day in (*range(2, 17, 2), 21):  # lunch, 11:55 to 12:10; the 21st is after her death
+        serve(sun, "HC-MEAL", "provider-datang", day, 12, 10, 15)
+    serve(zhao, "HC-MEDICAL", "provider-hospital", 14, 15, 0, 90)
+    serve(zhao, "HC-CLEAN", "provider-heshan", 14, 14, 50, 60)
+    yield  # this month's vouchers are issued
+
+    died_on = local_date(start) + timedelta(days=SUN_DIED_ON_DAY - 1)
+    recipient_service.update_recipient(recipient=sun, status="deceased", effective_on=died_on, actor=admin, now=now)
+    yield
+
+
+def planted_recipient(person: dict) -> dict:
+    first17 = f"{DEMO_REGION}{person['birth']:%Y%m%d}{person['sequence']}"
+    return {"name": person["name"], "id_number": first17 + check_character(first17), "phone": person["phone"],
+            "region_code": DEMO_REGION, "address": person["address"], "tags": person["tags"]}
 
 
 def demo_score(provider_id: int, rng: random.Random) -> int:

@@ -29,7 +29,9 @@ def test_admin_creates_a_draft_programme(client, admin_headers, item_code):
     assert response.status_code == 201
     body = response.get_json()
     assert body["status"] == "draft"
-    assert body["items"] == [{"item_code": "HC-MEAL", "unit_price_fen": 1200, "monthly_quota": 4}]
+    assert body["items"] == [{"item_code": "HC-MEAL", "unit_price_fen": 1200, "monthly_quota": 4,
+                              "min_duration_minutes": None}]
+    assert body["anomaly_parameters"] is None
     assert body["settlement_rules"][0] == {"min_score": 0, "pay_percent": 60}
     ledger_body = client.get(f"/api/v1/programmes/{body['id']}/ledger", headers=admin_headers).get_json()
     assert ledger_body == {"allocated_fen": 0, "committed_fen": 0, "redeemed_fen": 0, "settled_fen": 0,

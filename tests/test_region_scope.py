@@ -187,6 +187,8 @@ ROWS = [
     Row("POST", P + "/{programme}/budget", lambda s: {"amount_fen": 100_00, "reason": "追加预算"}),
     Row("POST", P + "/{draft}/activate"),
     Row("POST", P + "/{programme}/close"),
+    Row("PUT", P + "/{programme}/anomaly-parameters",
+        lambda s: {"anomaly_parameters": {"month_end_burst": {"z_threshold": 4}}, "reason": "本县机构少，放宽阈值"}),
     Row("GET", P + "/{programme}/ledger"),
     Row("GET", P + "/{programme}/reconciliation"),
     Row("GET", P + "/{programme}/dashboard"),
@@ -291,6 +293,7 @@ ROWS = [
     Row("POST", "/api/v1/catalogue/items", lambda s: {"code": "HC-NEW", "name": "助洁", "category_code": "basic_public",
                                                       "unit": "次", "standard_price_fen": 3000, "nature": "service"},
         ok=(403,)),
+    Row("PATCH", "/api/v1/catalogue/items/{meal}", lambda s: {"default_duration_minutes": 20}, ok=(403,)),
     # audit
     Row("GET", "/api/v1/audit?entity=recipient&entity_id={recipient}&per_page=500",
         **listed("recipient", field="entity_id")),

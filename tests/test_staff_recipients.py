@@ -227,7 +227,8 @@ def test_the_confirmation_says_what_will_be_revoked_and_released_then_the_change
     html = confirm.get_data(as_text=True)
     from tests.support.console import csrf_from
     key = html.split('name="form_key" value="', 1)[1].split('"', 1)[0]
-    data = {"status": "deceased", "form_key": key, "csrf_token": csrf_from(html)}
+    today = html.split('name="effective_on" type="date" value="', 1)[1].split('"', 1)[0]
+    data = {"status": "deceased", "effective_on": today, "form_key": key, "csrf_token": csrf_from(html)}
     first = client.post(address, data=data)
     assert first.status_code == 303
     assert first.location.endswith(f"/staff/recipients/{world.alice.id}")

@@ -9,6 +9,8 @@ from marketplace.db import UTCDateTime, db
 # list (the migration seeds one rule per nature, with its legal reason).
 NATURES = ("service", "goods", "construction", "financing", "staff_hiring", "judicial",
            "administrative_penalty", "administrative_coercion")
+# What an item's code may be: 1–32 letters, digits, '_', '.', '-', starting with a letter or digit.
+ITEM_CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
 
 
 class ServiceCategory(db.Model):

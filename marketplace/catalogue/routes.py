@@ -6,6 +6,7 @@ from marketplace.catalogue.schemas import (
     ItemCreateSchema,
     ItemQuerySchema,
     ItemSchema,
+    ItemUpdateSchema,
     NegativeListRuleSchema,
 )
 from marketplace.db import transaction, utcnow
@@ -44,3 +45,13 @@ def create_item(data):
     """Add a service item; any nature but `service` is refused with 422 `negative_list`."""
     with transaction():
         return service.create_item(**data, actor=require_actor(), now=utcnow())
+
+
+@blp.patch("/items/<string:code>")
+@blp.arguments(ItemUpdateSchema())
+@blp.response(200, ItemSchema)
+@role_required("admin")
+def update_item(data, code):
+    """Set how long one service of the item usually takes (`default_duration_minutes`, null clears it)."""
+    with transaction():
+        return service.update_item(code=code, **data, actor=require_actor(), now=utcnow())

@@ -1,14 +1,18 @@
 """Rules 2 and 3 of docs/domain.md: only catalogue services are bought; the negative list is refused."""
 
+import re
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from marketplace import audit, scope
-from marketplace.catalogue.models import NegativeListRule, ServiceCategory, ServiceItem
+from marketplace.catalogue.models import ITEM_CODE_PATTERN, NegativeListRule, ServiceCategory, ServiceItem
 from marketplace.db import db
 from marketplace.errors import DomainError, NotFound, ValidationFailed
+
+# Every code an item may have (ItemCreateSchema): anything else names no item.
+ITEM_CODE_RE = re.compile(ITEM_CODE_PATTERN)
 
 
 class NegativeList(DomainError):
@@ -51,7 +55,8 @@ def items_by_code(codes: list[str]) -> dict[str, ServiceItem]:
 
 
 def create_item(*, code: str, name: str, category_code: str, unit: str, standard_price_fen: int, nature: str,
-                description: str | None = None, actor, now: datetime) -> ServiceItem:
+                description: str | None = None, default_duration_minutes: int | None = None, actor,
+                now: datetime) -> ServiceItem:
     """Add a service item to the catalogue.
 
     :raises NegativeList: the nature is anything but `service` (details name the rule).
@@ -70,7 +75,8 @@ def create_item(*, code: str, name: str, category_code: str, unit: str, standard
     if db.session.get(ServiceCategory, category_code) is None:
         raise ValidationFailed({"category_code": "Not one of the six catalogue categories."})
     item = ServiceItem(code=code, name=name, category_code=category_code, unit=unit,
-                       standard_price_fen=standard_price_fen, nature=nature, description=description, created_at=now)
+                       standard_price_fen=standard_price_fen, nature=nature, description=description,
+                       default_duration_minutes=default_duration_minutes, created_at=now)
     try:
         with db.session.begin_nested():
             db.session.add(item)
@@ -79,7 +85,29 @@ def create_item(*, code: str, name: str, category_code: str, unit: str, standard
     audit.record(action="catalogue.item_created", entity="service_item", entity_id=item.id, actor=actor, now=now,
                  region_code=None,
                  data={"code": code, "name": name, "category_code": category_code, "unit": unit,
-                       "standard_price_fen": standard_price_fen})
+                       "standard_price_fen": standard_price_fen, "default_duration_minutes": default_duration_minutes})
+    return item
+
+
+def update_item(*, code: str, default_duration_minutes: int | None, actor, now: datetime) -> ServiceItem:
+    """Set (or clear, with None) how long one service of the item usually takes.
+
+    :raises NotFound: no item has this code.
+    :raises Forbidden: a region-scoped admin (the catalogue is shared by every region).
+    """
+    scope.require_unlimited(
+        actor, "The catalogue is shared by every region: only an admin without a region scope may change it.")
+    if not ITEM_CODE_RE.match(code):
+        raise NotFound("No such catalogue item.")
+    item = get_item(code)
+    if item.default_duration_minutes == default_duration_minutes:
+        return item
+    previous = item.default_duration_minutes
+    item.default_duration_minutes = default_duration_minutes
+    db.session.flush()
+    audit.record(action="catalogue.item_updated", entity="service_item", entity_id=item.id, actor=actor, now=now,
+                 region_code=None,
+                 data={"code": code, "default_duration_minutes": {"from": previous, "to": default_duration_minutes}})
     return item
 
 

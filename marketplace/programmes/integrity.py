@@ -54,8 +54,16 @@ def parameters_for(anomaly_parameters: dict | None, code: str) -> dict[str, int 
     return {**RULES[code].parameters, **((anomaly_parameters or {}).get(code) or {})}
 
 
+# The largest value a parameter may take: far above any sensible threshold, and a bound that keeps NaN and
+# infinity (which Python's JSON reader accepts) out of the programme's JSON column and the rules' SQL.
+MAX_PARAMETER = 1_000_000
+
+
 def parameter_errors(anomaly_parameters: dict | None) -> dict[str, list[str]]:
-    """What is wrong with a programme's overrides, by "rule.parameter" (empty when they are all valid)."""
+    """What is wrong with a programme's overrides, by "rule.parameter" (empty when they are all valid).
+
+    A parameter is a number from 0 to MAX_PARAMETER; a whole number where its default is one (a count, a
+    number of days or minutes)."""
     errors: dict[str, list[str]] = {}
     for code, values in (anomaly_parameters or {}).items():
         if code not in RULES:
@@ -67,10 +75,62 @@ def parameter_errors(anomaly_parameters: dict | None) -> dict[str, list[str]]:
         for name, value in values.items():
             if name not in RULES[code].parameters:
                 errors[f"{code}.{name}"] = ["Unknown parameter."]
-            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                errors[f"{code}.{name}"] = ["Must be a number not below 0."]
+            elif isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_PARAMETER:
+                errors[f"{code}.{name}"] = [f"Must be a number from 0 to {MAX_PARAMETER}."]
+            elif isinstance(RULES[code].parameters[name], int) and not isinstance(value, int):
+                errors[f"{code}.{name}"] = ["Must be a whole number."]
     return errors
 
+
+# What each rule checks, and what each parameter means: the page docs/market-integrity.md is generated from
+# these and RULES (`flask --app wsgi rules-doc`), and a test asks for both for every rule and parameter.
+CHECKS = {
+    "overlapping_service": (
+        "One recipient served by two completed redemptions at different providers whose service windows "
+        "overlap; or one staff login serving two different recipients in overlapping windows. A window runs "
+        "from delivered_at minus the service's duration to delivered_at. A person cannot be in two places at "
+        "once."),
+    "served_after_exit": (
+        "A completed redemption delivered after the recipient's recorded death or move: after the local date "
+        "in `recipient.status_effective_on`, which the status change asks for."),
+    "staff_velocity": (
+        "One staff login's services in any 60 minutes need more minutes, by their durations, than the hour "
+        "holds."),
+    "over_capacity": "A provider's completed services in the month exceed the monthly capacity it declared.",
+    "month_end_burst": (
+        "The share of a provider's month delivered in its last days lies far above the programme's other "
+        "providers: a robust z-score (x − median) / (1.4826 × MAD) over the providers with enough services."),
+    "typed_code_share": (
+        "The share of a provider's redemptions whose presence was proven by a typed short code or a voucher card "
+        "instead of a live presence QR code."),
+    "short_duration": (
+        "Services recorded as shorter than the programme item's `min_duration_minutes` (items without one are "
+        "not checked)."),
+    "rating_pattern": (
+        "Most of a provider's ratings recorded by one admin's phone follow-ups, or runs of identical scores "
+        "given within minutes of each other; complaints filed by one login in a burst are added to the "
+        "evidence."),
+}
+PARAMETER_MEANINGS = {
+    ("overlapping_service", "grace_minutes"): "Minutes two windows may overlap before they count as overlapping "
+                                              "(clocks of different phones disagree a little).",
+    ("staff_velocity", "minutes_per_hour"): "Minutes of service one login can deliver in any 60 minutes.",
+    ("staff_velocity", "min_services"): "Fewest services in those 60 minutes before they are judged.",
+    ("over_capacity", "tolerance_percent"): "How far above its declared capacity a provider may go, in percent.",
+    ("month_end_burst", "last_days"): "The days at the end of the month that count as its end.",
+    ("month_end_burst", "z_threshold"): "How many robust standard deviations above the median a provider's share "
+                                        "must lie.",
+    ("month_end_burst", "min_services"): "Fewest services in the month for a provider to be compared (and to count "
+                                         "in the median).",
+    ("typed_code_share", "max_share_percent"): "The highest share, in percent, of typed codes and cards that is "
+                                               "not flagged.",
+    ("typed_code_share", "min_services"): "Fewest services in the month for a provider to be judged.",
+    ("rating_pattern", "max_phone_share_percent"): "The highest share, in percent, of a provider's ratings that one "
+                                                   "admin's phone follow-ups may record.",
+    ("rating_pattern", "min_ratings"): "Fewest ratings in the month for the phone share to be judged.",
+    ("rating_pattern", "run_length"): "Identical scores in a row that make a run.",
+    ("rating_pattern", "run_minutes"): "The minutes a run must fall within.",
+}
 
 # (rule, evidence["kind"] or None) → the explanation, in Chinese with the English in the catalogue.
 EXPLANATIONS = {

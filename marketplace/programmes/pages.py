@@ -1,6 +1,8 @@
 """Create a programme from the staff console: `/staff/programmes/new` (admins only; auditors get 403).
 
-One form carries every field of POST /api/v1/programmes. The posted fields are put into the API's body
+One form carries every field of POST /api/v1/programmes but the thresholds of the market-integrity rules
+(`anomaly_parameters`: the defaults until an admin sets them through the API). The posted fields are put
+into the API's body
 (prices typed in yuan become fen, whole numbers become integers) and loaded by the API's own schema,
 then the same service creates the draft, so a refusal reads the same as through the API. Each refusal
 is shown beside its field: an item's price or quota beside that item, a settlement rule's beside its
@@ -115,6 +117,8 @@ def posted_body(form) -> Posted:
                 unreadable.add(code)
         if given(f"quota-{code}") is not None:
             line["monthly_quota"] = _number(given(f"quota-{code}"))
+        if given(f"min-{code}") is not None:
+            line["min_duration_minutes"] = _number(given(f"min-{code}"))
         items.append(line)
     body["items"] = items
     eligibility: dict = {"tags_any": [tag for tag in form.getlist("tags_any") if tag.strip()]}
@@ -167,6 +171,8 @@ def form_errors(fields: dict, posted: Posted) -> dict[str, list[str]]:
                             errors[f"price-{code}"] = [gettext("单价应在 ¥0.01 到 ¥10,000.00 之间。")]
                     elif field == "monthly_quota":
                         add(f"quota-{code}", said)
+                    elif field == "min_duration_minutes":
+                        add(f"min-{code}", said)
                     else:
                         add("items", said)
         elif name == "items":
@@ -220,6 +226,7 @@ def _labels(items) -> dict[str, str]:
     for item in items:
         labels[f"price-{item.code}"] = gettext("%(item)s的单价", item=item.name)
         labels[f"quota-{item.code}"] = gettext("%(item)s每人每月几次", item=item.name)
+        labels[f"min-{item.code}"] = gettext("%(item)s最短的服务时长", item=item.name)
     for tag in TAGS:
         labels[f"copay-{tag}"] = gettext("%(tag)s老人的自付比例", tag=TAG_NAMES[tag])
     for row in range(RULE_ROWS):

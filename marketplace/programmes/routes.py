@@ -4,6 +4,7 @@ from marketplace.db import transaction, utcnow
 from marketplace.idempotency import idempotent
 from marketplace.programmes import ledger, service
 from marketplace.programmes.schemas import (
+    AnomalyParametersSchema,
     BudgetAmendmentSchema,
     LedgerSchema,
     ProgrammeCreateSchema,
@@ -55,6 +56,20 @@ def amend_budget(data, programme_id):
     with transaction():
         programme = service.get_programme(programme_id, actor=actor)
         return service.amend_budget(programme=programme, **data, actor=actor, now=utcnow())
+
+
+@blp.put("/<int:programme_id>/anomaly-parameters")
+@blp.arguments(AnomalyParametersSchema())
+@blp.response(200, ProgrammeSchema)
+@role_required("admin")
+def set_anomaly_parameters(data, programme_id):
+    """Replace the programme's thresholds for the market-integrity rules (`{rule: {parameter: number}}`, null or
+    `{}` for every default; docs/market-integrity.md lists each rule's parameters and defaults); audited with the
+    reason. 422 `validation_error` names an unknown rule or parameter, or a value out of range."""
+    actor = require_actor()
+    with transaction():
+        programme = service.get_programme(programme_id, actor=actor)
+        return service.set_anomaly_parameters(programme=programme, **data, actor=actor, now=utcnow())
 
 
 @blp.post("/<int:programme_id>/activate")

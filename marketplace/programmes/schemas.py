@@ -1,5 +1,6 @@
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from marketplace.catalogue.schemas import DURATION_MINUTES
 from marketplace.programmes.models import PROGRAMME_STATUSES
 from marketplace.recipients.models import TAGS
 from marketplace.schemas import REGION_CODE, Day, InputSchema, PageArgs, Reason
@@ -12,6 +13,10 @@ class ProgrammeItemInput(InputSchema):
     unit_price_fen = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1_000_000))
     monthly_quota = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=100),
                                    metadata={"description": "Vouchers per eligible recipient per month"})
+    min_duration_minutes = fields.Integer(
+        load_default=None, allow_none=True, strict=True, validate=DURATION_MINUTES,
+        metadata={"description": "The shortest plausible service, 1–1440 minutes (optional): a service recorded "
+                                 "as shorter is flagged (`short_duration`)"})
 
 
 class EligibilitySchema(InputSchema):
@@ -23,6 +28,17 @@ class EligibilitySchema(InputSchema):
 class SettlementRuleSchema(InputSchema):
     min_score = fields.Integer(required=True, strict=True, validate=PERCENT)
     pay_percent = fields.Integer(required=True, strict=True, validate=PERCENT)
+
+
+def anomaly_parameters_field(**kwargs) -> fields.Dict:
+    """`{rule: {parameter: number}}`, checked by the service against the rule table (integrity.parameter_errors)."""
+    return fields.Dict(
+        keys=fields.String(validate=validate.Length(max=64)), values=fields.Raw(), allow_none=True,
+        metadata={"description": "The programme's own thresholds for the market-integrity rules, "
+                                 "`{rule: {parameter: number}}`; a parameter left out takes its default "
+                                 "(docs/market-integrity.md). Null or `{}`: every default",
+                  "example": {"month_end_burst": {"z_threshold": 4}}},
+        **kwargs)
 
 
 class ProgrammeCreateSchema(InputSchema):
@@ -48,6 +64,7 @@ class ProgrammeCreateSchema(InputSchema):
     rating_window_days = fields.Integer(load_default=30, strict=True, validate=validate.Range(min=1, max=365))
     reversal_window_hours = fields.Integer(load_default=48, strict=True, validate=validate.Range(min=0, max=720))
     choice_required = fields.Boolean(load_default=True)
+    anomaly_parameters = anomaly_parameters_field(load_default=None)
 
     @validates_schema
     def _dates_ordered(self, data, **_kwargs):
@@ -59,6 +76,7 @@ class ProgrammeItemSchema(Schema):
     item_code = fields.String(required=True)
     unit_price_fen = fields.Integer(required=True)
     monthly_quota = fields.Integer(required=True)
+    min_duration_minutes = fields.Integer(allow_none=True)
 
 
 class ProgrammeSchema(Schema):
@@ -77,6 +95,8 @@ class ProgrammeSchema(Schema):
     rating_window_days = fields.Integer(required=True)
     reversal_window_hours = fields.Integer(required=True)
     choice_required = fields.Boolean(required=True)
+    anomaly_parameters = fields.Dict(allow_none=True, metadata={
+        "description": "The programme's own thresholds for the market-integrity rules (null: every default)"})
     created_at = fields.AwareDateTime(required=True)
     activated_at = fields.AwareDateTime(allow_none=True)
     closed_at = fields.AwareDateTime(allow_none=True)
@@ -113,3 +133,8 @@ class CheckSchema(Schema):
 class ReconciliationSchema(Schema):
     ok = fields.Boolean(required=True)
     checks = fields.List(fields.Nested(CheckSchema), required=True)
+
+
+class AnomalyParametersSchema(InputSchema):
+    anomaly_parameters = anomaly_parameters_field(required=True)
+    reason = Reason(required=True, metadata={"description": "Why the thresholds change (kept in the audit trail)"})

@@ -8,7 +8,7 @@ from marketplace import audit, scope, transitions
 from marketplace.catalogue import service as catalogue
 from marketplace.db import db, paginate
 from marketplace.errors import DomainError, InvalidTransition, NotFound, ValidationFailed
-from marketplace.programmes import ledger
+from marketplace.programmes import integrity, ledger
 from marketplace.programmes.models import BudgetAmendment, Programme, ProgrammeItem
 from marketplace.recipients.models import TAGS
 from marketplace.regions import is_region_code
@@ -78,8 +78,9 @@ def list_programmes(*, actor, page: int, per_page: int, status: str | None = Non
 def create_programme(*, name: str, authority: str, region_code: str, starts_on: date, ends_on: date, items: list[dict],
                      eligibility: dict, copay_percent: dict, reserved_share_percent: int, settlement_rules: list[dict],
                      rating_window_days: int, reversal_window_hours: int, choice_required: bool, actor,
-                     now: datetime) -> Programme:
-    """Create a draft programme buying catalogue services.
+                     now: datetime, anomaly_parameters: dict | None = None) -> Programme:
+    """Create a draft programme buying catalogue services, with its own thresholds for the market-integrity
+    rules if it gives any (*anomaly_parameters*, `{rule: {parameter: number}}`).
 
     :raises ValidationFailed: naming every field that breaks a rule.
     :raises Forbidden: the region is outside the admin's scope.
@@ -108,6 +109,7 @@ def create_programme(*, name: str, authority: str, region_code: str, starts_on: 
     rules_problem = _settlement_rules_problem(settlement_rules)
     if rules_problem:
         problems["settlement_rules"] = rules_problem
+    problems |= _anomaly_parameter_problems(anomaly_parameters)
     if problems:
         raise ValidationFailed(problems)
     scope.require(actor, region_code, "This region")
@@ -118,8 +120,8 @@ def create_programme(*, name: str, authority: str, region_code: str, starts_on: 
         copay_percent=copay_percent, reserved_share_percent=reserved_share_percent,
         settlement_rules=sorted(settlement_rules, key=lambda rule: rule["min_score"]),
         rating_window_days=rating_window_days, reversal_window_hours=reversal_window_hours,
-        choice_required=choice_required, created_at=now, created_by=getattr(actor, "id", None),
-        items=[ProgrammeItem(**item) for item in items],
+        choice_required=choice_required, anomaly_parameters=anomaly_parameters or None, created_at=now,
+        created_by=getattr(actor, "id", None), items=[ProgrammeItem(**item) for item in items],
     )
     db.session.add(programme)
     db.session.flush()
@@ -127,7 +129,35 @@ def create_programme(*, name: str, authority: str, region_code: str, starts_on: 
     audit.record(action="programme.created", entity="programme", entity_id=programme.id, actor=actor, now=now,
                  region_code=region_code,
                  data={"name": name, "region_code": region_code, "items": items,
-                       "period": [starts_on.isoformat(), ends_on.isoformat()]})
+                       "period": [starts_on.isoformat(), ends_on.isoformat()],
+                       "anomaly_parameters": anomaly_parameters or None})
+    return programme
+
+
+def _anomaly_parameter_problems(anomaly_parameters: dict | None) -> dict[str, list[str]]:
+    """The rule table's refusals, by field of the body (`anomaly_parameters.<rule>.<parameter>`)."""
+    return {f"anomaly_parameters.{name}": messages
+            for name, messages in integrity.parameter_errors(anomaly_parameters).items()}
+
+
+def set_anomaly_parameters(*, programme: Programme, anomaly_parameters: dict | None, reason: str, actor,
+                           now: datetime) -> Programme:
+    """Replace the programme's own thresholds for the market-integrity rules (None or {}: every default);
+    the next detection uses them. Audited with the old and the new thresholds and the reason.
+
+    :raises ValidationFailed: an unknown rule or parameter, or a value that is not a number in range.
+    """
+    problems = _anomaly_parameter_problems(anomaly_parameters)
+    if problems:
+        raise ValidationFailed(problems)
+    previous = programme.anomaly_parameters
+    new = anomaly_parameters or None
+    if new == previous:
+        return programme
+    programme.anomaly_parameters = new
+    db.session.flush()
+    audit.record(action="programme.anomaly_parameters_set", entity="programme", entity_id=programme.id, actor=actor,
+                 now=now, region_code=programme.region_code, data={"from": previous, "to": new, "reason": reason})
     return programme
 
 

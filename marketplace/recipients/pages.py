@@ -42,16 +42,17 @@ from sqlalchemy.orm import selectinload
 
 from marketplace import spreadsheets
 from marketplace.auth.access import require_actor, role_required
-from marketplace.db import db, transaction, utcnow
+from marketplace.db import db, local_date, transaction, utcnow
 from marketplace.errors import DomainError, NotFound, ValidationFailed
 from marketplace.idempotency import FORM_KEY_FIELD, new_form_key, once_per_form
 from marketplace.recipients import service
 from marketplace.recipients.models import RECIPIENT_STATUSES, TAGS, Recipient
 from marketplace.recipients.schemas import RecipientLookupSchema, RecipientQuerySchema, RecipientUpdateSchema
+from marketplace.schemas import Day
 from marketplace.scope import may_act_on
 from marketplace.signals import recipient_departure_preview, recipient_record
 from marketplace.web.format import money
-from marketplace.web.forms import domain_refusal, field_errors, form_input
+from marketplace.web.forms import domain_refusal, field_errors, form_input, say_field_message
 
 PER_PAGE = 25
 TAG_NAMES = {"disabled": _l("失能"), "low_income": _l("低保"), "extreme_poverty": _l("特困"),
@@ -254,16 +255,42 @@ def show(recipient_id: int):
 # --- recording a death or a move ---------------------------------------------------------------------------
 
 class StatusForm(RecipientUpdateSchema):
-    """The API's update, for the one change this form makes: a death or a move."""
+    """The API's update, for the one change this form makes: a death or a move, and the day it took effect
+    (asked for here; the API takes today's when a client leaves it out)."""
 
     status = fields.String(required=True, validate=validate.OneOf(DEPARTURES))
+    effective_on = Day(required=True)
 
 
-def _status_page(recipient: Recipient, *, errors: dict, status: int = 200, chosen: str = ""):
+# The service's and the Day field's words for the date, said plainly (marketplace.web.forms says the rest).
+EFFECTIVE_ON_MESSAGES = [
+    (re.compile(r"^The date it took effect cannot be in the future\.$"), _l("日期不能晚于今天。")),
+    (re.compile(r"^The date it took effect cannot be before the recipient was born\.$"),
+     _l("日期不能早于老人的出生日期。")),
+    (re.compile(r"^A date from 1970-01-01 to 2199-12-31\.$"), _l("请填写一个有效的日期，例如 2026-11-03。")),
+]
+
+
+def _said(errors: dict) -> dict:
+    """The status form's refusals in the console's words."""
+    def say(message: str) -> str:
+        for pattern, said in EFFECTIVE_ON_MESSAGES:
+            if pattern.match(message):
+                return str(said)
+        return say_field_message(message)
+
+    return {name: [say(message) for message in messages] for name, messages in errors.items()}
+
+
+def _status_page(recipient: Recipient, *, errors: dict, status: int = 200, chosen: str = "",
+                 effective_on: str | None = None):
     preview = _sections(recipient_departure_preview, recipient)
     choices = [(s, STATUS_NAMES[s]) for s in DEPARTURES if s != recipient.status]
+    if effective_on is None:
+        effective_on = local_date(utcnow()).isoformat()
     return render_template("staff_recipients/status.html", recipient=recipient, preview=preview, errors=errors,
                            choices=choices if recipient.status != "deceased" else [], chosen=chosen,
+                           effective_on=effective_on, today=local_date(utcnow()).isoformat(),
                            status_names=STATUS_NAMES), status
 
 
@@ -283,17 +310,22 @@ def confirm_status(recipient_id: int):
 @staff_recipients.post("/staff/recipients/<int:recipient_id>/status")
 @role_required("admin")
 def change_status(recipient_id: int):
-    """Record the death or the move through the API's service (open vouchers revoked, value released), once."""
+    """Record the death or the move, and the day it took effect, through the API's service (open vouchers
+    revoked, value released), once."""
     actor = require_actor()
     recipient = _changeable(recipient_id, actor)
     try:
-        data = form_input(StatusForm(only=("status",)))
+        data = form_input(StatusForm(only=("status", "effective_on")))
         with transaction():
-            address = once_per_form(lambda: _change_status(actor, recipient_id, data["status"]))
+            address = once_per_form(lambda: _change_status(actor, recipient_id, data["status"],
+                                                           data["effective_on"]))
     except DomainError as refused:
         db.session.refresh(recipient)
-        return _status_page(recipient, errors=_beside(domain_refusal(refused), "status"), status=refused.status,
-                            chosen=request.form.get("status", ""))
+        errors = domain_refusal(refused)
+        if set(errors) - {"effective_on"}:  # a refusal about no field of its own belongs beside the choice
+            errors = _beside(errors, "status")
+        return _status_page(recipient, errors=_said(errors), status=refused.status,
+                            chosen=request.form.get("status", ""), effective_on=request.form.get("effective_on", ""))
     return redirect(address, 303)
 
 
@@ -302,10 +334,11 @@ def _beside(errors: dict, name: str) -> dict:
     return {name: errors.pop("_form", []) + errors.pop(name, []), **errors}
 
 
-def _change_status(actor, recipient_id: int, status: str) -> str:
+def _change_status(actor, recipient_id: int, status: str, effective_on) -> str:
     recipient = service.get_recipient(recipient_id, actor=actor)
     preview = _sections(recipient_departure_preview, recipient)
-    service.update_recipient(recipient=recipient, status=status, actor=actor, now=utcnow())
+    service.update_recipient(recipient=recipient, status=status, effective_on=effective_on, actor=actor,
+                             now=utcnow())
     flash(gettext("已登记为%(status)s。作废了 %(count)s 张未使用的服务券，%(money)s 退回项目预算。",
                   status=STATUS_NAMES[status], count=preview.get("vouchers", 0),
                   money=money(preview.get("released_fen", 0))), "success")

@@ -94,7 +94,11 @@ def get_recipient(recipient_id):
 @blp.response(200, RecipientSchema)
 @role_required("admin")
 def update_recipient(data, recipient_id):
-    """Change status, tags, phone or address; `moved`/`deceased` revokes open vouchers."""
+    """Change status, tags, phone or address; `moved`/`deceased` revokes open vouchers.
+
+    `effective_on` (optional): the local date the move or death took effect, today's when left out; kept as
+    `status_effective_on` (services delivered after it are flagged) and cleared when the recipient returns.
+    """
     actor = require_actor()
     with transaction():
         recipient = service.get_recipient(recipient_id, actor=actor)

@@ -2,7 +2,7 @@ from marshmallow import Schema, fields, validate, validates_schema
 from marshmallow.exceptions import ValidationError
 
 from marketplace.recipients.models import RECIPIENT_STATUSES, TAGS
-from marketplace.schemas import REGION_CODE, InputSchema, PageArgs, Trimmed
+from marketplace.schemas import REGION_CODE, Day, InputSchema, PageArgs, Trimmed
 
 
 class RecipientCreateSchema(InputSchema):
@@ -26,6 +26,8 @@ class RecipientSchema(Schema):
     address = fields.String(allow_none=True)
     tags = fields.List(fields.String(), required=True)
     status = fields.String(required=True, metadata={"enum": list(RECIPIENT_STATUSES)})
+    status_effective_on = fields.Date(allow_none=True, metadata={
+        "description": "The local date a move or a death took effect (null while active)"})
     created_at = fields.AwareDateTime(required=True)
     updated_at = fields.AwareDateTime(required=True)
 
@@ -47,6 +49,10 @@ class RecipientLookupSchema(InputSchema):
 class RecipientUpdateSchema(InputSchema):
     status = fields.String(validate=validate.OneOf(RECIPIENT_STATUSES), metadata={
         "description": "`moved` or `deceased` revokes the recipient's open vouchers"})
+    effective_on = Day(metadata={
+        "description": "The local date the move or the death took effect: not in the future, not before the "
+                       "birth date; today's when left out. Returned as `status_effective_on`, cleared by `active`. "
+                       "Given alone for a recipient who moved or died, it corrects the date"})
     tags = fields.List(fields.String(validate=validate.OneOf(TAGS)))
     phone = fields.String(validate=validate.Length(max=20))
     address = fields.String(validate=validate.Length(max=200))
@@ -54,7 +60,7 @@ class RecipientUpdateSchema(InputSchema):
     @validates_schema
     def _something_to_change(self, data, **_kwargs):
         if not data:
-            raise ValidationError("Give at least one of status, tags, phone, address.", "_schema")
+            raise ValidationError("Give at least one of status, effective_on, tags, phone, address.", "_schema")
 
 
 class ImportFileSchema(InputSchema):

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from marketplace import audit, scope, transitions
 from marketplace.auth import service as auth_service
-from marketplace.db import db, insert_ignoring_conflicts, paginate
+from marketplace.db import db, insert_ignoring_conflicts, local_date, paginate
 from marketplace.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from marketplace.recipients.idnumber import IdNumber, InvalidIdNumberError, parse_id_number
 from marketplace.recipients.models import TAGS, Recipient, RecipientTag
@@ -37,6 +37,8 @@ MAX_REPORTED_ERRORS = 1000
 # the same rule, applied here. (Decoding a file as UTF-8 never yields a surrogate; the CLI's callers may.)
 # The statuses each status may be reached from: a person may move back; death is final.
 ALLOWED_FROM = {"active": {"moved"}, "moved": {"active"}, "deceased": {"active", "moved"}}
+# The statuses that take effect on a date (recipient.status_effective_on).
+DEPARTED = ("moved", "deceased")
 
 
 class InvalidIdNumber(DomainError):
@@ -226,15 +228,21 @@ def recipients_query(*, actor, region_code: str | None = None, status: str | Non
 
 
 def update_recipient(*, recipient: Recipient, actor, now: datetime, status: str | None = None,
-                     tags: list[str] | None = None, phone: str | None = None, address: str | None = None) -> Recipient:
+                     effective_on: date | None = None, tags: list[str] | None = None, phone: str | None = None,
+                     address: str | None = None) -> Recipient:
     """Change status, tags, phone or address; moving away or dying revokes open vouchers.
+
+    A move or a death took effect on a local date, *effective_on* (today's when not given), kept in
+    `status_effective_on`: services delivered after it are flagged (`served_after_exit`). It is cleared when
+    the recipient comes back; given alone for a recipient who moved or died, it corrects the date.
 
     The status moves by a guarded UPDATE (marketplace.transitions), before anything else is written:
     of two racing changes (deceased ∥ moved) one wins and the other is refused.
 
     :raises InvalidTransition: a change the status cannot make (death is final: a deceased recipient's
         record accepts no status at all), or a racing change won.
-    :raises ValidationFailed: a bad phone, address or tag.
+    :raises ValidationFailed: a bad phone, address or tag; an effective date in the future, before the
+        recipient was born, or for a recipient who is (or becomes) active.
     """
     problems: dict[str, str] = {}
     changes: dict = {}
@@ -250,15 +258,27 @@ def update_recipient(*, recipient: Recipient, actor, now: datetime, status: str 
         tags, problems["tags"] = _clean_tags(tags)
         if tags != recipient.tags:
             changes["tags"] = {"from": recipient.tags, "to": tags}
+    moving = status is not None and (status != recipient.status or recipient.status == "deceased")
+    becomes = status if moving else recipient.status
+    if effective_on is not None:
+        problems["effective_on"] = _effective_on_problem(effective_on, recipient=recipient, status=becomes, now=now)
     problems = {key: message for key, message in problems.items() if message}
     if problems:
         raise ValidationFailed(problems)
     departed = False
-    if status is not None and (status != recipient.status or recipient.status == "deceased"):
+    previous_date = recipient.status_effective_on
+    if moving:
+        effective = (effective_on or local_date(now)) if status in DEPARTED else None
         previous = transitions.move(recipient, to=status, allowed_from=ALLOWED_FROM[status], what="The recipient",
-                                    values={"updated_at": now})
+                                    values={"updated_at": now, "status_effective_on": effective})
         changes["status"] = {"from": previous, "to": status}
-        departed = status in ("moved", "deceased")
+        departed = status in DEPARTED
+    elif effective_on is not None and effective_on != previous_date:
+        # A correction of the date alone, guarded like a status change: refused if the status moved meanwhile.
+        transitions.move(recipient, to=recipient.status, allowed_from=DEPARTED, what="The recipient",
+                         values={"updated_at": now, "status_effective_on": effective_on})
+    if recipient.status_effective_on != previous_date:
+        changes["status_effective_on"] = {"from": _iso(previous_date), "to": _iso(recipient.status_effective_on)}
     if "phone" in changes:
         recipient.phone = phone
     if "address" in changes:
@@ -279,6 +299,25 @@ def update_recipient(*, recipient: Recipient, actor, now: datetime, status: str 
                  region_code=recipient.region_code,
                  data=changes)
     return recipient
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
+def _effective_on_problem(effective_on: date, *, recipient: Recipient, status: str, now: datetime) -> str | None:
+    """What is wrong with the date a move or a death took effect (None when it may be recorded).
+
+    It may lie before the record was made (a death the bureau hears of late, someone enrolled from an old
+    list): the date is what happened, and services after it are what the rule looks for.
+    """
+    if status not in DEPARTED:
+        return "Only a move or a death takes effect on a date: leave it out for an active recipient."
+    if effective_on > local_date(now):
+        return "The date it took effect cannot be in the future."
+    if effective_on < recipient.birth_date:
+        return "The date it took effect cannot be before the recipient was born."
+    return None
 
 
 def create_account(*, recipient: Recipient, username: str, password: str, actor, now: datetime):

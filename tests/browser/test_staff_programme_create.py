@@ -1,5 +1,6 @@
 """Creating a programme in a real browser, on both databases: an admin goes from the staff home's 新建项目 to
-the form, a refused form comes back with the message beside the item's price, the fixed form creates the
+the form, a refused form comes back with the messages beside the item's price and its shortest service, the
+fixed form creates the
 draft and lands back with the news; an auditor's home has no action control and the form is refused.
 check_page (axe WCAG 2.2 AA, no console error, nothing from another origin) at phone and desk widths."""
 
@@ -35,6 +36,7 @@ def test_an_admin_creates_a_draft_programme_from_the_staff_home(page, build):
     meal.check()
     page.locator(f"#field-price-{world.meal}").fill("十二元")
     page.locator(f"#field-quota-{world.meal}").fill("4")
+    page.locator(f"#field-min-{world.meal}").fill("0")
     page.get_by_label("最低年龄（周岁）").fill("60")
     page.get_by_label("低保", exact=True).check()
     page.get_by_label("一般老人（%）").fill("20")
@@ -45,12 +47,14 @@ def test_an_admin_creates_a_draft_programme_from_the_staff_home(page, build):
     with page.expect_navigation():
         page.get_by_role("button", name="建立草稿项目").click()
     assert page.locator(f"#error-price-{world.meal}").inner_text() == "请填写金额（元），例如 15 或 15.50。"
+    assert page.locator(f"#error-min-{world.meal}").inner_text() == "应在 1 到 1440 之间。"
     assert page.get_by_role("alert").is_visible()  # the summary at the top links to the field
     watched(page).clear()  # the browser logs the 422 of the refused form itself
     _check(page, "staff-programme-new-refused")
 
     assert meal.is_checked()  # what was filled in is kept
     page.locator(f"#field-price-{world.meal}").fill("12.50")
+    page.locator(f"#field-min-{world.meal}").fill("10")
     with page.expect_navigation():
         page.get_by_role("button", name="建立草稿项目").click()
     named = select(Programme).where(Programme.name == "蒲江县2027年居家养老服务券")
@@ -60,6 +64,7 @@ def test_an_admin_creates_a_draft_programme_from_the_staff_home(page, build):
     assert created.status == "draft"
     assert created.choice_required is False
     assert created.eligibility == {"min_age": 60, "tags_any": ["low_income"]}
+    assert [(item.item_code, item.min_duration_minutes) for item in created.items] == [(world.meal, 10)]
 
 
 def test_an_auditor_sees_the_home_without_action_controls_and_cannot_open_the_form(page, build):

@@ -1,14 +1,15 @@
-"""A recipient's page, recording a death, and the CSV import in a real browser, on both databases: every page
+"""A recipient's page, recording a death (a day in the future refused beside the date, then the day it took
+effect), and the CSV import in a real browser, on both databases: every page
 passes check_page (axe WCAG 2.2 AA, no console error, nothing from another origin) at phone and desk widths,
 as an admin and as an auditor (who sees no control that changes anything); an import with bad rows, the bad
 rows downloaded, fixed and uploaded again creates them."""
 
 import csv
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from marketplace.recipients.idnumber import check_character
-from tests.browser.harness import check_page, each_width, log_in, shoot
+from tests.browser.harness import check_page, each_width, log_in, shoot, watched
 
 HEADER = ["name", "id_number", "phone", "region_code", "address", "tags"]
 
@@ -46,10 +47,23 @@ def test_a_recipients_page_and_recording_a_death(page, build):
     shoot(page, "staff-recipient-status")
     assert "作废" in page.locator("main").inner_text()
     page.get_by_role("radio", name="已故").check()
+    date_field = page.get_by_label("去世或迁出的日期")
+    today = date.fromisoformat(date_field.input_value())  # today's date is filled in
+    date_field.fill((today + timedelta(days=1)).isoformat())
+    with page.expect_navigation():
+        page.get_by_role("button", name="确认登记").click()
+    assert page.locator("#error-effective_on").inner_text() == "日期不能晚于今天。"
+    watched(page).clear()  # the browser logs the 422 of the refused form itself
+    for _width in each_width(page):
+        check_page(page)
+    shoot(page, "staff-recipient-status-refused")
+    died = today - timedelta(days=3)
+    page.get_by_label("去世或迁出的日期").fill(died.isoformat())
     with page.expect_navigation():
         page.get_by_role("button", name="确认登记").click()
     assert page.url.endswith(f"/staff/recipients/{world.alice.id}")
     assert "已登记为已故" in page.locator("main").inner_text()
+    assert "去世日期" in page.locator("main").inner_text()
     check_page(page)
 
 

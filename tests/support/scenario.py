@@ -33,7 +33,7 @@ The vocabulary (keyword arguments have defaults unless marked …):
 - people: user(role=…), admin(region_code), auditor(), system_admin, headers(user)
 - catalogue and programmes: item(), programme(items=…), add_budget(programme, amount_fen), close(programme)
 - providers and recipients: provider(items=…, enrol_in=[…]), set_provider_status(provider, action),
-  recipient(), set_recipient_status(recipient, status)
+  recipient(), set_recipient_status(recipient, status, effective_on=…)
 - vouchers: issue(programme, period), supplementary(programme, recipient, item, count),
   choose(recipient, programme, item, provider, reason=…, note=…), choose_all(world, provider, *recipients),
   voucher_token(voucher), presence_token(recipient), presence_code(recipient) (token and short code, kept),
@@ -298,37 +298,41 @@ class Builder:
 
     # --- catalogue and programmes -----------------------------------------------------------------
 
-    def item(self, *, code: str | None = None, name: str = "助餐", unit: str = "次", price: int = 1500) -> str:
-        """A catalogue service item (standard price *price*); its code."""
+    def item(self, *, code: str | None = None, name: str = "助餐", unit: str = "次", price: int = 1500,
+             default_duration_minutes: int | None = None) -> str:
+        """A catalogue service item (standard price *price*, usual duration *default_duration_minutes*); its
+        code."""
         code = code or f"HC-{next(_serial)}"
         self.run(lambda: catalogue_service.create_item(
             code=code, name=name, category_code="basic_public", unit=unit, standard_price_fen=price,
-            nature="service", actor=None, now=self.now()))
+            nature="service", default_duration_minutes=default_duration_minutes, actor=None, now=self.now()))
         return code
 
-    def programme(self, *, items: Sequence[str | tuple[str, int, int]], price: int = DEFAULT_PRICE,
+    def programme(self, *, items: Sequence[str | tuple[str, int, int] | tuple[str, int, int, int]],
+                  price: int = DEFAULT_PRICE,
                   quota: int = DEFAULT_QUOTA, budget_fen: int = 10_000_000, status: str = "active",
                   region_code: str = "510131", starts_on: date | None = None, ends_on: date | None = None,
                   min_age: int | None = 60, tags_any: tuple[str, ...] = (), copay: dict | None = None,
                   rules: Sequence[dict] = DEFAULT_RULES, reserved_share_percent: int = 30,
                   rating_window_days: int = 30, reversal_window_hours: int = 48, choice_required: bool = True,
-                  name: str = "蒲江县居家养老服务券") -> ProgrammeRef:
-        """A programme buying *items* — (item_code, unit_price_fen, monthly_quota) each, or a bare code at
-        *price* and *quota* — funded with *budget_fen* and taken to *status* (draft, active or closed)."""
+                  name: str = "蒲江县居家养老服务券", anomaly_parameters: dict | None = None) -> ProgrammeRef:
+        """A programme buying *items* — (item_code, unit_price_fen, monthly_quota[, min_duration_minutes]) each,
+        or a bare code at *price* and *quota* — funded with *budget_fen* and taken to *status* (draft, active or
+        closed), with its own *anomaly_parameters* if given."""
         starts_on = starts_on or self.first_day(-12)
         ends_on = ends_on or self.last_day(12)
-        lines = [(item, price, quota) if isinstance(item, str) else item for item in items]
+        lines = [(item, price, quota, None) if isinstance(item, str) else (*item, None)[:4] for item in items]
 
         def create():
             now = self.now()
             programme = programme_service.create_programme(
                 name=name, authority="蒲江县民政局", region_code=region_code, starts_on=starts_on, ends_on=ends_on,
-                items=[{"item_code": code, "unit_price_fen": unit_price, "monthly_quota": monthly_quota}
-                       for code, unit_price, monthly_quota in lines],
+                items=[{"item_code": code, "unit_price_fen": unit_price, "monthly_quota": monthly_quota,
+                        "min_duration_minutes": min_minutes} for code, unit_price, monthly_quota, min_minutes in lines],
                 eligibility={"min_age": min_age, "tags_any": list(tags_any)}, copay_percent=dict(copay or COPAY),
                 reserved_share_percent=reserved_share_percent, settlement_rules=[dict(rule) for rule in rules],
                 rating_window_days=rating_window_days, reversal_window_hours=reversal_window_hours,
-                choice_required=choice_required, actor=None, now=now)
+                choice_required=choice_required, anomaly_parameters=anomaly_parameters, actor=None, now=now)
             if budget_fen:
                 programme_service.amend_budget(programme=programme, amount_fen=budget_fen, reason="年度预算",
                                                actor=None, now=now)
@@ -423,10 +427,12 @@ class Builder:
         return RecipientRef(id=recipient_id, user=user, name=name, tags=tuple(sorted(tags)), id_number=id_number,
                             id_number_masked=masked, phone=phone)
 
-    def set_recipient_status(self, recipient, status: str) -> None:
-        """active, moved or deceased (moving or dying revokes open vouchers)."""
+    def set_recipient_status(self, recipient, status: str, *, effective_on: date | None = None) -> None:
+        """active, moved or deceased (moving or dying revokes open vouchers), taking effect on *effective_on*
+        (default today)."""
         self.run(lambda: recipient_service.update_recipient(
-            recipient=db.session.get(Recipient, _id(recipient)), status=status, actor=None, now=self.now()))
+            recipient=db.session.get(Recipient, _id(recipient)), status=status, effective_on=effective_on,
+            actor=None, now=self.now()))
 
     def world(self, *, budget_fen: int = 10_000_000, choice_required: bool = True,
               reversal_window_hours: int = 48) -> World:
