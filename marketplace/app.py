@@ -89,7 +89,10 @@ def create_app(config: dict | None = None) -> Flask:
     app.json = JSONProvider(app)  # bodies read with the app's limits; 助餐, not \u52a9\u9910
     app.url_map.converters["int"] = IdConverter
     if app.config["PROXY_FIX_X_FOR"]:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"])
+        # The same proxies say which address called (the login throttle's client) and whether the browser's
+        # connection was HTTPS (the scan page's secure context, Secure cookies).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"],
+                                x_proto=app.config["PROXY_FIX_X_FOR"])
     configure_logging(app)
 
     api = init_extensions(app)

@@ -74,7 +74,8 @@ class Config:
     # Largest request body; JSON requests are small. The recipient CSV import has its own limit.
     MAX_CONTENT_LENGTH: int = 1024 * 1024
     IMPORT_MAX_BYTES: int = 64 * 1024 * 1024
-    # Number of reverse proxies in front of the app whose X-Forwarded-For may be trusted.
+    # Number of reverse proxies in front of the app whose X-Forwarded-For and X-Forwarded-Proto may be trusted
+    # (1 behind deploy/nginx.conf).
     PROXY_FIX_X_FOR: int = 0
     SQLITE_BUSY_TIMEOUT_MS: int = 30_000
     # FULL: a committed transaction survives power loss and an OS crash (as PostgreSQL's
