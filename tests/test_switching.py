@@ -1,0 +1,181 @@
+"""Switching as the market's signal (issue 18 §4; DESIGN.md "Market integrity"; vouchers/service/switching.py).
+
+Per provider and month, from the choice history: the distinct recipients holding the provider's choice for
+some item at the month's first local midnight, those gained and lost by switching during the month, the churn
+rate (lost / start, null at 0), and the switches away counted by reason — `GET /programmes/{id}/switching`
+(admins in scope, auditors). Rankings carry `switch_away_rate`; the public programme page shows switching
+only per item and for the whole programme, and hides any group of fewer than 5 recipients. Every test runs
+on SQLite and PostgreSQL.
+"""
+
+from datetime import timedelta
+
+import pytest
+
+from marketplace.auth.models import User
+from marketplace.db import db, utcnow
+from marketplace.programmes.models import Programme
+from marketplace.recipients.models import Recipient
+from providers.service import enrolment
+from tests.conftest import error_code
+from vouchers.service import choice, switching
+
+API = "/api/v1"
+
+
+def choose(build, recipient, programme, item, provider, *, at, reason=None, note=None):
+    """The system admin records *recipient*'s choice of *provider* at the instant *at* (a switch: with *reason*)."""
+    admin_id = build.system_admin.id
+    build.run(lambda: choice.set_choice(
+        recipient=db.session.get(Recipient, recipient.id), programme=db.session.get(Programme, programme.id),
+        item_code=item, provider_id=provider.id, switch_reason=reason, switch_note=note,
+        actor=db.session.get(User, admin_id), now=at))
+
+
+def figures(build, period, **scope) -> dict[int, dict]:
+    found = build.read(lambda: switching.monthly_switching(periods=[period], **scope))
+    return {pid: month.as_dict() for (_period, pid), month in found.items()}
+
+
+@pytest.fixture
+def market(build):
+    """A month (two months ago, M) of switching among p1, p2 and p3 in one programme buying meals and baths.
+
+    Before M: alice, bob chose p1 for meals; bob p1 for baths; carol p2 for meals; dan p1 then p2 for meals.
+    At M's first instant: erin's first choice, p1 (a first choice is no switch; she was not there at the start).
+    During M: alice p1→p2 (service_quality), bob's meals p1→p3 (price; his baths stay with p1), carol p2→p1
+    (no reason), dan chooses p2 again (no switch). At the next month's first instant: frank p1→p2 (not in M).
+    """
+    world = build.world()
+    programme, meal, bath, p1, p2 = world.programme, world.meal, world.bath, world.p1, world.p2
+    p3 = build.provider(items=[meal, bath], enrol_in=[programme])
+    carol, dan, erin, frank = (build.recipient() for _ in range(4))
+    before = build.in_month(-3, 10)
+    start = build.in_month(-2, 1, 0, 0)
+    month = build.period(-2)
+    next_start = build.in_month(-1, 1, 0, 0)
+    for recipient, item, provider in ((world.alice, meal, p1), (world.bob, meal, p1), (world.bob, bath, p1),
+                                      (carol, meal, p2), (dan, meal, p1), (frank, meal, p1)):
+        choose(build, recipient, programme, item, provider, at=before)
+    choose(build, dan, programme, meal, p2, at=before + timedelta(hours=1), reason="timeliness")
+    choose(build, erin, programme, meal, p1, at=start)
+    choose(build, world.alice, programme, meal, p2, at=start + timedelta(days=3), reason="service_quality")
+    choose(build, world.bob, programme, meal, p3, at=start + timedelta(days=4), reason="price")
+    choose(build, carol, programme, meal, p1, at=start + timedelta(days=5))
+    choose(build, dan, programme, meal, p2, at=start + timedelta(days=6))
+    choose(build, frank, programme, meal, p2, at=next_start, reason="moved")
+    return world, p3, month
+
+
+def test_a_month_of_switching_per_provider(build, market):
+    world, p3, month = market
+
+    found = figures(build, month, programme_id=world.programme.id)
+
+    assert found[world.p1.id] == {"provider_id": world.p1.id, "period": month, "recipients_start": 3,
+                                  "gained": 1, "lost": 2, "churn_rate": 0.6667, "switches_away": 2,
+                                  "reasons": {"service_quality": 1, "price": 1}}
+    assert found[world.p2.id] == {"provider_id": world.p2.id, "period": month, "recipients_start": 2,
+                                  "gained": 1, "lost": 1, "churn_rate": 0.5, "switches_away": 1, "reasons": {}}
+    assert found[p3.id] == {"provider_id": p3.id, "period": month, "recipients_start": 0, "gained": 1, "lost": 0,
+                            "churn_rate": None, "switches_away": 0, "reasons": {}}
+
+
+def test_the_next_month_starts_where_the_last_one_ended(build, market):
+    world, p3, _month = market
+
+    found = figures(build, build.period(-1), programme_id=world.programme.id)
+
+    # p1 at the start: bob (baths), carol, erin, frank; p2: alice, dan; p3: bob (meals). Then frank p1→p2.
+    assert {pid: (row["recipients_start"], row["gained"], row["lost"]) for pid, row in found.items()} == {
+        world.p1.id: (4, 0, 1), world.p2.id: (2, 1, 0), p3.id: (1, 0, 0)}
+    assert found[world.p1.id]["reasons"] == {"moved": 1}
+
+
+def test_several_months_at_once_match_each_month_alone(build, market):
+    world, _p3, month = market
+    periods = [build.period(-3), month, build.period(-1)]
+
+    together = build.read(lambda: switching.monthly_switching(periods=periods, programme_id=world.programme.id))
+
+    for period in periods:
+        alone = figures(build, period, programme_id=world.programme.id)
+        assert {pid: row.as_dict() for (p, pid), row in together.items() if p == period} == alone
+
+
+def test_one_provider_across_programmes(build, market):
+    world, _p3, month = market
+    other = build.programme(items=[world.meal])
+    admin_id = build.system_admin.id
+    build.run(lambda: enrolment.enrol(programme=db.session.get(Programme, other.id), provider_id=world.p1.id,
+                                      actor=db.session.get(User, admin_id), now=utcnow()))
+    gina = build.recipient()
+    choose(build, gina, other, world.meal, world.p1, at=build.in_month(-3, 2))
+    choose(build, world.alice, other, world.meal, world.p1, at=build.in_month(-3, 2))  # counted once
+
+    history = build.read(lambda: switching.provider_history(provider_id=world.p1.id,
+                                                            periods=[build.period(-1), month]))
+
+    assert [(row.period, row.recipients_start, row.gained, row.lost) for row in history] == [
+        (month, 4, 1, 2), (build.period(-1), 6, 0, 1)]
+    assert figures(build, month, programme_id=other.id) == {
+        world.p1.id: {"provider_id": world.p1.id, "period": month, "recipients_start": 2, "gained": 0, "lost": 0,
+                      "churn_rate": 0.0, "switches_away": 0, "reasons": {}}}
+
+
+# --- the API -----------------------------------------------------------------------------------------
+
+def test_the_api_lists_every_enrolled_provider(build, client, market):
+    world, p3, month = market
+    idle = build.provider(items=[world.meal], enrol_in=[world.programme])
+
+    response = client.get(f"{API}/programmes/{world.programme.id}/switching", query_string={"period": month},
+                          headers=build.headers(build.auditor()))
+
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert (body["programme_id"], body["period"]) == (world.programme.id, month)
+    rows = {row["provider_id"]: row for row in body["items"]}
+    assert list(rows) == sorted([world.p1.id, world.p2.id, p3.id, idle.id])
+    assert rows[world.p1.id]["churn_rate"] == pytest.approx(0.6667)
+    assert rows[world.p1.id]["reasons"] == {"service_quality": 1, "price": 1}
+    assert rows[idle.id] == {"provider_id": idle.id, "recipients_start": 0, "gained": 0, "lost": 0,
+                             "churn_rate": None, "switches_away": 0, "reasons": {}}
+
+
+def test_the_api_defaults_to_last_month(build, client, market):
+    world, _p3, _month = market
+
+    response = client.get(f"{API}/programmes/{world.programme.id}/switching", headers=build.headers(world.admin))
+
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["period"] == build.period(-1)
+    assert {row["provider_id"]: row["lost"] for row in body["items"]}[world.p1.id] == 1
+
+
+@pytest.mark.parametrize("period", ["2026-13", "26-01", "now"])
+def test_a_period_that_is_not_a_month_is_refused(build, client, market, period):
+    world, _p3, _month = market
+
+    response = client.get(f"{API}/programmes/{world.programme.id}/switching", query_string={"period": period},
+                          headers=build.headers(world.admin))
+
+    assert response.status_code == 422
+    assert "period" in response.get_json()["error"]["details"]["fields"]
+
+
+def test_who_may_read_switching(build, client, market):
+    world, _p3, _month = market
+    url = f"{API}/programmes/{world.programme.id}/switching"
+    allowed = [world.admin, build.auditor(), build.admin(region_code="510131"), build.admin(region_code="510100")]
+    refused = [world.p1.user, world.alice.user, build.admin(region_code="510132")]
+
+    assert client.get(url).status_code == 401
+    for user in allowed:
+        assert client.get(url, headers=build.headers(user)).status_code == 200, user.username
+    for user in refused:
+        response = client.get(url, headers=build.headers(user))
+        assert response.status_code == 403, user.username
+        assert error_code(response) == "forbidden"
+    assert client.get(f"{API}/programmes/999999/switching", headers=build.headers(world.admin)).status_code == 404

@@ -1,0 +1,245 @@
+"""Switching, the market's signal (DESIGN.md "Market integrity"): who recipients leave and join, read from the
+choice history (`choice_event`: every first choice and every switch, with the reason the recipient gave).
+
+Per provider and month (a `YYYY-MM` local month, from its first local midnight S to the next month's E):
+
+- `recipients_start`: distinct recipients for whom the provider was the chosen one of some (programme,) item at S,
+  i.e. the latest choice event of that recipient, programme and item before S went to the provider. A recipient
+  who chose it for two items counts once.
+- `gained`: distinct recipients who switched to the provider from another provider in [S, E) (a first choice is
+  not a switch, nor is choosing the same provider again).
+- `lost`: distinct recipients who switched away from the provider to another one in [S, E).
+- `churn_rate = lost / recipients_start` (4 decimals), null when recipients_start is 0. A recipient gained and
+  lost within the same month counts as lost without being at the start, so the rate can (rarely) exceed 1.
+- `reasons`: the switches away in [S, E) counted by the reason given (`SWITCH_REASONS`); a switch without a
+  reason is counted in `switches_away` only.
+
+`switch_away_rate` (rankings): of the distinct recipients who ever chose the provider for the item (in the
+programme, when the ranking names one), the share who later switched away from it, over the whole history,
+like the ratings and complaints beside it; null below MIN_PUBLIC_GROUP recipients, because the rankings are
+public.
+
+Public figures (the portal) are aggregates per item and for the whole programme, never per provider or
+person, and any group of fewer than MIN_PUBLIC_GROUP distinct recipients is hidden (k-anonymity).
+
+Every figure is a handful of set-based statements over `choice_event`, the same SQL on SQLite and PostgreSQL
+(window functions and CASE, no loop over events). Read-only.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import String, and_, case, cast, distinct, func, literal, or_, select, union_all
+
+from marketplace.db import UTCDateTime, db, local_date
+from marketplace.programmes.models import Programme
+from providers.models import Enrolment
+from vouchers.models import SWITCH_REASONS, ChoiceEvent
+from vouchers.service.issuance import period_bounds
+from vouchers.service.settlement import month_end_instant, month_start_instant
+
+# k-anonymity of every public switching figure: a group of fewer distinct recipients is not shown.
+MIN_PUBLIC_GROUP = 5
+TOP_REASONS = 3  # the public page names this many reasons per item, most given first
+
+
+@dataclass(frozen=True)
+class ProviderMonth:
+    """One provider's switching in one month (see the module's definitions)."""
+
+    provider_id: int
+    period: str
+    recipients_start: int = 0
+    gained: int = 0
+    lost: int = 0
+    switches_away: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def churn_rate(self) -> float | None:
+        return round(self.lost / self.recipients_start, 4) if self.recipients_start else None
+
+    def as_dict(self) -> dict:
+        return {"provider_id": self.provider_id, "period": self.period, "recipients_start": self.recipients_start,
+                "gained": self.gained, "lost": self.lost, "churn_rate": self.churn_rate,
+                "switches_away": self.switches_away, "reasons": dict(self.reasons)}
+
+
+def _switch():
+    """SQL: the ChoiceEvent row replaced one provider by another (not a first choice, not the same again)."""
+    return and_(ChoiceEvent.from_provider_id.is_not(None), ChoiceEvent.from_provider_id != ChoiceEvent.to_provider_id)
+
+
+def monthly_switching(*, periods: Sequence[str], programme_id: int | None = None,
+                      provider_id: int | None = None) -> dict[tuple[str, int], ProviderMonth]:
+    """Each provider's switching in each of *periods*, keyed (period, provider_id); only providers with a
+    figure other than zero appear. Scoped to one programme and one provider when given (else every
+    programme: a recipient is then counted once across them).
+
+    :raises ValidationFailed: a period that is not a month.
+    """
+    periods = sorted(set(periods))
+    if not periods:
+        return {}
+    for period in periods:
+        period_bounds(period)
+    bounds = {period: (month_start_instant(period), month_end_instant(period)) for period in periods}
+    scope = [ChoiceEvent.programme_id == programme_id] if programme_id is not None else []
+    figures: dict[tuple[str, int], dict] = {}
+
+    def add(period: str, pid: int, **values) -> None:
+        figures.setdefault((period, pid), {"reasons": {}}).update(values)
+
+    for period, pid, count in _recipients_at_start(bounds, scope, provider_id):
+        add(period, pid, recipients_start=int(count))
+
+    bucket = case(*((and_(ChoiceEvent.chosen_at >= start, ChoiceEvent.chosen_at < end), literal(period))
+                    for period, (start, end) in bounds.items()), else_=None).label("period")
+    in_window = [*scope, _switch(), ChoiceEvent.chosen_at >= bounds[periods[0]][0],
+                 ChoiceEvent.chosen_at < bounds[periods[-1]][1]]
+    gained = select(bucket, ChoiceEvent.to_provider_id, func.count(distinct(ChoiceEvent.recipient_id))).where(
+        *in_window, *([ChoiceEvent.to_provider_id == provider_id] if provider_id is not None else []))
+    for period, pid, count in db.session.execute(gained.group_by(bucket, ChoiceEvent.to_provider_id)):
+        if period is not None:
+            add(period, pid, gained=int(count))
+    away = [*in_window, *([ChoiceEvent.from_provider_id == provider_id] if provider_id is not None else [])]
+    lost = select(bucket, ChoiceEvent.from_provider_id, func.count(distinct(ChoiceEvent.recipient_id)),
+                  func.count()).where(*away)
+    for period, pid, count, switches in db.session.execute(lost.group_by(bucket, ChoiceEvent.from_provider_id)):
+        if period is not None:
+            add(period, pid, lost=int(count), switches_away=int(switches))
+    reasons = select(bucket, ChoiceEvent.from_provider_id, ChoiceEvent.switch_reason, func.count()).where(
+        *away, ChoiceEvent.switch_reason.is_not(None))
+    for period, pid, reason, count in db.session.execute(
+            reasons.group_by(bucket, ChoiceEvent.from_provider_id, ChoiceEvent.switch_reason)):
+        if period is not None:
+            figures.setdefault((period, pid), {"reasons": {}})["reasons"][reason] = int(count)
+    return {(period, pid): ProviderMonth(provider_id=pid, period=period, **values)
+            for (period, pid), values in sorted(figures.items())}
+
+
+def _recipients_at_start(bounds: dict[str, tuple[datetime, datetime]], scope: list, provider_id: int | None):
+    """(period, provider_id, distinct recipients) holding the provider's choice at each period's start.
+
+    Each event is the current choice of its (recipient, programme, item) from its instant until the next
+    event of the same service (LEAD), so it is current at S when it came before S and the next one did not.
+    """
+    last_start = max(start for start, _end in bounds.values())
+    service = (ChoiceEvent.recipient_id, ChoiceEvent.programme_id, ChoiceEvent.item_code)
+    spans = select(ChoiceEvent.recipient_id, ChoiceEvent.to_provider_id, ChoiceEvent.chosen_at,
+                   func.lead(ChoiceEvent.chosen_at).over(partition_by=service,
+                                                         order_by=(ChoiceEvent.chosen_at, ChoiceEvent.id))
+                   .label("until")).where(*scope, ChoiceEvent.chosen_at < last_start).subquery()
+    starts = union_all(*(select(cast(literal(period), String(7)).label("period"),
+                                literal(start, UTCDateTime()).label("starts_at"))
+                         for period, (start, _end) in bounds.items())).subquery()
+    statement = (select(starts.c.period, spans.c.to_provider_id, func.count(distinct(spans.c.recipient_id)))
+                 .join(starts, and_(spans.c.chosen_at < starts.c.starts_at,
+                                    or_(spans.c.until.is_(None), spans.c.until >= starts.c.starts_at)))
+                 .group_by(starts.c.period, spans.c.to_provider_id))
+    if provider_id is not None:
+        statement = statement.where(spans.c.to_provider_id == provider_id)
+    return db.session.execute(statement).all()
+
+
+def programme_switching(programme: Programme, *, period: str) -> list[ProviderMonth]:
+    """GET /programmes/{id}/switching: every provider enrolled in the programme, and any other with a figure
+    in *period* (one that has left it, say), by provider id. :raises ValidationFailed: not a month."""
+    found = monthly_switching(periods=[period], programme_id=programme.id)
+    enrolled = db.session.scalars(select(Enrolment.provider_id).where(Enrolment.programme_id == programme.id))
+    providers = sorted(set(enrolled) | {pid for _period, pid in found})
+    return [found.get((period, pid)) or ProviderMonth(provider_id=pid, period=period) for pid in providers]
+
+
+def switching_report(programme: Programme, *, period: str | None, now: datetime) -> dict:
+    """The answer of GET /programmes/{id}/switching: *period* (default: last month) per provider.
+
+    :raises ValidationFailed: not a month.
+    """
+    period = period or months_before(now, 1)[0]
+    return {"programme_id": programme.id, "period": period,
+            "items": [month.as_dict() for month in programme_switching(programme, period=period)]}
+
+
+def provider_history(*, provider_id: int, periods: Sequence[str]) -> list[ProviderMonth]:
+    """One provider's switching across all its programmes, month by month (oldest first)."""
+    found = monthly_switching(periods=periods, provider_id=provider_id)
+    return [found.get((period, provider_id)) or ProviderMonth(provider_id=provider_id, period=period)
+            for period in sorted(set(periods))]
+
+
+def months_before(now: datetime, count: int) -> list[str]:
+    """The *count* whole local months before the one *now* falls in, oldest first (`YYYY-MM`)."""
+    first = local_date(now).replace(day=1)
+    periods = []
+    for _ in range(count):
+        first = (first - timedelta(days=1)).replace(day=1)
+        periods.append(f"{first:%Y-%m}")
+    return periods[::-1]
+
+
+# --- rankings ------------------------------------------------------------------------------------------
+
+def switch_away_rates(*, item_code: str, programme_id: int | None = None) -> dict[int, float | None]:
+    """{provider_id: switch_away_rate} for the item (see the module's definition), one statement."""
+    scope = [ChoiceEvent.item_code == item_code]
+    if programme_id is not None:
+        scope.append(ChoiceEvent.programme_id == programme_id)
+    chose = select(ChoiceEvent.to_provider_id.label("provider_id"), ChoiceEvent.recipient_id,
+                   literal(0).label("left_it")).where(*scope)
+    left = select(ChoiceEvent.from_provider_id.label("provider_id"), ChoiceEvent.recipient_id,
+                  literal(1).label("left_it")).where(*scope, _switch())
+    both = union_all(chose, left).subquery()
+    rows = db.session.execute(
+        select(both.c.provider_id,
+               func.count(distinct(case((both.c.left_it == 0, both.c.recipient_id)))),
+               func.count(distinct(case((both.c.left_it == 1, both.c.recipient_id)))))
+        .group_by(both.c.provider_id)).all()
+    return {pid: round(int(gone) / int(chosen), 4) if chosen >= MIN_PUBLIC_GROUP else None
+            for pid, chosen, gone in rows}
+
+
+# --- the public portal ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PublicSwitching:
+    """Switches in a programme as the public sees them: per item and for the whole programme, each figure
+    None when fewer than MIN_PUBLIC_GROUP distinct recipients make it up."""
+
+    item_code: str | None  # None: the whole programme
+    recipients: int | None  # distinct recipients who switched provider at least once
+    switches: int | None
+    top_reasons: list[tuple[str, int]]  # (reason, switches) given by at least MIN_PUBLIC_GROUP recipients
+
+
+def public_switching(programme: Programme) -> list[PublicSwitching]:
+    """The programme's switches to date per item (in the programme's item order), then for the programme."""
+    where = [ChoiceEvent.programme_id == programme.id, _switch()]
+    per_item = {code: (int(people), int(switches)) for code, people, switches in db.session.execute(
+        select(ChoiceEvent.item_code, func.count(distinct(ChoiceEvent.recipient_id)), func.count())
+        .where(*where).group_by(ChoiceEvent.item_code))}
+    whole = db.session.execute(select(func.count(distinct(ChoiceEvent.recipient_id)), func.count())
+                               .where(*where)).one()
+    reasons: dict[str | None, list[tuple[str, int, int]]] = {}
+    for code, reason, people, switches in db.session.execute(
+            select(ChoiceEvent.item_code, ChoiceEvent.switch_reason, func.count(distinct(ChoiceEvent.recipient_id)),
+                   func.count()).where(*where, ChoiceEvent.switch_reason.is_not(None))
+            .group_by(ChoiceEvent.item_code, ChoiceEvent.switch_reason)):
+        reasons.setdefault(code, []).append((reason, int(people), int(switches)))
+    for reason, people, switches in db.session.execute(
+            select(ChoiceEvent.switch_reason, func.count(distinct(ChoiceEvent.recipient_id)), func.count())
+            .where(*where, ChoiceEvent.switch_reason.is_not(None)).group_by(ChoiceEvent.switch_reason)):
+        reasons.setdefault(None, []).append((reason, int(people), int(switches)))
+    groups = [(item.item_code, per_item.get(item.item_code, (0, 0))) for item in programme.items]
+    groups.append((None, (int(whole[0]), int(whole[1]))))
+    return [_public_group(code, people, switches, reasons.get(code, [])) for code, (people, switches) in groups]
+
+
+def _public_group(item_code: str | None, people: int, switches: int,
+                  reasons: list[tuple[str, int, int]]) -> PublicSwitching:
+    if people < MIN_PUBLIC_GROUP:
+        return PublicSwitching(item_code=item_code, recipients=None, switches=None, top_reasons=[])
+    shown = sorted(((reason, count) for reason, reason_people, count in reasons if reason_people >= MIN_PUBLIC_GROUP),
+                   key=lambda row: (-row[1], SWITCH_REASONS.index(row[0])))
+    return PublicSwitching(item_code=item_code, recipients=people, switches=switches, top_reasons=shown[:TOP_REASONS])
