@@ -179,3 +179,65 @@ def test_who_may_read_switching(build, client, market):
         assert response.status_code == 403, user.username
         assert error_code(response) == "forbidden"
     assert client.get(f"{API}/programmes/999999/switching", headers=build.headers(world.admin)).status_code == 404
+
+
+# --- rankings ------------------------------------------------------------------------------------------
+
+def ranking(client, **query) -> dict[int, dict]:
+    response = client.get(f"{API}/rankings", query_string=query)
+    assert response.status_code == 200, response.get_json()
+    return {row["provider_id"]: row for row in response.get_json()["items"]}
+
+
+@pytest.mark.parametrize(("chose", "rate"), [(4, None), (5, 0.4), (6, 0.3333)])
+def test_switch_away_rate_in_rankings_is_hidden_below_5_recipients(build, client, chose, rate):
+    world = build.world()
+    people = [build.recipient() for _ in range(chose)]
+    day = build.in_month(-2, 3)
+    for person in people:
+        choose(build, person, world.programme, world.meal, world.p1, at=day)
+    for person in people[:2]:
+        choose(build, person, world.programme, world.meal, world.p2, at=day + timedelta(days=1), reason="price")
+    choose(build, people[0], world.programme, world.meal, world.p1, at=day + timedelta(days=2), reason="other",
+           note="又换回来了")  # back again: still one recipient who left p1
+
+    rows = ranking(client, item_code=world.meal)
+
+    assert rows[world.p1.id]["switch_away_rate"] == (rate if rate is None else pytest.approx(rate))
+    assert rows[world.p2.id]["switch_away_rate"] is None  # two chose it: too few to show
+    assert ranking(client, item_code=world.bath)[world.p1.id]["switch_away_rate"] is None  # nobody chose baths
+
+
+def test_switch_away_rate_in_a_programme_counts_that_programme_only(build, client):
+    world = build.world()
+    other = build.programme(items=[world.meal])
+    admin_id = build.system_admin.id
+    build.run(lambda: enrolment.enrol(programme=db.session.get(Programme, other.id), provider_id=world.p1.id,
+                                      actor=db.session.get(User, admin_id), now=utcnow()))
+    day = build.in_month(-1, 3)
+    here = [build.recipient() for _ in range(5)]
+    there = [build.recipient() for _ in range(5)]
+    for person in here:
+        choose(build, person, world.programme, world.meal, world.p1, at=day)
+    for person in there:
+        choose(build, person, other, world.meal, world.p1, at=day)
+    choose(build, here[0], world.programme, world.meal, world.p2, at=day + timedelta(hours=1))
+
+    assert ranking(client, item_code=world.meal)[world.p1.id]["switch_away_rate"] == pytest.approx(0.1)
+    assert ranking(client, item_code=world.meal, programme_id=world.programme.id)[world.p1.id][
+        "switch_away_rate"] == pytest.approx(0.2)
+    assert ranking(client, item_code=world.meal, programme_id=other.id)[world.p1.id]["switch_away_rate"] == 0.0
+
+
+def test_a_remembered_rate_follows_the_next_choice(build, client):
+    world = build.world()
+    people = [build.recipient() for _ in range(5)]
+    day = build.in_month(-1, 3)
+    for person in people:
+        choose(build, person, world.programme, world.meal, world.p1, at=day)
+    assert ranking(client, item_code=world.meal)[world.p1.id]["switch_away_rate"] == 0.0
+
+    choose(build, people[0], world.programme, world.meal, world.p2, at=day + timedelta(days=1))
+
+    assert ranking(client, item_code=world.meal)[world.p1.id]["switch_away_rate"] == pytest.approx(0.2)
+    assert figures(build, build.period(-1), programme_id=world.programme.id)[world.p1.id]["lost"] == 1

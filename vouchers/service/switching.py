@@ -22,20 +22,34 @@ public.
 Public figures (the portal) are aggregates per item and for the whole programme, never per provider or
 person, and any group of fewer than MIN_PUBLIC_GROUP distinct recipients is hidden (k-anonymity).
 
-Every figure is a handful of set-based statements over `choice_event`, the same SQL on SQLite and PostgreSQL
-(window functions and CASE, no loop over events). Read-only.
+Every figure is a handful of set-based statements over `choice_event` and `choice`, the same SQL on SQLite
+and PostgreSQL (no loop over events), remembered per worker until the next choice is made (`remembered`: the
+history only grows, so that is exact). Read-only.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import String, and_, case, cast, distinct, func, literal, or_, select, union_all
+from flask import current_app
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    distinct,
+    func,
+    literal,
+    literal_column,
+    select,
+    union_all,
+)
+from sqlalchemy.orm import aliased
 
-from marketplace.db import UTCDateTime, db, local_date
+from marketplace.db import db, local_date
 from marketplace.programmes.models import Programme
-from providers.models import Enrolment
-from vouchers.models import SWITCH_REASONS, ChoiceEvent
+from providers.models import Enrolment, Provider
+from vouchers.models import SWITCH_REASONS, Choice, ChoiceEvent
 from vouchers.service.issuance import period_bounds
 from vouchers.service.settlement import month_end_instant, month_start_instant
 
@@ -54,7 +68,7 @@ class ProviderMonth:
     gained: int = 0
     lost: int = 0
     switches_away: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)  # only the reasons given, each at least once
 
     @property
     def churn_rate(self) -> float | None:
@@ -64,6 +78,26 @@ class ProviderMonth:
         return {"provider_id": self.provider_id, "period": self.period, "recipients_start": self.recipients_start,
                 "gained": self.gained, "lost": self.lost, "churn_rate": self.churn_rate,
                 "switches_away": self.switches_away, "reasons": dict(self.reasons)}
+
+
+def remembered(name: str, key, compute):
+    """*compute()*, remembered per worker until the next choice is made anywhere.
+
+    The choice history only grows (an event is never changed or deleted), so a figure read from it stays true
+    until a new event arrives: the value is kept with the newest event (its id and instant) and recomputed when
+    that changes. Exact, never stale, and a page read often (a ranking, a dashboard) groups the history once
+    per change rather than on every call.
+    """
+    newest = db.session.execute(select(ChoiceEvent.id, ChoiceEvent.chosen_at)
+                                .order_by(ChoiceEvent.id.desc()).limit(1)).first()
+    newest = tuple(newest) if newest is not None else None
+    kept = current_app.extensions.setdefault(f"switching:{name}", {})
+    found = kept.get(key)
+    if found is not None and found[0] == newest:
+        return found[1]
+    value = compute()
+    kept[key] = (newest, value)
+    return value
 
 
 def _switch():
@@ -85,14 +119,22 @@ def monthly_switching(*, periods: Sequence[str], programme_id: int | None = None
     for period in periods:
         period_bounds(period)
     bounds = {period: (month_start_instant(period), month_end_instant(period)) for period in periods}
-    scope = [ChoiceEvent.programme_id == programme_id] if programme_id is not None else []
+    scope, held_now = [], []
+    if programme_id is not None:
+        scope.append(ChoiceEvent.programme_id == programme_id)
+        held_now.append(Choice.programme_id == programme_id)
+    if provider_id is not None:  # only the history of the recipients who ever chose it (the recipient index)
+        scope.append(ChoiceEvent.recipient_id.in_(
+            select(ChoiceEvent.recipient_id).where(*scope, ChoiceEvent.to_provider_id == provider_id)))
+        held_now.append(Choice.provider_id == provider_id)
     figures: dict[tuple[str, int], dict] = {}
 
     def add(period: str, pid: int, **values) -> None:
-        figures.setdefault((period, pid), {"reasons": {}}).update(values)
+        figures.setdefault((period, pid), {}).update(values)
 
-    for period, pid, count in _recipients_at_start(bounds, scope, provider_id):
-        add(period, pid, recipients_start=int(count))
+    for period, (start, _end) in bounds.items():
+        for pid, count in _recipients_at(start, scope, held_now, provider_id):
+            add(period, pid, recipients_start=int(count))
 
     bucket = case(*((and_(ChoiceEvent.chosen_at >= start, ChoiceEvent.chosen_at < end), literal(period))
                     for period, (start, end) in bounds.items()), else_=None).label("period")
@@ -103,50 +145,45 @@ def monthly_switching(*, periods: Sequence[str], programme_id: int | None = None
     for period, pid, count in db.session.execute(gained.group_by(bucket, ChoiceEvent.to_provider_id)):
         if period is not None:
             add(period, pid, gained=int(count))
-    away = [*in_window, *([ChoiceEvent.from_provider_id == provider_id] if provider_id is not None else [])]
-    lost = select(bucket, ChoiceEvent.from_provider_id, func.count(distinct(ChoiceEvent.recipient_id)),
-                  func.count()).where(*away)
-    for period, pid, count, switches in db.session.execute(lost.group_by(bucket, ChoiceEvent.from_provider_id)):
+    lost = select(bucket, ChoiceEvent.from_provider_id, func.count(distinct(ChoiceEvent.recipient_id)), func.count(),
+                  *(func.count().filter(ChoiceEvent.switch_reason == reason) for reason in SWITCH_REASONS)).where(
+        *in_window, *([ChoiceEvent.from_provider_id == provider_id] if provider_id is not None else []))
+    for period, pid, count, switches, *by_reason in db.session.execute(
+            lost.group_by(bucket, ChoiceEvent.from_provider_id)):
         if period is not None:
-            add(period, pid, lost=int(count), switches_away=int(switches))
-    reasons = select(bucket, ChoiceEvent.from_provider_id, ChoiceEvent.switch_reason, func.count()).where(
-        *away, ChoiceEvent.switch_reason.is_not(None))
-    for period, pid, reason, count in db.session.execute(
-            reasons.group_by(bucket, ChoiceEvent.from_provider_id, ChoiceEvent.switch_reason)):
-        if period is not None:
-            figures.setdefault((period, pid), {"reasons": {}})["reasons"][reason] = int(count)
+            add(period, pid, lost=int(count), switches_away=int(switches),
+                reasons={reason: int(n) for reason, n in zip(SWITCH_REASONS, by_reason, strict=True) if n})
     return {(period, pid): ProviderMonth(provider_id=pid, period=period, **values)
             for (period, pid), values in sorted(figures.items())}
 
 
-def _recipients_at_start(bounds: dict[str, tuple[datetime, datetime]], scope: list, provider_id: int | None):
-    """(period, provider_id, distinct recipients) holding the provider's choice at each period's start.
+def _recipients_at(start: datetime, scope: list, held_now: list, provider_id: int | None) -> list[tuple[int, int]]:
+    """(provider_id, distinct recipients) holding the provider's choice for some item at the instant *start* (S).
 
-    Each event is the current choice of its (recipient, programme, item) from its instant until the next
-    event of the same service (LEAD), so it is current at S when it came before S and the next one did not.
+    Read backwards from now, which touches only the history since S: a service (recipient, programme, item)
+    chosen last before S still has the choice it has now (`choice`); one chosen again since S had, at S, the
+    provider its first event since S replaced (`from_provider_id`; none when that was its first choice).
+    Events of one service are made one at a time (set_choice holds the choice's row), each later than the last.
     """
-    last_start = max(start for start, _end in bounds.values())
     service = (ChoiceEvent.recipient_id, ChoiceEvent.programme_id, ChoiceEvent.item_code)
-    spans = select(ChoiceEvent.recipient_id, ChoiceEvent.to_provider_id, ChoiceEvent.chosen_at,
-                   func.lead(ChoiceEvent.chosen_at).over(partition_by=service,
-                                                         order_by=(ChoiceEvent.chosen_at, ChoiceEvent.id))
-                   .label("until")).where(*scope, ChoiceEvent.chosen_at < last_start).subquery()
-    starts = union_all(*(select(cast(literal(period), String(7)).label("period"),
-                                literal(start, UTCDateTime()).label("starts_at"))
-                         for period, (start, _end) in bounds.items())).subquery()
-    statement = (select(starts.c.period, spans.c.to_provider_id, func.count(distinct(spans.c.recipient_id)))
-                 .join(starts, and_(spans.c.chosen_at < starts.c.starts_at,
-                                    or_(spans.c.until.is_(None), spans.c.until >= starts.c.starts_at)))
-                 .group_by(starts.c.period, spans.c.to_provider_id))
+    first_since = select(func.min(ChoiceEvent.id)).where(*scope, ChoiceEvent.chosen_at >= start).group_by(*service)
+    replaced = aliased(ChoiceEvent)
+    then = select(replaced.recipient_id, replaced.from_provider_id.label("provider_id")).where(
+        replaced.id.in_(first_since), replaced.from_provider_id.is_not(None))
     if provider_id is not None:
-        statement = statement.where(spans.c.to_provider_id == provider_id)
-    return db.session.execute(statement).all()
+        then = then.where(replaced.from_provider_id == provider_id)
+    unchanged = select(Choice.recipient_id, Choice.provider_id.label("provider_id")).where(
+        *held_now, Choice.chosen_at < start)
+    held = union_all(then, unchanged).subquery()
+    return db.session.execute(
+        select(held.c.provider_id, func.count(distinct(held.c.recipient_id))).group_by(held.c.provider_id)).all()
 
 
 def programme_switching(programme: Programme, *, period: str) -> list[ProviderMonth]:
     """GET /programmes/{id}/switching: every provider enrolled in the programme, and any other with a figure
     in *period* (one that has left it, say), by provider id. :raises ValidationFailed: not a month."""
-    found = monthly_switching(periods=[period], programme_id=programme.id)
+    found = remembered("programme", (programme.id, programme.created_at, period),
+                       lambda: monthly_switching(periods=[period], programme_id=programme.id))
     enrolled = db.session.scalars(select(Enrolment.provider_id).where(Enrolment.programme_id == programme.id))
     providers = sorted(set(enrolled) | {pid for _period, pid in found})
     return [found.get((period, pid)) or ProviderMonth(provider_id=pid, period=period) for pid in providers]
@@ -164,7 +201,9 @@ def switching_report(programme: Programme, *, period: str | None, now: datetime)
 
 def provider_history(*, provider_id: int, periods: Sequence[str]) -> list[ProviderMonth]:
     """One provider's switching across all its programmes, month by month (oldest first)."""
-    found = monthly_switching(periods=periods, provider_id=provider_id)
+    registered = db.session.scalar(select(Provider.created_at).where(Provider.id == provider_id))
+    found = remembered("provider", (provider_id, registered, tuple(sorted(set(periods)))),
+                       lambda: monthly_switching(periods=periods, provider_id=provider_id))
     return [found.get((period, provider_id)) or ProviderMonth(provider_id=provider_id, period=period)
             for period in sorted(set(periods))]
 
@@ -182,22 +221,33 @@ def months_before(now: datetime, count: int) -> list[str]:
 # --- rankings ------------------------------------------------------------------------------------------
 
 def switch_away_rates(*, item_code: str, programme_id: int | None = None) -> dict[int, float | None]:
-    """{provider_id: switch_away_rate} for the item (see the module's definition), one statement."""
-    scope = [ChoiceEvent.item_code == item_code]
-    if programme_id is not None:
-        scope.append(ChoiceEvent.programme_id == programme_id)
+    """{provider_id: switch_away_rate} for the item (see the module's definition); remembered until the next
+    choice (a ranking is a public page, and every recipient's choosing page)."""
+    parameters = {"item_code": item_code, **({"programme_id": programme_id} if programme_id is not None else {})}
+
+    def compute() -> dict[int, float | None]:
+        return {pid: round(int(gone) / int(chosen), 4) if chosen >= MIN_PUBLIC_GROUP else None
+                for pid, chosen, gone in db.session.execute(_rates_statement(programme_id is not None), parameters)}
+
+    return remembered("switch_away_rates", (item_code, programme_id), compute)
+
+
+@cache
+def _rates_statement(in_programme: bool):
+    """The rates' statement, built once per shape: per provider, distinct recipients who chose it for the item and
+    distinct recipients who switched away from it (bound: item_code, and programme_id when *in_programme*)."""
+    scope = [ChoiceEvent.item_code == bindparam("item_code")]
+    if in_programme:
+        scope.append(ChoiceEvent.programme_id == bindparam("programme_id"))
     chose = select(ChoiceEvent.to_provider_id.label("provider_id"), ChoiceEvent.recipient_id,
-                   literal(0).label("left_it")).where(*scope)
+                   literal_column("0").label("left_it")).where(*scope)
     left = select(ChoiceEvent.from_provider_id.label("provider_id"), ChoiceEvent.recipient_id,
-                  literal(1).label("left_it")).where(*scope, _switch())
+                  literal_column("1").label("left_it")).where(*scope, _switch())
     both = union_all(chose, left).subquery()
-    rows = db.session.execute(
-        select(both.c.provider_id,
-               func.count(distinct(case((both.c.left_it == 0, both.c.recipient_id)))),
-               func.count(distinct(case((both.c.left_it == 1, both.c.recipient_id)))))
-        .group_by(both.c.provider_id)).all()
-    return {pid: round(int(gone) / int(chosen), 4) if chosen >= MIN_PUBLIC_GROUP else None
-            for pid, chosen, gone in rows}
+    return (select(both.c.provider_id,
+                   func.count(distinct(case((both.c.left_it == 0, both.c.recipient_id)))),
+                   func.count(distinct(case((both.c.left_it == 1, both.c.recipient_id)))))
+            .group_by(both.c.provider_id))
 
 
 # --- the public portal ---------------------------------------------------------------------------------
@@ -214,7 +264,12 @@ class PublicSwitching:
 
 
 def public_switching(programme: Programme) -> list[PublicSwitching]:
-    """The programme's switches to date per item (in the programme's item order), then for the programme."""
+    """The programme's switches to date per item (in the programme's item order), then for the programme;
+    remembered until the next choice."""
+    return remembered("public", (programme.id, programme.created_at), lambda: _public_switching(programme))
+
+
+def _public_switching(programme: Programme) -> list[PublicSwitching]:
     where = [ChoiceEvent.programme_id == programme.id, _switch()]
     per_item = {code: (int(people), int(switches)) for code, people, switches in db.session.execute(
         select(ChoiceEvent.item_code, func.count(distinct(ChoiceEvent.recipient_id)), func.count())
