@@ -18,6 +18,8 @@ from marketplace.programmes.models import Programme
 from marketplace.recipients.models import Recipient
 from providers.service import enrolment
 from tests.conftest import error_code
+from tests.support.console import visible_text
+from tests.test_recipient_pages import log_in
 from vouchers.service import choice, switching
 
 API = "/api/v1"
@@ -241,3 +243,98 @@ def test_a_remembered_rate_follows_the_next_choice(build, client):
 
     assert ranking(client, item_code=world.meal)[world.p1.id]["switch_away_rate"] == pytest.approx(0.2)
     assert figures(build, build.period(-1), programme_id=world.programme.id)[world.p1.id]["lost"] == 1
+
+
+# --- the public portal: aggregates only, no group under 5 recipients ----------------------------------
+
+def switched(build, world, count: int, reason: str = "price", *, item=None):
+    """*count* new recipients chose p1 for *item* (meals) last month, then switched to p2 with *reason*."""
+    item = item or world.meal
+    day = build.in_month(-1, 3)
+    for _ in range(count):
+        person = build.recipient()
+        choose(build, person, world.programme, item, world.p1, at=day)
+        choose(build, person, world.programme, item, world.p2, at=day + timedelta(days=1), reason=reason,
+               note="换一家" if reason == "other" else None)
+
+
+def public_row(client, world, label: str) -> str:
+    text = visible_text(client.get(f"/public/programmes/{world.programme.id}"))
+    section = text[text.index("老人更换服务机构的情况"):]
+    return section[section.index(label):][:60]
+
+
+def test_the_public_page_hides_a_group_of_4_recipients(build, client):
+    world = build.world()
+    switched(build, world, 4)
+
+    assert public_row(client, world, "助餐").startswith("助餐 不到 5 位老人，不公开")
+    assert public_row(client, world, "全部服务项目").startswith("全部服务项目 不到 5 位老人，不公开")
+    groups = build.read(lambda: switching.public_switching(db.session.get(Programme, world.programme.id)))
+    assert [(g.item_code, g.recipients, g.switches, g.top_reasons) for g in groups] == [
+        (world.meal, None, None, []), (world.bath, None, None, []), (None, None, None, [])]
+
+
+def test_the_public_page_shows_a_group_of_5_recipients(build, client):
+    world = build.world()
+    switched(build, world, 5)
+
+    assert public_row(client, world, "助餐").startswith("助餐 5 位 5 次 自付太多 5 次")
+    assert public_row(client, world, "助浴").startswith("助浴 不到 5 位老人，不公开")
+    assert public_row(client, world, "全部服务项目").startswith("全部服务项目 5 位 5 次 自付太多 5 次")
+
+
+def test_a_reason_given_by_fewer_than_5_recipients_is_not_named(build, client):
+    world = build.world()
+    switched(build, world, 5, "price")
+    switched(build, world, 4, "timeliness")
+    switched(build, world, 1, "other", item=world.bath)
+
+    assert public_row(client, world, "助餐").startswith("助餐 9 位 9 次 自付太多 5 次 ")
+    assert "不准时" not in public_row(client, world, "助餐")
+    assert public_row(client, world, "全部服务项目").startswith("全部服务项目 10 位 10 次 自付太多 5 次 ")
+    assert "其他" not in visible_text(client.get(f"/public/programmes/{world.programme.id}")).split(
+        "老人更换服务机构的情况")[1]
+
+
+def test_the_public_group_threshold_is_one_constant():
+    assert switching.MIN_PUBLIC_GROUP == 5
+
+
+# --- the console: the programme dashboard and the provider page ----------------------------------------
+
+def test_the_dashboard_shows_last_months_switching_per_provider(build, client, market):
+    world, p3, _month = market
+    log_in(client, build.auditor())
+
+    text = visible_text(client.get(f"/staff/programmes/{world.programme.id}"))
+
+    section = text[text.index("换机构（"):]
+    last = build.period(-1)
+    assert section.startswith(f"换机构（{int(last[:4])}年{int(last[5:])}月）")
+    # The providers that lost the most first: p1 lost frank (moved) of its 4 at the start.
+    rows = section[section.index("主要原因") + len("主要原因"):]
+    assert rows.strip().startswith(f"{world.p1.name} 4 0 1 25.0% 搬家 1 次 {world.p2.name} 2 1 0 0.0% —")
+    assert f"{p3.name} 1 0 0 0.0% —" in rows
+
+
+def test_the_dashboard_says_when_nobody_switched(build, client):
+    world = build.world()
+    log_in(client, world.admin)
+
+    text = visible_text(client.get(f"/staff/programmes/{world.programme.id}"))
+
+    last = build.period(-1)
+    assert f"{int(last[:4])}年{int(last[5:])}月没有老人更换服务机构。" in text
+
+
+def test_the_provider_page_shows_its_last_six_months(build, client, market):
+    world, _p3, month = market
+    log_in(client, build.auditor())
+
+    text = visible_text(client.get(f"/staff/providers/{world.p1.id}"))
+
+    section = text[text.index("换机构（最近 6 个月）"):]
+    last = build.period(-1)
+    assert f"{int(last[:4])}年{int(last[5:])}月 4 0 1 25.0% 搬家 1 次" in section
+    assert f"{int(month[:4])}年{int(month[5:])}月 3 1 2 66.7% 服务质量 1 次、自付太多 1 次" in section
