@@ -273,6 +273,7 @@ def test_the_public_page_hides_a_group_of_4_recipients(build, client):
     groups = build.read(lambda: switching.public_switching(db.session.get(Programme, world.programme.id)))
     assert [(g.item_code, g.recipients, g.switches, g.top_reasons) for g in groups] == [
         (world.meal, None, None, []), (world.bath, None, None, []), (None, None, None, [])]
+    assert not groups[-1].shields_items  # four in all: too few by itself
 
 
 def test_the_public_page_shows_a_group_of_5_recipients(build, client):
@@ -288,13 +289,36 @@ def test_a_reason_given_by_fewer_than_5_recipients_is_not_named(build, client):
     world = build.world()
     switched(build, world, 5, "price")
     switched(build, world, 4, "timeliness")
-    switched(build, world, 1, "other", item=world.bath)
 
     assert public_row(client, world, "助餐").startswith("助餐 9 位 9 次 自付太多 5 次 ")
     assert "不准时" not in public_row(client, world, "助餐")
-    assert public_row(client, world, "全部服务项目").startswith("全部服务项目 10 位 10 次 自付太多 5 次 ")
-    assert "其他" not in visible_text(client.get(f"/public/programmes/{world.programme.id}")).split(
-        "老人更换服务机构的情况")[1]
+    assert public_row(client, world, "全部服务项目").startswith("全部服务项目 9 位 9 次 自付太多 5 次 ")
+
+
+def test_the_programme_row_does_not_give_away_a_hidden_item(build, client):
+    """Meals (9) are shown and baths (1) hidden: the programme's 10 less the meals' 9 would tell the baths' 1."""
+    world = build.world()
+    switched(build, world, 9, "price")
+    switched(build, world, 1, "other", item=world.bath)
+
+    assert public_row(client, world, "助餐").startswith("助餐 9 位 9 次 自付太多 9 次")
+    assert public_row(client, world, "助浴").startswith("助浴 不到 5 位老人，不公开")
+    assert public_row(client, world, "全部服务项目").startswith("全部服务项目 不公开：从这一行能推算出上面不公开的数字")
+
+
+def test_the_programme_row_does_not_give_away_a_reason_hidden_in_an_item(build, client):
+    """Meals: 5 for lateness and 3 for the price (too few to name); baths: 5 for the price. The programme's 8 for
+    the price less the baths' 5 would tell the meals' 3, so the programme's row names lateness only."""
+    world = build.world()
+    switched(build, world, 5, "timeliness")
+    switched(build, world, 3, "price")
+    switched(build, world, 5, "price", item=world.bath)
+
+    assert public_row(client, world, "助餐").startswith("助餐 8 位 8 次 不准时 5 次 ")
+    assert public_row(client, world, "助浴").startswith("助浴 5 位 5 次 自付太多 5 次 ")
+    row = public_row(client, world, "全部服务项目")
+    assert row.startswith("全部服务项目 13 位 13 次 不准时 5 次 ")
+    assert "自付太多" not in row
 
 
 def test_the_public_group_threshold_is_one_constant():

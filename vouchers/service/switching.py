@@ -261,6 +261,8 @@ class PublicSwitching:
     recipients: int | None  # distinct recipients who switched provider at least once
     switches: int | None
     top_reasons: list[tuple[str, int]]  # (reason, switches) given by at least MIN_PUBLIC_GROUP recipients
+    # The programme's row hidden although it has enough recipients: it would give away a hidden item's figures.
+    shields_items: bool = False
 
 
 def public_switching(programme: Programme) -> list[PublicSwitching]:
@@ -286,9 +288,21 @@ def _public_switching(programme: Programme) -> list[PublicSwitching]:
             select(ChoiceEvent.switch_reason, func.count(distinct(ChoiceEvent.recipient_id)), func.count())
             .where(*where, ChoiceEvent.switch_reason.is_not(None)).group_by(ChoiceEvent.switch_reason)):
         reasons.setdefault(None, []).append((reason, int(people), int(switches)))
-    groups = [(item.item_code, per_item.get(item.item_code, (0, 0))) for item in programme.items]
-    groups.append((None, (int(whole[0]), int(whole[1]))))
-    return [_public_group(code, people, switches, reasons.get(code, [])) for code, (people, switches) in groups]
+    items = [_public_group(item.item_code, *per_item.get(item.item_code, (0, 0)), reasons.get(item.item_code, []))
+             for item in programme.items]
+    # The programme's row must not give away what the item rows hide (the whole less the items shown): it
+    # hides a figure when the item groups hidden for it hold between 1 and MIN_PUBLIC_GROUP - 1 recipients.
+    hidden = sum(per_item.get(group.item_code, (0, 0))[0] for group in items if group.recipients is None)
+    withheld: dict[str, int] = {}
+    for group in items:
+        for reason, people, _switches in reasons.get(group.item_code, []):
+            if group.recipients is None or people < MIN_PUBLIC_GROUP:
+                withheld[reason] = withheld.get(reason, 0) + people
+    whole_reasons = [row for row in reasons.get(None, []) if not 0 < withheld.get(row[0], 0) < MIN_PUBLIC_GROUP]
+    if 0 < hidden < MIN_PUBLIC_GROUP and int(whole[0]) >= MIN_PUBLIC_GROUP:
+        return [*items, PublicSwitching(item_code=None, recipients=None, switches=None, top_reasons=[],
+                                        shields_items=True)]
+    return [*items, _public_group(None, int(whole[0]), int(whole[1]), whole_reasons)]
 
 
 def _public_group(item_code: str | None, people: int, switches: int,
