@@ -15,8 +15,8 @@ alone, the item in region 510131, the item in the programme:
   body after the timing, as the reference's JSON is parsed after its own);
 - service: `providers.service.rankings(…)` in a fresh session;
 - reference: one raw SQL statement over the same tables (providers, offered item, region, enrolment,
-  the summed aggregates and complaint counts) plus the Bayesian score, the sort and json.dumps in
-  Python, on a raw driver connection.
+  the summed aggregates and upheld complaint counts) and one over the choice history (the switch-away
+  rates), plus the Bayesian score, the sort and json.dumps in Python, on a raw driver connection.
 
 Reported: p50 and p95 (ms) of each, and api/reference. Target: api p95 ≤ 20 ms in every scope.
 """
@@ -37,6 +37,7 @@ from bench.datagen import (
     setup_programme,
 )
 from providers.service import ranking
+from vouchers.service.switching import MIN_PUBLIC_GROUP
 
 ITEMS = [(f"BR-{index}", price, 4) for index, price in enumerate([1200, 5000, 3500, 5000, 6000], start=1)]
 WARMUP = 5
@@ -60,12 +61,22 @@ def reference_query(bulk: Bulk, *, item_code: str, region_code: str | None, prog
         params.append(programme_id)
     rows = bulk.execute(
         "SELECT p.id, p.name, p.kind, COALESCE(SUM(a.ratings_count), 0), COALESCE(SUM(a.score_sum), 0), "
-        "COALESCE(SUM(a.satisfied_count), 0), (SELECT COUNT(*) FROM complaint c WHERE c.provider_id = p.id) "
+        "COALESCE(SUM(a.satisfied_count), 0), (SELECT COUNT(*) FROM complaint c WHERE c.provider_id = p.id "
+        "AND c.status = 'resolved' AND c.upheld = TRUE) "
         "FROM provider p LEFT JOIN rating_aggregate a ON a.provider_id = p.id AND a.item_code = ?" + aggregate_scope
         + " WHERE p.status = 'approved' AND EXISTS (SELECT 1 FROM provider_item i WHERE i.provider_id = p.id "
         "AND i.item_code = ?)" + conditions + " GROUP BY p.id, p.name, p.kind", tuple(params))
     scope_count = sum(int(row[3]) for row in rows)
     prior = sum(int(row[4]) for row in rows) / scope_count if scope_count else None
+    switch_scope, switch_params = " AND programme_id = ?" if programme_id is not None else "", (
+        [item_code, programme_id] if programme_id is not None else [item_code])
+    switching = {pid: (int(chose), int(left)) for pid, chose, left in bulk.execute(
+        "SELECT provider_id, COUNT(DISTINCT CASE WHEN left_it = 0 THEN recipient_id END), "
+        "COUNT(DISTINCT CASE WHEN left_it = 1 THEN recipient_id END) FROM ("
+        "SELECT to_provider_id AS provider_id, recipient_id, 0 AS left_it FROM choice_event WHERE item_code = ?"
+        + switch_scope + " UNION ALL SELECT from_provider_id, recipient_id, 1 FROM choice_event WHERE item_code = ?"
+        + switch_scope + " AND from_provider_id IS NOT NULL AND from_provider_id <> to_provider_id) u "
+        "GROUP BY provider_id", tuple(switch_params * 2))}
     ranked = []
     for pid, name, kind, count, total, satisfied, complaints in rows:
         count, total = int(count), int(total)
@@ -73,12 +84,17 @@ def reference_query(bulk: Bulk, *, item_code: str, region_code: str | None, prog
         ranked.append({"provider_id": pid, "name": name, "kind": kind, "ratings_count": count,
                        "mean_score": total / count if count else None, "bayesian_score": bayesian,
                        "satisfaction_rate": int(satisfied) / count if count else None,
-                       "complaints_count": int(complaints)})
+                       "complaints_count": int(complaints), "switch_away_rate": _switch_away(switching.get(pid))})
     ranked.sort(key=lambda row: (row["bayesian_score"] is None, -(row["bayesian_score"] or 0), -row["ratings_count"],
                                  row["provider_id"]))
     for rank, row in enumerate(ranked, start=1):
         row["rank"] = rank
     return json.dumps({"items": ranked}, ensure_ascii=False).encode()
+
+
+def _switch_away(figures: tuple[int, int] | None) -> float | None:
+    chose, left = figures or (0, 0)
+    return round(left / chose, 4) if chose >= MIN_PUBLIC_GROUP else None
 
 
 def timed(function, iterations: int) -> tuple[list[float], object]:

@@ -13,6 +13,12 @@ back together with the change that set them off.
   sections its domain holds about them (the vouchers domain: vouchers, choices, services, complaints).
 - `recipient_departure_preview(recipient)`: staff are about to record a death or a move; each receiver returns
   a dict of what that will end (the vouchers domain: `{"vouchers": n, "released_fen": x}`). Reads only.
+- `ranking_switching(item_code, programme_id=)`: the providers domain is ranking an item's providers (in one
+  programme, or all); each receiver returns `{provider_id: switch_away_rate}` (the vouchers domain, from the
+  choice history: vouchers/service/switching.py). Reads only.
+- `provider_record(provider_id, now=)`: staff are reading a provider's page; each receiver returns a dict of
+  sections its domain holds about it (the vouchers domain: `{"switching": [ProviderMonth, …]}`, the last six
+  whole months). Reads only.
 """
 
 from blinker import Namespace
@@ -24,3 +30,5 @@ recipient_departed = _signals.signal("recipient-departed")
 reconciliation_checks = _signals.signal("reconciliation-checks")
 recipient_record = _signals.signal("recipient-record")
 recipient_departure_preview = _signals.signal("recipient-departure-preview")
+ranking_switching = _signals.signal("ranking-switching")
+provider_record = _signals.signal("provider-record")

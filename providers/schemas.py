@@ -129,7 +129,11 @@ class RankingRowSchema(Schema):
     mean_score = fields.Float(allow_none=True, required=True)
     bayesian_score = fields.Float(allow_none=True, required=True)
     satisfaction_rate = fields.Float(allow_none=True, required=True)
-    complaints_count = fields.Integer(required=True)
+    complaints_count = fields.Integer(required=True, metadata={
+        "description": "Upheld complaints against the provider (open and not-upheld ones are not counted)"})
+    switch_away_rate = fields.Float(required=True, allow_none=True, metadata={
+        "description": "Of the recipients who chose it for the item (in the programme, when given), the share who "
+                       "later switched away; null when fewer than 5 chose it"})
 
 
 class RankingSchema(Schema):

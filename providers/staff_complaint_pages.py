@@ -55,7 +55,8 @@ EXPORT_HEADERS = ["投诉编号", "状态", "投诉时间", "已等待（天）"
                   "核销编号", "投诉内容", "是否已答复", "机构答复", "答复时间", "答复人", "处理结果", "处理意见",
                   "处理时间", "处理人"]
 EXPORT_STATUS = {"open": "未处理", "resolved": "已处理"}
-RANKING_HEADERS = ["名次", "服务机构", "类型", "评价人数", "平均分", "加权得分", "满意率", "投诉（件）"]
+RANKING_HEADERS = ["名次", "服务机构", "类型", "评价人数", "平均分", "加权得分", "满意率", "投诉属实（件）",
+                   "全部投诉（件）", "换走的老人"]
 EXPORT_KIND = {"social_organisation": "社会组织", "enterprise": "企业", "public_institution": "事业单位",
                "community_organisation": "社区社会组织", "rural_collective": "农村集体经济组织"}
 
@@ -233,8 +234,10 @@ def _board(source) -> dict:
             raise ValidationFailed(fields={"item_code": ["Must be one of: the catalogue's items."]})
     rows = ranking.rankings(item_code=item.code, region_code=query.get("region_code"),
                             programme_id=query.get("programme_id")) if item else []
+    # The public ranking counts upheld complaints; staff see every one they may read beside it.
+    counts = complaints.complaint_counts(provider_ids=[row["provider_id"] for row in rows], actor=require_actor())
     return {"item": item, "region_code": query.get("region_code"), "programme_id": query.get("programme_id"),
-            "rows": rows}
+            "rows": rows, "complaints": counts}
 
 
 def _choices() -> dict:
@@ -282,7 +285,9 @@ def _ranking_export(kind: str):
              "" if row["mean_score"] is None else f"{row['mean_score']:.2f}",
              "" if row["bayesian_score"] is None else f"{row['bayesian_score']:.2f}",
              "" if row["satisfaction_rate"] is None else f"{100 * row['satisfaction_rate']:.0f}%",
-             row["complaints_count"]] for row in board["rows"])
+             row["complaints_count"], board["complaints"][row["provider_id"]]["all"],
+             "" if row["switch_away_rate"] is None else f"{100 * row['switch_away_rate']:.0f}%"]
+            for row in board["rows"])
     name = f"rankings-{board['item'].code if board['item'] else 'none'}-{board['region_code'] or 'all'}"
     return _stream(kind, "服务排名", RANKING_HEADERS, rows, name)
 

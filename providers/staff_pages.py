@@ -30,6 +30,7 @@ from marketplace.catalogue import service as catalogue
 from marketplace.db import transaction, utcnow
 from marketplace.errors import DomainError, ValidationFailed
 from marketplace.idempotency import FORM_KEY_FIELD, new_form_key, once_per_form
+from marketplace.recipients.pages import SWITCH_REASON_NAMES
 from marketplace.schemas import ReasonSchema
 from marketplace.web.forms import field_errors, form_input
 from providers.models import KINDS, STATUSES
@@ -166,7 +167,8 @@ def _show(provider_id: int, *, errors: dict | None = None, status: int = 200):
     logins = accounts.provider_logins(provider_id=provider_id, actor=actor)
     return render_template("staff_providers/show.html", d=dossier, p=dossier.provider, logins=logins,
                            items=_items(), errors=errors or {}, application_status_names=APPLICATION_STATUS_NAMES,
-                           complaint_status_names=COMPLAINT_STATUS_NAMES), status
+                           complaint_status_names=COMPLAINT_STATUS_NAMES,
+                           switch_reason_names=SWITCH_REASON_NAMES), status
 
 
 @staff_providers.get("/staff/providers/<int:provider_id>")

@@ -1,6 +1,6 @@
 """Complaints over HTTP (POST /complaints, POST /complaints/{id}/resolve; GET /complaints and
-GET /complaints/{id}; `complaints_count` in GET /rankings). Complaints about a redemption are about
-real redemptions. Every test runs on SQLite and PostgreSQL."""
+GET /complaints/{id}; `complaints_count` in GET /rankings, upheld ones only). Complaints about a redemption
+are about real redemptions. Every test runs on SQLite and PostgreSQL."""
 
 from dataclasses import dataclass
 
@@ -324,17 +324,19 @@ def test_filing_and_resolving_are_audited(client, cast, admin):
     assert verify["ok"] is True
 
 
-def test_rankings_count_every_complaint_against_a_provider(client, cast, admin):
+def test_rankings_count_only_upheld_complaints_against_a_provider(client, cast, admin):
     p3 = cast.build.provider(items=[cast.meal], enrol_in=[cast.programme], login=False)
     alice, bob, staff = cast.headers(cast.alice.user), cast.headers(cast.bob.user), cast.headers(admin)
-    resolved = filed(client, alice, provider_id=cast.p1.id, redemption_id=cast.alice_meal)["id"]
-    filed(client, staff, provider_id=cast.p1.id, recipient_id=cast.bob.id)
+    not_upheld = filed(client, alice, provider_id=cast.p1.id, redemption_id=cast.alice_meal)["id"]
+    upheld = filed(client, staff, provider_id=cast.p1.id, recipient_id=cast.bob.id)["id"]
+    filed(client, bob, provider_id=cast.p1.id)  # open: one person's word, not counted yet
     filed(client, bob, provider_id=cast.p2.id)
-    assert resolve(client, staff, resolved, upheld=False).status_code == 200  # still a complaint filed
+    assert resolve(client, staff, not_upheld, upheld=False).status_code == 200
+    assert resolve(client, staff, upheld, upheld=True).status_code == 200
 
     rows = client.get("/api/v1/rankings", query_string={"item_code": cast.meal}).get_json()["items"]
 
-    assert {row["provider_id"]: row["complaints_count"] for row in rows} == {cast.p1.id: 2, cast.p2.id: 1, p3.id: 0}
+    assert {row["provider_id"]: row["complaints_count"] for row in rows} == {cast.p1.id: 1, cast.p2.id: 0, p3.id: 0}
 
 
 # --- region-scoped admins -------------------------------------------------------------------------

@@ -267,12 +267,13 @@ def test_rankings_show_the_order_the_numbers_and_the_formula(client, ranked):
     assert order == sorted(order)
     assert "邻县的服务机构" not in text
     assert (f"第 1 名 评价多的服务机构 类型 社会组织 评价 ★★★★★ 4.8 分（20 人评价） 满意率 100% "
-            f"加权得分 {two(many)} 投诉 0 件") in text
+            f"加权得分 {two(many)} 投诉属实 0 件 换走的老人 —") in text
     assert (f"第 2 名 评价少的服务机构 类型 企业 评价 ★★★★★ 5.0 分（1 人评价） 满意率 100% "
-            f"加权得分 {two(few)} 投诉 0 件") in text
-    assert f"第 3 名 新来的服务机构 类型 社会组织 评价 还没有评价 满意率 — 加权得分 {two(m)} 投诉 0 件" in text
+            f"加权得分 {two(few)} 投诉属实 0 件 换走的老人 —") in text
+    assert (f"第 3 名 新来的服务机构 类型 社会组织 评价 还没有评价 满意率 — 加权得分 {two(m)} "
+            f"投诉属实 0 件 换走的老人 —") in text
     assert (f"第 4 名 评价低的服务机构 类型 社会组织 评价 ★★★☆☆ 3.0 分（5 人评价） 满意率 0% "
-            f"加权得分 {two(low)} 投诉 0 件") in text
+            f"加权得分 {two(low)} 投诉属实 0 件 换走的老人 —") in text
     assert f"这次 m = {two(m)} 分，来自 26 个评价" in text
     assert "这次 C = 10" in text
     assert "加权得分 =（C × m + 这家机构得到的所有分数之和）÷（C + 这家机构的评价人数）" in text

@@ -62,6 +62,7 @@ GRANTS = {
     ("POST", "/api/v1/programmes/<int:programme_id>/providers"): {"admin"},
     ("GET", "/api/v1/programmes/<int:programme_id>/reconciliation"): READERS,
     ("POST", "/api/v1/programmes/<int:programme_id>/settlements"): {"admin"},
+    ("GET", "/api/v1/programmes/<int:programme_id>/switching"): READERS,
     ("GET", "/api/v1/providers"): ANYONE,
     ("POST", "/api/v1/providers"): {"anonymous", "admin"},
     ("GET", "/api/v1/providers/<int:provider_id>"): ANYONE,

@@ -82,8 +82,9 @@ def test_a_bad_filter_is_refused_beside_its_field(build, client, queue):
 
 def test_paging(build, client):
     world = build.world()
+    people = [world.alice, world.bob, *(build.recipient() for _ in range(7))]  # at most 3 open complaints each
     for n in range(27):
-        build.complain(world.p1, recipient=world.alice, at=build.now() - timedelta(minutes=100 - n),
+        build.complain(world.p1, recipient=people[n % 9], at=build.now() - timedelta(minutes=100 - n),
                        text=f"投诉{n:02d}")
     _as(client, build.admin())
     first = visible_text(client.get("/staff/complaints"))
@@ -199,9 +200,12 @@ def test_rankings_per_item_and_region_with_complaint_counts(build, client):
     assert page.status_code == 200
     text = visible_text(page)
     assert text.index(world.p1.name) < text.index(world.p2.name)
-    assert "2 件" in text
+    assert "属实 0／全部 2 件" in text  # staff see every complaint; the public ranking the upheld ones only
+    assert "2 件正在处理" in text
     exported = client.get(f"/staff/rankings.csv?item_code={world.meal}&region_code=510131").get_data(as_text=True)
     rows = list(csv.reader(io.StringIO(exported.lstrip("\ufeff"))))
     assert rows[0][0] == "名次"
-    assert [(row[0], row[1], row[-1]) for row in rows[1:]] == [("1", world.p1.name, "0"), ("2", world.p2.name, "2")]
+    assert rows[0][-3:] == ["投诉属实（件）", "全部投诉（件）", "换走的老人"]
+    assert [(row[0], row[1], row[-3], row[-2]) for row in rows[1:]] == [("1", world.p1.name, "0", "0"),
+                                                                       ("2", world.p2.name, "0", "2")]
     assert client.get("/staff/rankings?item_code=NOPE").status_code == 422

@@ -51,6 +51,7 @@ from marketplace.recipients import service as recipient_service
 from marketplace.recipients.models import Recipient
 from providers.models import Complaint, Rating
 from providers.service import complaints as complaint_service
+from providers.service.complaints import MAX_OPEN_COMPLAINTS, TooManyOpenComplaints
 from providers.service.ratings import AlreadyRated, RatingWindowClosed
 from tests.stateful_support import (
     CLOCK_END,
@@ -640,6 +641,10 @@ class MarketplaceMachine(RuleBasedStateMachine):
     def complain_about_a_service(self, redemption, by_recipient, then):
         before = self.read(lambda: db.session.get(Redemption, redemption))
         recipient = self.recipient_by_id(before.recipient_id)
+        still_open = self.read(lambda: db.session.scalar(select(func.count()).select_from(Complaint).where(
+            Complaint.recipient_id == before.recipient_id, Complaint.provider_id == before.provider_id,
+            Complaint.status == "open")))
+        expected = TooManyOpenComplaints if still_open >= MAX_OPEN_COMPLAINTS else None
 
         def work():
             actor = self.user(recipient.user.id if by_recipient else self.world.admin_id)
@@ -647,7 +652,9 @@ class MarketplaceMachine(RuleBasedStateMachine):
                                             redemption_id=redemption, recipient_id=None, actor=actor,
                                             now=self.now).id
 
-        complaint = self.act("complain_about_a_service", None, work)
+        complaint = self.act("complain_about_a_service", expected, work)
+        if isinstance(complaint, Refused):
+            return multiple()
         if then is not None:
             self.resolve_complaint(complaint=complaint, upheld=then)
         return complaint

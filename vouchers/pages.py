@@ -319,6 +319,8 @@ def complain():
             once_per_form(lambda: _complain(owner, data))
     except DomainError as refused:
         errors = _unpicked(domain_refusal(refused), "provider_id", gettext("请选一家服务机构。"))
+        if refused.code == "too_many_open_complaints":  # about the provider picked: said beside that choice
+            errors = {"provider_id": errors.pop("_form")}
         return services(errors=errors, failed="complaint", status=refused.status)
     flash(gettext("投诉已经收到，民政部门会尽快处理，处理结果会告诉您。"), "success")
     return redirect(url_for(".services", _anchor="complaints"), 303)

@@ -7,6 +7,8 @@ from marketplace.db import db
 from marketplace.programmes import ledger
 from marketplace.signals import (
     programme_closed,
+    provider_record,
+    ranking_switching,
     recipient_departed,
     recipient_departure_preview,
     recipient_record,
@@ -14,7 +16,10 @@ from marketplace.signals import (
 )
 from vouchers.models import Redemption, Settlement, Voucher
 from vouchers.service import recipient_record as record_view
+from vouchers.service import switching
 from vouchers.service.revocation import revoke_open_vouchers
+
+PROVIDER_MONTHS = 6  # the staff's provider page shows its switching over the last six whole months
 
 
 @programme_closed.connect
@@ -38,6 +43,17 @@ def recipient_record_sections(recipient, *, now, **_extra) -> dict:
 def open_vouchers_of_recipient(recipient, **_extra) -> dict:
     count, total = record_view.departure_preview(recipient_id=recipient.id)
     return {"vouchers": count, "released_fen": total}
+
+
+@ranking_switching.connect
+def switch_away_rates(item_code, *, programme_id=None, **_extra) -> dict:
+    return switching.switch_away_rates(item_code=item_code, programme_id=programme_id)
+
+
+@provider_record.connect
+def provider_switching(provider_id, *, now, **_extra) -> dict:
+    return {"switching": switching.provider_history(provider_id=provider_id,
+                                                    periods=switching.months_before(now, PROVIDER_MONTHS))}
 
 
 @reconciliation_checks.connect

@@ -27,6 +27,8 @@ from vouchers.schemas import (
     SettlementQuerySchema,
     SettlementSchema,
     SupplementaryIssueSchema,
+    SwitchingQuerySchema,
+    SwitchingReportSchema,
     VoucherQuerySchema,
     VoucherSchema,
 )
@@ -39,6 +41,7 @@ from vouchers.service import (
     reversal,
     revocation,
     settlement,
+    switching,
 )
 
 blp = Blueprint("vouchers", __name__, url_prefix="/api/v1",
@@ -262,6 +265,23 @@ def file_complaint(data):
     """Complain about a provider, optionally about one of your redemptions (held from settlement until resolved)."""
     with transaction():
         return feedback.complain(**data, actor=require_actor(), now=utcnow())
+
+
+@blp.get("/programmes/<int:programme_id>/switching")
+@blp.arguments(SwitchingQuerySchema(), location="query")
+@blp.response(200, SwitchingReportSchema)
+@role_required("admin", "auditor")
+def programme_switching(query, programme_id):
+    """Per provider in the month: recipients at its start, gained and lost by switching, churn, reasons.
+
+    `recipients_start` counts the distinct recipients whose chosen provider for some item was this one at the
+    month's first local midnight; `gained` and `lost` the distinct recipients who switched to it from another
+    provider, or from it to another, during the month; `churn_rate = lost / recipients_start` (null when 0);
+    `reasons` counts the switches away by the reason given. Every enrolled provider is listed.
+    """
+    actor = require_actor()
+    return switching.switching_report(get_programme(programme_id, actor=actor), period=query.get("period"),
+                                      now=utcnow())
 
 
 @blp.post("/programmes/<int:programme_id>/settlements")

@@ -225,3 +225,28 @@ class SettlementQuerySchema(PageArgs):
 
 class PaymentSchema(InputSchema):
     payment_reference = fields.String(required=True, validate=validate.Length(min=1, max=100))
+
+
+class SwitchingQuerySchema(InputSchema):
+    period = Period(metadata={"description": "The month, `YYYY-MM` (default: last month)"})
+
+
+class ProviderSwitchingSchema(Schema):
+    provider_id = fields.Integer(required=True)
+    recipients_start = fields.Integer(required=True, metadata={
+        "description": "Distinct recipients whose chosen provider for some item was this one at the month's start"})
+    gained = fields.Integer(required=True, metadata={
+        "description": "Distinct recipients who switched to it from another provider during the month"})
+    lost = fields.Integer(required=True, metadata={
+        "description": "Distinct recipients who switched from it to another provider during the month"})
+    churn_rate = fields.Float(required=True, allow_none=True, metadata={
+        "description": "lost / recipients_start (4 decimals); null when recipients_start is 0"})
+    switches_away = fields.Integer(required=True, metadata={"description": "Switches away during the month"})
+    reasons = fields.Dict(keys=fields.String(validate=validate.OneOf(SWITCH_REASONS)), values=fields.Integer(),
+                          required=True, metadata={"description": "The switches away counted by the reason given"})
+
+
+class SwitchingReportSchema(Schema):
+    programme_id = fields.Integer(required=True)
+    period = fields.String(required=True)
+    items = fields.List(fields.Nested(ProviderSwitchingSchema), required=True)

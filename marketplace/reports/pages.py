@@ -9,6 +9,7 @@ from flask_babel import lazy_gettext as _l
 from marketplace.catalogue import service as catalogue_service
 from marketplace.db import utcnow
 from marketplace.errors import ValidationFailed
+from marketplace.recipients.pages import SWITCH_REASON_NAMES
 from marketplace.reports import service
 from marketplace.schemas import PageArgs
 from marketplace.web.forms import form_input
@@ -48,7 +49,7 @@ RANKING_FIELD_MESSAGES = {
 @portal.context_processor
 def _names() -> dict:
     return {"kind_names": KIND_NAMES, "tag_names": TAG_NAMES, "programme_status_names": PROGRAMME_STATUS_NAMES,
-            "settlement_status_names": SETTLEMENT_STATUS_NAMES}
+            "settlement_status_names": SETTLEMENT_STATUS_NAMES, "switch_reason_names": SWITCH_REASON_NAMES}
 
 
 @portal.get("/")
@@ -59,7 +60,8 @@ def home():
 
 @portal.get("/public/programmes/<int:programme_id>")
 def programme(programme_id):
-    """One programme: items and standards, co-payments, budget and spending, settlements with scores."""
+    """One programme: items and standards, co-payments, budget and spending, settlements with scores, and
+    switching as aggregates."""
     return render_template("portal/programme.html", **service.public_programme_report(programme_id, now=utcnow()))
 
 

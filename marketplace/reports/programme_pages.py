@@ -1,7 +1,7 @@
 """The staff programme page `/staff/programmes/<id>`: the dashboard (ledger bar, burn rate and the day the
 money runs out at that rate, redemptions by item, provider and day, the reserved share), the budget
-and its amendments, activating and closing, the enrolled providers, applications to join, and how many
-recipients chose each provider per item.
+and its amendments, activating and closing, the enrolled providers, applications to join, how many
+recipients chose each provider per item, and last month's switching per provider (换机构).
 
 Admins in the programme's region and auditors read it; only admins act, and the action routes refuse
 anyone else (403) — an auditor's page draws no form. Every action calls the same service as its API
@@ -29,6 +29,7 @@ from marketplace.programmes import ledger
 from marketplace.programmes import service as programmes
 from marketplace.programmes.integrity import SEVERITY_NAMES
 from marketplace.programmes.schemas import BudgetAmendmentSchema
+from marketplace.recipients.pages import SWITCH_REASON_NAMES
 from marketplace.reports import programme_view
 from marketplace.reports.pages import KIND_NAMES
 from marketplace.reports.staff_pages import PROGRAMME_STATUS_NAMES
@@ -91,6 +92,7 @@ def form_key_field() -> Markup:
 def _context() -> dict:
     return {"status_names": PROGRAMME_STATUS_NAMES, "kind_names": KIND_NAMES, "directions": DIRECTIONS,
             "form_key_field": form_key_field, "severity_names": SEVERITY_NAMES,
+            "switch_reason_names": SWITCH_REASON_NAMES,
             "provider_status_names": PROVIDER_STATUS_NAMES, "application_status_names": APPLICATION_STATUS_NAMES}
 
 

@@ -1,6 +1,7 @@
 """The staff programme page's read model (`/staff/programmes/<id>`): the API's dashboard, then what the
 page adds around it — past budget amendments, enrolled providers, pending applications, how many
-recipients chose each provider per item, and what closing would revoke and release. Read-only.
+recipients chose each provider per item, last month's switching per provider, and what closing would revoke and
+release. Read-only.
 
 Every query is set-based (no query per row): a county's dashboard stays within the console's budget.
 The choice counts group a county's choices (about 100,000 rows) and move slowly, so they are recounted
@@ -22,7 +23,7 @@ from marketplace.reports.freshness import remembered
 from providers.models import ProgrammeApplication, Provider
 from providers.service import applications, enrolment
 from vouchers.models import Choice, Voucher
-from vouchers.service import anomaly_view
+from vouchers.service import anomaly_view, switching
 
 AMENDMENTS_SHOWN = 50
 APPLICATIONS_SHOWN = 50
@@ -59,6 +60,16 @@ class ItemChoices:
     item_name: str
     recipients: int
     providers: list[ChoiceCount]
+
+
+@dataclass(frozen=True)
+class SwitchingLine:
+    """One provider's switching last month, as the dashboard's table shows it."""
+
+    provider_id: int
+    provider_name: str
+    month: switching.ProviderMonth
+    top_reasons: list[tuple[str, int]]  # (reason, switches away), most given first
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,20 @@ def choice_counts(programme: Programme, *, now: datetime) -> tuple[list[ItemChoi
     return result, counted_at
 
 
+def switching_lines(programme: Programme, *, now: datetime) -> tuple[str, list[SwitchingLine]]:
+    """Last month's switching per provider of the programme (vouchers.service.switching: exact, remembered until
+    the next choice), the providers that lost the most first; and the month."""
+    period = switching.months_before(now, 1)[0]
+    months = switching.programme_switching(programme, period=period)
+    providers = _providers({month.provider_id for month in months})
+    lines = [SwitchingLine(provider_id=month.provider_id, provider_name=providers[month.provider_id].name, month=month,
+                           top_reasons=sorted(month.reasons.items(), key=lambda pair: (-pair[1], pair[0]))[
+                               :switching.TOP_REASONS]) for month in months]
+    lines.sort(key=lambda line: (-line.month.lost, -(line.month.churn_rate or 0), -line.month.gained,
+                                 line.provider_name))
+    return period, lines
+
+
 def close_preview(programme_id: int) -> ClosePreview:
     """What closing would do now (programmes.service.close, then the vouchers domain's receiver).
 
@@ -160,6 +185,7 @@ def programme_page(programme: Programme, *, actor, now: datetime) -> dict:
     items = {code: item.name for code, item in
              catalogue.items_by_code([row["item_code"] for row in board["redemptions_by_item"]]).items()}
     choices, choices_counted_at = choice_counts(programme, now=now)
+    switching_period, switching_rows = switching_lines(programme, now=now)
     return {
         "programme": programme,
         "board": board,
@@ -177,6 +203,9 @@ def programme_page(programme: Programme, *, actor, now: datetime) -> dict:
         "anomalies_open": anomaly_view.open_counts(actor=actor, programme_id=programme.id),
         "choices_counted_at": choices_counted_at,
         "breakdown_counted_at": counted_at,
+        "switching_period": switching_period,
+        "switching": switching_rows,
+        "switching_any": any(line.month.gained or line.month.lost for line in switching_rows),
     }
 
 

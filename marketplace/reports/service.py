@@ -21,6 +21,7 @@ from providers.models import Provider, ProviderRegion
 from providers.service import ranking, registry
 from providers.service.ratings import bayesian_score
 from vouchers.models import Redemption, Settlement, Voucher
+from vouchers.service import switching
 from vouchers.service.issuance import copay_fen
 
 BURN_WINDOW_DAYS = 30
@@ -229,8 +230,10 @@ def public_settlements(*, programme_id: int | None = None, period: str | None = 
 # --- the public portal's read models (marketplace/reports/pages.py) ----------------------------------
 
 def public_programme_report(programme_id: int, *, now: datetime) -> dict:
-    """One programme as the public portal shows it: its disclosure (public_programme) and its approved and
-    paid settlements month by month, newest first, each provider with its performance score.
+    """One programme as the public portal shows it: its disclosure (public_programme), its approved and
+    paid settlements month by month, newest first, each provider with its performance score, and how often
+    recipients switched provider — per item and for the whole programme only, each figure hidden when fewer
+    than switching.MIN_PUBLIC_GROUP recipients make it up (vouchers.service.switching.public_switching).
 
     :raises NotFound: no such programme, or a draft (not yet public).
     """
@@ -241,7 +244,9 @@ def public_programme_report(programme_id: int, *, now: datetime) -> dict:
     settlements = [{"period": period, "rows": rows, "gross_fen": sum(row["gross_fen"] for row in rows),
                     "net_fen": sum(row["net_fen"] for row in rows)}
                    for period, rows in sorted(months.items(), reverse=True)]
-    return {"programme": programme, "settlements": settlements}
+    return {"programme": programme, "settlements": settlements,
+            "switching": switching.public_switching(db.session.get(Programme, programme_id)),
+            "switching_min_group": switching.MIN_PUBLIC_GROUP}
 
 
 def public_provider_directory(*, page: int, per_page: int) -> dict:

@@ -5,11 +5,14 @@ open, the provider's manager may answer it once; staff read the answer before re
 
 Region scope (marketplace.scope): a complaint lies where its recipient lives or, when it names
 no recipient, wherever its provider serves.
+
+A complaint cannot be used as a weapon: a recipient holds at most MAX_OPEN_COMPLAINTS open complaints about
+one provider (a fourth waits until one is resolved), and the public rankings count only the upheld ones.
 """
 
 from datetime import datetime
 
-from sqlalchemy import and_, exists, or_, select, true, update
+from sqlalchemy import and_, exists, func, or_, select, true, update
 
 from marketplace import audit, scope, transitions
 from marketplace.auth.access import require_provider_manager
@@ -18,6 +21,14 @@ from marketplace.errors import DomainError, Forbidden, InvalidTransition, NotFou
 from marketplace.recipients.models import Recipient
 from marketplace.regions import common_region
 from providers.models import Complaint, Provider, ProviderRegion
+
+MAX_OPEN_COMPLAINTS = 3  # a recipient's open complaints about one provider
+
+
+class TooManyOpenComplaints(DomainError):
+    status, code = 409, "too_many_open_complaints"
+    message = (f"This recipient already has {MAX_OPEN_COMPLAINTS} open complaints about this provider: a new one "
+               "can be filed once one of them is resolved.")
 
 
 def file_complaint(*, provider: Provider, text: str, recipient_id: int | None, redemption_id: int | None, actor,
@@ -28,8 +39,12 @@ def file_complaint(*, provider: Provider, text: str, recipient_id: int | None, r
 
     :raises Forbidden: a region-scoped admin filing for a recipient outside their region, or (naming no
         recipient) about a provider serving no part of it.
+    :raises TooManyOpenComplaints: the recipient has MAX_OPEN_COMPLAINTS open complaints about the provider
+        (whoever filed them).
     """
     _require_in_scope(actor, provider=provider, recipient_id=recipient_id)
+    if recipient_id is not None:
+        _require_room_for_complaint(recipient_id=recipient_id, provider_id=provider.id)
     complaint = Complaint(provider_id=provider.id, recipient_id=recipient_id, redemption_id=redemption_id, text=text,
                           status="open", created_at=now, created_by=actor.id)
     db.session.add(complaint)
@@ -38,6 +53,21 @@ def file_complaint(*, provider: Provider, text: str, recipient_id: int | None, r
                  region_code=_region_of(provider, recipient_id), on_behalf_of=audit.acting_for(actor, recipient_id),
                  data={"complaint_id": complaint.id, "redemption_id": redemption_id})
     return complaint
+
+
+def _require_room_for_complaint(*, recipient_id: int, provider_id: int) -> None:
+    """:raises TooManyOpenComplaints: the recipient holds MAX_OPEN_COMPLAINTS open complaints about the provider.
+
+    Complaints for one recipient are filed one at a time: the no-op UPDATE of the recipient's row takes its lock
+    on PostgreSQL (a racing filing waits for this transaction to end, and its count, a new statement under READ
+    COMMITTED, then sees this complaint) and the write lock on SQLite, before the open ones are counted.
+    """
+    db.session.execute(update(Recipient).where(Recipient.id == recipient_id).values(status=Recipient.status)
+                       .execution_options(synchronize_session=False))
+    still_open = db.session.scalar(select(func.count()).select_from(Complaint).where(
+        Complaint.recipient_id == recipient_id, Complaint.provider_id == provider_id, Complaint.status == "open"))
+    if still_open >= MAX_OPEN_COMPLAINTS:
+        raise TooManyOpenComplaints(open_complaints=int(still_open), limit=MAX_OPEN_COMPLAINTS)
 
 
 def _region_of(provider: Provider, recipient_id: int | None) -> str | None:
@@ -97,6 +127,24 @@ def list_complaints(*, actor, page: int, per_page: int, provider_id: int | None 
     if status is not None:
         statement = statement.where(Complaint.status == status)
     return paginate(statement, page=page, per_page=per_page)
+
+
+def complaint_counts(*, provider_ids, actor) -> dict[int, dict[str, int]]:
+    """{provider_id: {"open", "upheld", "not_upheld", "all"}}: the complaints against each provider that *actor*
+    may read (staff: every state, where the public rankings count the upheld ones only)."""
+    ids = set(provider_ids)
+    if not ids:
+        return {}
+    rows = db.session.execute(
+        select(Complaint.provider_id, func.count().filter(Complaint.status == "open"),
+               func.count().filter(Complaint.upheld.is_(True)), func.count().filter(Complaint.upheld.is_(False)),
+               func.count())
+        .where(Complaint.provider_id.in_(ids), in_scope(actor)).group_by(Complaint.provider_id)).all()
+    counts = {pid: {"open": 0, "upheld": 0, "not_upheld": 0, "all": 0} for pid in ids}
+    for pid, still_open, upheld, not_upheld, total in rows:
+        counts[pid] = {"open": int(still_open), "upheld": int(upheld), "not_upheld": int(not_upheld),
+                       "all": int(total)}
+    return counts
 
 
 def resolve_complaint(*, complaint_id: int, upheld: bool, resolution: str, actor, now: datetime) -> Complaint:

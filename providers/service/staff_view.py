@@ -5,7 +5,7 @@ Everything is read through the registry's own look-ups, so an admin limited to a
 providers serving part of it, and an auditor sees every one.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import column, func, select, table
@@ -13,6 +13,7 @@ from sqlalchemy import column, func, select, table
 from marketplace.auth.models import User
 from marketplace.db import db
 from marketplace.programmes.models import Programme
+from marketplace.signals import provider_record
 from providers.models import Enrolment, ProgrammeApplication, Provider, ProviderStatusChange
 from providers.service import registry
 from providers.service.applications import list_applications
@@ -54,6 +55,9 @@ class ProviderDossier:
     applications: list[ApplicationLine]
     chosen_by: int  # recipients who chose it for at least one item
     actions: list[str]  # the qualification decisions its status allows now
+    # What the higher domains hold about it (the kernel's `provider_record` signal): the vouchers domain's
+    # `switching`, its last six whole months of recipients gained and lost (vouchers.service.switching).
+    sections: dict = field(default_factory=dict)
 
     @property
     def provider(self) -> Provider:
@@ -87,8 +91,8 @@ def chosen_by(provider_id: int) -> int:
 
 
 def provider_dossier(*, provider_id: int, actor, now: datetime) -> ProviderDossier:
-    """The provider's particulars, ratings, complaints with its answers, programmes, applications and the
-    history of decisions about it, for admins in scope and auditors.
+    """The provider's particulars, ratings, complaints with its answers, programmes, applications, the
+    history of decisions about it and its recent switching, for admins in scope and auditors.
 
     :raises NotFound: no such provider. :raises Forbidden: it serves no part of a region-limited admin's region.
     """
@@ -108,7 +112,15 @@ def provider_dossier(*, provider_id: int, actor, now: datetime) -> ProviderDossi
         history=[HistoryLine(change=change, by=username) for change, username in history],
         programmes=[ProgrammeServed(programme=programme, enrolled_at=at) for programme, at in served],
         applications=[ApplicationLine(application=a, programme_name=names.get(a.programme_id, "")) for a in applied],
-        chosen_by=chosen_by(provider.id), actions=allowed_actions(provider.status))
+        chosen_by=chosen_by(provider.id), actions=allowed_actions(provider.status),
+        sections=_sections(provider.id, now))
+
+
+def _sections(provider_id: int, now: datetime) -> dict:
+    found: dict = {}
+    for _receiver, answer in provider_record.send(provider_id, now=now):
+        found.update(answer or {})
+    return found
 
 
 def decision_preview(*, provider_id: int, action: str, actor) -> DecisionPreview:

@@ -145,7 +145,8 @@ class ProviderOption:
     ratings_count: int
     mean_score: float | None
     satisfaction_rate: float | None
-    complaints_count: int
+    complaints_count: int  # upheld ones (the ranking's)
+    switch_away_rate: float | None = None  # the ranking's: None under 5 recipients
     item_names: list[str] = field(default_factory=list)
     region_codes: list[str] = field(default_factory=list)
 
@@ -182,7 +183,7 @@ def provider_options(*, recipient: Recipient, item_code: str, programme_id: int 
     options = [ProviderOption(
         provider_id=row["provider_id"], name=row["name"], kind=row["kind"], rank=row["rank"],
         ratings_count=row["ratings_count"], mean_score=row["mean_score"], satisfaction_rate=row["satisfaction_rate"],
-        complaints_count=row["complaints_count"],
+        complaints_count=row["complaints_count"], switch_away_rate=row["switch_away_rate"],
         item_names=[names.get(code, code) for code in providers[row["provider_id"]].item_codes],
         region_codes=providers[row["provider_id"]].region_codes) for row in ranked]
     current_id = db.session.scalar(select(Choice.provider_id).where(
