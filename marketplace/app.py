@@ -42,6 +42,7 @@ from providers import registration_pages as provider_registration_pages
 from providers import routes as provider_routes
 from providers import staff_complaint_pages as complaint_pages
 from providers import staff_pages as provider_staff_pages
+from vouchers import anomaly_routes as anomaly_detection_routes
 from vouchers import cli as vouchers_cli
 from vouchers import models as voucher_models  # noqa: F401  (complete metadata)
 from vouchers import pages as voucher_pages
@@ -94,7 +95,7 @@ def create_app(config: dict | None = None) -> Flask:
     access.init_app(app)
     for blueprint in (system.blp, auth_routes.blp, account_routes.blp, audit_routes.blp, catalogue_routes.blp,
                       programme_routes.blp, recipient_routes.blp, provider_routes.blp, voucher_routes.blp,
-                      report_routes.blp):
+                      report_routes.blp, anomaly_detection_routes.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(system.docs_assets)
     init_web(app)

@@ -55,6 +55,7 @@ GRANTS = {
     ("GET", "/api/v1/programmes/<int:programme_id>/providers"): ANYONE,
     ("POST", "/api/v1/programmes/<int:programme_id>/providers"): {"admin"},
     ("GET", "/api/v1/programmes/<int:programme_id>/reconciliation"): READERS,
+    ("POST", "/api/v1/programmes/<int:programme_id>/anomalies/detect"): {"admin"},
     ("POST", "/api/v1/programmes/<int:programme_id>/settlements"): {"admin"},
     ("GET", "/api/v1/providers"): ANYONE,
     ("POST", "/api/v1/providers"): {"anonymous", "admin"},

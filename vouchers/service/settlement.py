@@ -92,7 +92,14 @@ def create_settlements(*, programme: Programme, period: str, evaluations: dict[i
     provider that a concurrent run drafted first), one guarded UPDATE (`… WHERE settlement_id IS NULL`)
     gives each draft its redemptions, grouped queries count what each draft really got and gather
     its ratings and upheld complaints, and one executemany UPDATE writes the scores.
+
+    The market-integrity rules run over *period* first (anomaly_detection: new findings become open flags,
+    which hold nothing until an admin confirms them), so every draft comes after a detection.
     """
+    # Imported here: detection reads this module's month bounds.
+    from vouchers.service.anomaly_detection import detect_anomalies
+
+    detect_anomalies(programme=programme, period=period, actor=actor, now=now)
     end = month_end_instant(period)
     settleable = _settleable(programme.id, end)
     settled_already = exists().where(Settlement.programme_id == programme.id, Settlement.period == period,
