@@ -133,10 +133,10 @@ def test_detection_reports_progress_rule_by_rule_and_is_audited_once(build):
     world, *_ = planted(build)
     told = []
 
-    result = detect(build, world, progress=lambda rule, found, created: told.append((rule, found, created)))
+    result = detect(build, world, progress=lambda rule, found: told.append((rule, found)))
 
-    assert [rule for rule, _found, _created in told] == list(RULES)
-    assert {rule: (found, created) for rule, found, created in told}["overlapping_service"] == (2, 2)
+    assert [rule for rule, _found in told] == list(RULES)
+    assert dict(told)["overlapping_service"] == 2
     events = detected_events(build)
     assert len(events) == 1
     assert events[0]["entity_id"] == str(world.programme)
@@ -164,6 +164,18 @@ def test_a_settlement_draft_detects_first_and_open_flags_hold_nothing(build):
     assert len(flags(build)) == 3  # detected on the way
     settled = {r.id for r in build.redemptions(Redemption.settlement_id.in_(drafted))}
     assert settled == {pair[0].id, pair[1].id, after_death.id} | {r.id for r in fine}
+
+
+def test_a_settlement_run_with_nothing_to_draft_detects_nothing(build):
+    world, *_ = planted(build)
+    build.settle(world.programme, world.period)
+    build.run(lambda: db.session.execute(AnomalyFlag.__table__.delete()))
+    events = len(detected_events(build))
+
+    assert build.settle(world.programme, world.period) == []  # everyone is settled for the month
+
+    assert flags(build) == {}
+    assert len(detected_events(build)) == events
 
 
 def test_a_confirmed_flag_holds_its_redemptions_out_of_the_next_draft(build):
@@ -240,7 +252,7 @@ def test_the_command_shows_each_rule_as_it_goes_and_the_totals(build, runner):
     lines = result.output.splitlines()
     for rule in RULES:
         assert any(line.strip().startswith(f"{rule}:") for line in lines), rule
-    assert "  overlapping_service: 2 found, 2 new" in lines
+    assert "  overlapping_service: 2 found" in lines
     assert lines[-1] == f"3 new flags; 3 flags for {world.period} in all"
     again = runner.invoke(args=["detect-anomalies", str(world.programme), world.period])
     assert again.output.splitlines()[-1] == f"0 new flags; 3 flags for {world.period} in all"

@@ -96,8 +96,8 @@ def settle_command(programme_id: int, period: str):
 def detect_anomalies_command(programme_id: int, period: str):
     """Run the market-integrity rules over PERIOD (YYYY-MM) of a programme; new findings become open flags."""
 
-    def progress(rule: str, findings: int, created: int) -> None:
-        click.echo(f"  {rule}: {findings} found, {created} new")
+    def progress(rule: str, findings: int) -> None:
+        click.echo(f"  {rule}: {findings} found")
 
     try:
         with transaction():

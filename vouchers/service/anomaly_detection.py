@@ -34,8 +34,8 @@ class DetectionResult:
     by_rule: dict[str, int]
 
 
-# Told after each rule: (rule, findings, flags created).
-Progress = Callable[[str, int, int], None]
+# Told after each rule's query: (rule, findings).
+Progress = Callable[[str, int], None]
 
 
 def detect_anomalies(*, programme: Programme, period: str, actor, now: datetime,
@@ -43,16 +43,19 @@ def detect_anomalies(*, programme: Programme, period: str, actor, now: datetime,
     """Run every rule over the programme's *period* (YYYY-MM) and keep each new finding as an open flag with
     its redemptions; findings already flagged create nothing. Audited once (`anomalies.detected`).
 
+    Every rule's query runs before the first write, so that on SQLite the write lock is held only while the
+    flags are inserted.
+
     :raises ValidationFailed: *period* is not a month.
     """
     month = anomaly_rules.Month.of(programme, period)
-    created = 0
+    findings = []
     for rule, query in anomaly_rules.QUERIES.items():
-        findings = query(month)
-        new = _keep(findings, programme_id=programme.id, period=period, now=now)
-        created += new
+        found = query(month)
+        findings.extend(found)
         if progress is not None:
-            progress(rule, len(findings), new)
+            progress(rule, len(found))
+    created = _keep(findings, programme_id=programme.id, period=period, now=now)
     counted = dict(db.session.execute(
         select(AnomalyFlag.rule, func.count()).where(AnomalyFlag.programme_id == programme.id,
                                                     AnomalyFlag.period == period)

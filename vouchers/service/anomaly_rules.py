@@ -26,7 +26,7 @@ from statistics import median
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import BigInteger, Date, and_, case, func, literal, literal_column, select, union_all
+from sqlalchemy import BigInteger, Date, Integer, and_, case, cast, func, literal, literal_column, select, union_all
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.functions import FunctionElement
@@ -132,6 +132,11 @@ class Month:
 
     def day_start(self, day: date) -> datetime:
         return datetime.combine(day, time(0), tzinfo=self.zone).astimezone(UTC)
+
+    def seconds(self, instant):
+        """SQL: whole seconds from the month's start to an instant column, as an INTEGER (a window frame's
+        RANGE offsets are INTEGERs, and PostgreSQL wants the ordering column of the same type)."""
+        return cast(epoch_seconds(instant) - int(self.start.timestamp()), Integer)
 
 
 @dataclass
@@ -283,39 +288,40 @@ def staff_velocity(month: Month) -> list[Finding]:
     """One scanning login's services in an hour need more minutes than the hour has: for each of the login's
     services at t, the durations of its services in [t, t + 60 min) add up to more than minutes_per_hour, and
     there are at least min_services of them. One finding per login, showing its fullest hour; every service
-    of every such hour is linked."""
+    of every such hour is linked.
+
+    No self-join: two passes of window functions over the login's services in time order, whatever their
+    number — a sliding frame of the next 3,599 seconds sums each hour, and one of the previous 3,599 seconds
+    tells every service whether an hour that counts holds it.
+    """
     parameters = month.parameters("staff_velocity")
-    a, b, item_b = aliased(Redemption), aliased(Redemption), aliased(ServiceItem)
-    minutes = _minutes(b, item_b)
-    hour = (func.sum(minutes).over(partition_by=a.id).label("hour_minutes"),
-            func.count().over(partition_by=a.id).label("hour_count"))
-    members = (select(a.scanned_by, a.id.label("start_id"), a.delivered_at.label("hour_start"), a.provider_id,
-                      b.id.label("member_id"), b.delivered_at.label("member_at"), *hour)
-               .select_from(a)
-               .join(b, and_(b.scanned_by == a.scanned_by, b.delivered_at >= a.delivered_at,
-                             b.delivered_at < shifted(a.delivered_at, 61),
-                             epoch_seconds(b.delivered_at) < epoch_seconds(a.delivered_at) + 3600,
-                             _in_month(b, month)))
-               .join(item_b, item_b.code == b.item_code)
-               .where(_in_month(a, month))).subquery()
-    rows = db.session.execute(
-        select(members).where(members.c.hour_minutes > parameters["minutes_per_hour"],
-                              members.c.hour_count >= parameters["min_services"])).all()
+    at = month.seconds(Redemption.delivered_at)
+    hour = {"partition_by": Redemption.scanned_by, "order_by": at, "range_": (0, 3599)}
+    hours = (select(Redemption.id, Redemption.scanned_by, Redemption.provider_id, Redemption.delivered_at,
+                    at.label("at"), func.sum(_minutes(Redemption, ServiceItem)).over(**hour).label("hour_minutes"),
+                    func.count().over(**hour).label("hour_count"))
+             .join(ServiceItem, ServiceItem.code == Redemption.item_code).where(_in_month(Redemption, month))
+             .subquery())
+    counts = and_(hours.c.hour_minutes > parameters["minutes_per_hour"],
+                  hours.c.hour_count >= parameters["min_services"])
+    marked = select(hours, case((counts, 1), else_=0).label("starts")).subquery()
+    held = (select(marked, func.max(marked.c.starts).over(partition_by=marked.c.scanned_by, order_by=marked.c.at,
+                                                         range_=(-3599, 0)).label("held"))
+            .subquery())
+    rows = db.session.execute(select(held).where(held.c.held == 1)).all()
     groups: dict[int, _Group] = defaultdict(_Group)
     for row in rows:
         group = groups[row.scanned_by]
-        group.redemptions[row.member_id] = row.member_at
-        group.rows.append((row.hour_start, row.start_id, int(row.hour_minutes), row.hour_count, row.provider_id))
+        group.redemptions[row.id] = row.delivered_at
+        if row.starts:
+            group.rows.append((row.delivered_at, row.id, int(row.hour_minutes), row.hour_count, row.provider_id))
     findings = []
     for login, group in groups.items():
-        hours = {(start, start_id): (hour_minutes, count, provider)
-                 for start, start_id, hour_minutes, count, provider in group.rows}
-        (start, _start_id), (hour_minutes, count, provider_id) = min(
-            hours.items(), key=lambda item: (-item[1][0], item[0]))
+        start, _start_id, hour_minutes, count, provider_id = min(group.rows, key=lambda hour: (-hour[2], hour[:2]))
         findings.append(Finding(
             rule="staff_velocity", subject=f"login:{login}",
             evidence={"hour_start": month.local(start), "count": count, "minutes": hour_minutes,
-                      "minutes_per_hour": parameters["minutes_per_hour"], "hours": len(hours),
+                      "minutes_per_hour": parameters["minutes_per_hour"], "hours": len(group.rows),
                       "redemptions": _sample(month, group.redemptions)},
             redemption_ids=sorted(group.redemptions), provider_id=provider_id, staff_user_id=login))
     return findings

@@ -84,7 +84,7 @@ def _settleable(programme_id: int, end: datetime):
 
 
 def create_settlements(*, programme: Programme, period: str, evaluations: dict[int, int], actor,
-                       now: datetime) -> list[Settlement]:
+                       now: datetime, detect: bool = True) -> list[Settlement]:
     """Create one draft per provider with settleable redemptions up to the end of *period*.
 
     A provider already settled for this programme and period gets nothing new. Set-based, whatever
@@ -93,17 +93,20 @@ def create_settlements(*, programme: Programme, period: str, evaluations: dict[i
     gives each draft its redemptions, grouped queries count what each draft really got and gather
     its ratings and upheld complaints, and one executemany UPDATE writes the scores.
 
-    The market-integrity rules run over *period* first (anomaly_detection: new findings become open flags,
-    which hold nothing until an admin confirms them), so every draft comes after a detection.
+    When there is something to draft, the market-integrity rules run over *period* first
+    (anomaly_detection.detect_anomalies: new findings become open flags, which hold nothing until an admin
+    confirms them), so every draft comes after a detection, and a run that drafts nothing writes nothing.
+    `detect=False` is for the benchmarks alone, which measure drafting and detection apart.
     """
-    # Imported here: detection reads this module's month bounds.
-    from vouchers.service.anomaly_detection import detect_anomalies
-
-    detect_anomalies(programme=programme, period=period, actor=actor, now=now)
     end = month_end_instant(period)
     settleable = _settleable(programme.id, end)
     settled_already = exists().where(Settlement.programme_id == programme.id, Settlement.period == period,
                                      Settlement.provider_id == Redemption.provider_id)
+    if detect and db.session.scalar(select(Redemption.id).where(settleable, ~settled_already).limit(1)) is not None:
+        # Imported here: detection reads this module's month bounds.
+        from vouchers.service.anomaly_detection import detect_anomalies
+
+        detect_anomalies(programme=programme, period=period, actor=actor, now=now)
     zero = literal(0)
     drafts = (select(literal(programme.id).label("programme_id"), Redemption.provider_id.label("provider_id"),
                      literal(period).label("period"), literal("draft").label("status"),
