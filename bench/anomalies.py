@@ -47,7 +47,7 @@ DEFAULT_MINUTES = {"BA-MEAL": 30, "BA-BATH": 60, "BA-CLEAN": None}
 RECORDED_MINUTES = {"BA-MEAL": 35, "BA-BATH": 55, "BA-CLEAN": None}
 MINIMUM = ("BA-BATH", 20)
 FALLBACK = 30
-PER_LOGIN = 300  # services a login does in a month
+PER_LOGIN = 250  # services a login does in a month, before the trim to the size asked for
 RECIPIENTS_PER_LOGIN = 30
 SLOT_MINUTES = 75
 ADMINS = 20
@@ -72,7 +72,7 @@ def build(bulk: Bulk, *, app, programme_id: int, period: str, count: int, provid
     provider_ids = load_providers(bulk, providers, [code for code, _p, _q in ITEMS], programme_id, now, items_each=3,
                                   enrol_all=True)
     offered = provider_items(bulk, provider_ids)
-    logins_each = max(1, round(count / providers / PER_LOGIN))
+    logins_each = max(1, -(-count // (providers * PER_LOGIN)))
     first_user = bulk.next_id("user_account")
     logins = []  # (login id, provider id)
     users = []
@@ -96,7 +96,7 @@ def build(bulk: Bulk, *, app, programme_id: int, period: str, count: int, provid
     typed_providers = set(provider_ids[5::25])
     phone_providers = set(provider_ids[7::60])
     run_providers = set(provider_ids[11::80])
-    per_day = -(-count // (len(logins) * len(days)))
+    per_day = min(10, -(-count // (len(logins) * len(days))) + 1)
     plan = []  # (login, provider, recipient, item, delivered_at, minutes, presence)
     for position, (login, pid) in enumerate(logins):
         pool = first_recipient + position * RECIPIENTS_PER_LOGIN
@@ -286,7 +286,8 @@ def reference(bulk: Bulk, *, programme_id: int, period: str, parameters: dict, n
         grouped = {}
         for rid, pid, redemption_id in rows(
                 f"SELECT a.recipient_id, a.provider_id, a.id FROM redemption a "
-                f"JOIN recipient p ON p.id = a.recipient_id WHERE {in_month('a')} "
+                f"JOIN recipient p ON p.id = a.recipient_id WHERE a.recipient_id IN (SELECT id FROM recipient "
+                f"WHERE status IN ('moved', 'deceased') AND status_effective_on IS NOT NULL) AND {in_month('a')} "
                 f"AND p.status IN ('moved', 'deceased') AND p.status_effective_on IS NOT NULL "
                 f"AND {raw.local_date('a.delivered_at')} > p.status_effective_on", month):
             grouped.setdefault((rid, pid), []).append(redemption_id)

@@ -256,14 +256,16 @@ def served_after_exit(month: Month) -> list[Finding]:
     """Services delivered on a local date after the recipient's recorded death or move
     (`recipient.status_effective_on`): one finding per recipient and provider."""
     calendar = _calendar(month)
+    exited = and_(Recipient.status.in_(("moved", "deceased")), Recipient.status_effective_on.is_not(None))
     rows = db.session.execute(
         select(Redemption.recipient_id, Redemption.provider_id, Redemption.id, Redemption.delivered_at,
                Recipient.status, Recipient.status_effective_on)
         .join(Recipient, Recipient.id == Redemption.recipient_id)
         .join(calendar, and_(calendar.c.starts_at <= Redemption.delivered_at,
                              Redemption.delivered_at < calendar.c.ends_at))
-        .where(_in_month(Redemption, month), Recipient.status.in_(("moved", "deceased")),
-               Recipient.status_effective_on.is_not(None), calendar.c.day > Recipient.status_effective_on)).all()
+        # The few recipients who left first, then their services along (recipient_id, delivered_at).
+        .where(Redemption.recipient_id.in_(select(Recipient.id).where(exited)), _in_month(Redemption, month),
+               exited, calendar.c.day > Recipient.status_effective_on)).all()
     groups: dict[tuple[int, int], _Group] = defaultdict(_Group)
     for recipient_id, provider_id, redemption_id, delivered_at, status, effective_on in rows:
         group = groups[recipient_id, provider_id]
