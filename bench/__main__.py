@@ -1,6 +1,6 @@
-"""`python -m bench`: run the benchmarks of issue 9 and the console budgets of issue 15.
+"""`python -m bench`: run the benchmarks of issue 9, the console budgets of issue 15 and the detection of issue 18.
 
-Each benchmark of issue 9 is compared with its reference; the console's (bench/console.py) with the
+Each benchmark of issues 9 and 18 is compared with its reference; the console's (bench/console.py) with the
 budgets of CONSOLE.md.
 
     .venv/bin/python -m bench                  # full sizes, SQLite and PostgreSQL (make bench)
@@ -12,7 +12,7 @@ Options:
     --smoke              tiny sizes (SIZES["smoke"] in common.py)
     --backends LIST      sqlite,postgresql (default both; PostgreSQL is skipped with the reason
                          printed when its server does not answer, unless --require-postgres)
-    --only LIST          redemption, issuance, settlement, rankings, import, statements, console
+    --only LIST          redemption, issuance, settlement, rankings, import, statements, console, anomalies
     --pg-url URL         a PostgreSQL server (any database on it; benchmarks create and drop their own
                          `vm_bench_*` databases through `postgres`). Default: TEST_DATABASE_URL's
                          server, else postgresql+psycopg://postgres@127.0.0.1:5432/postgres
@@ -45,7 +45,7 @@ from bench.common import (
 )
 from tests.support.databases import postgres_unavailable_reason
 
-BENCHMARKS = ("redemption", "issuance", "settlement", "rankings", "import", "statements", "console")
+BENCHMARKS = ("redemption", "issuance", "settlement", "rankings", "import", "statements", "console", "anomalies")
 
 
 def _runner(name: str):
@@ -67,6 +67,9 @@ def _runner(name: str):
     if name == "console":
         from bench import console
         return console.run
+    if name == "anomalies":
+        from bench import anomalies
+        return anomalies.run
     from bench import imports
     return imports.run_statements
 

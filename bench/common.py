@@ -63,6 +63,8 @@ SIZES = {
         "console_recipients": 50_000, "console_providers": 60, "console_months": 12,
         "console_redemptions_per_month": 200_000, "console_requests": 200, "console_warmup": 20,
         "console_seconds": 30.0,
+        # 7. market-integrity detection (issue 18)
+        "anomaly_redemptions": 1_000_000, "anomaly_providers": 500, "anomaly_rounds": 2,
     },
     "smoke": {
         "redeem_duration": 1.5, "redeem_warmup": 0.5, "redeem_connections": 16, "redeem_rounds": 1,
@@ -73,6 +75,7 @@ SIZES = {
         "import_rows": 500, "statement_lines": 2_000,
         "console_recipients": 200, "console_providers": 20, "console_months": 3,
         "console_redemptions_per_month": 300, "console_requests": 10, "console_warmup": 2, "console_seconds": 5.0,
+        "anomaly_redemptions": 3_000, "anomaly_providers": 10, "anomaly_rounds": 1,
     },
 }
 

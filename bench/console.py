@@ -159,8 +159,11 @@ def build_county(options: Options, staged) -> dict:
         began, settled = time.perf_counter(), 0
         for period in periods[:-1]:
             with transaction():
+                # detect=False: the bulk data's one scanning login would be one long anomaly, and detection
+                # has a benchmark of its own (bench/anomalies.py).
                 drafts = settlement.create_settlements(programme=db.session.get(Programme, programme_id),
-                                                       period=period, evaluations={}, actor=admin, now=now)
+                                                       period=period, evaluations={}, actor=admin, now=now,
+                                                       detect=False)
                 for draft in drafts:
                     settlement.approve(settlement=draft, actor=approver, now=now)
                     settlement.pay(settlement=draft, payment_reference=f"国库集中支付-{period}-{draft.provider_id}",

@@ -15,7 +15,8 @@ Reference, one transaction of raw SQL:
 4. the scores, pay percent and net computed in Python with the README's formula, written back with one
    executemany UPDATE; COMMIT.
 
-App: `vouchers.settlement.create_settlements` inside `transaction()`, timed to the commit.
+App: `vouchers.settlement.create_settlements` inside `transaction()`, timed to the commit, without the
+market-integrity detection that runs before a draft (`detect=False`; bench/anomalies.py measures it).
 
 Each run starts from the same table shape: settlement_id reset to NULL, settlements deleted, the
 tables vacuumed (PostgreSQL) and a CHECKPOINT. Both runs must produce the same settlements (provider,
@@ -155,7 +156,8 @@ def run(options: Options, backend: str) -> dict:
                 began = time.perf_counter()
                 with transaction():
                     drafts = settlement.create_settlements(programme=programme, period=period,
-                                                                   evaluations={}, actor=admin, now=now)
+                                                                   evaluations={}, actor=admin, now=now,
+                                                                   detect=False)
                 app_seconds = time.perf_counter() - began
                 db.session.remove()
             actual = outcome(bulk, programme_id, period)

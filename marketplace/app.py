@@ -49,6 +49,7 @@ from vouchers import (
     receivers,  # noqa: F401  (connects the vouchers domain to the kernel's signals)
     settlement_pages,
 )
+from vouchers import anomaly_routes as anomaly_detection_routes
 from vouchers import cli as vouchers_cli
 from vouchers import flag_routes as anomaly_flag_routes
 from vouchers import models as voucher_models  # noqa: F401  (complete metadata)
@@ -100,7 +101,7 @@ def create_app(config: dict | None = None) -> Flask:
     access.init_app(app)
     for blueprint in (system.blp, auth_routes.blp, account_routes.blp, audit_routes.blp, catalogue_routes.blp,
                       programme_routes.blp, recipient_routes.blp, provider_routes.blp, voucher_routes.blp,
-                      anomaly_flag_routes.blp, report_routes.blp):
+                      anomaly_flag_routes.blp, report_routes.blp, anomaly_detection_routes.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(system.docs_assets)
     init_web(app)

@@ -23,7 +23,7 @@ import pytest
 from tests.support.databases import maintenance_url, postgres_unavailable_reason
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("redemption", "issuance", "settlement", "rankings", "import", "statements", "console")
+BENCHMARKS = ("redemption", "issuance", "settlement", "rankings", "import", "statements", "console", "anomalies")
 
 
 @pytest.mark.slow
@@ -44,7 +44,8 @@ def test_bench_smoke_runs_every_benchmark_and_writes_results(tmp_path):
     summary = json.loads((tmp_path / "summary-smoke.json").read_text())
     assert summary["failures"] == []
     assert {(row["benchmark"].split(" ", 1)[-1], row["backend"]) for row in summary["rows"]} >= {
-        (label, backend) for label in ("redemption", "issuance", "settlement", "rankings", "import", "statements")
+        (label, backend) for label in ("redemption", "issuance", "settlement", "rankings", "import", "statements",
+                                       "anomalies")
         for backend in backends}
 
     def result(name, backend):
@@ -83,6 +84,11 @@ def test_bench_smoke_runs_every_benchmark_and_writes_results(tmp_path):
         statements = result("statements", backend)
         assert set(statements["exports"]) == {"reference", "csv", "xlsx"}
         assert all(export["rows"] == statements["lines"] for export in statements["exports"].values())
+
+        anomalies = result("anomalies", backend)
+        assert anomalies["same"], (anomalies["missing"], anomalies["extra"], anomalies["differing"])
+        assert anomalies["flags"] > 0
+        assert anomalies["linked_redemptions"] > 0
 
         console = result("console", backend)
         assert console["world"]["audit_chain_ok"]

@@ -193,6 +193,7 @@ ROWS = [
     Row("GET", P + "/{programme}/reconciliation"),
     Row("GET", P + "/{programme}/dashboard"),
     Row("GET", P + "/{programme}/switching"),
+    Row("POST", P + "/{programme}/anomalies/detect", lambda s: {"period": s.period}),
     Row("POST", P + "/{programme}/issuance", lambda s: {"period": s.next_period}),
     Row("POST", P + "/{programme}/expire"),
     Row("POST", P + "/{programme}/settlements", lambda s: {"period": s.period}, ok=(201,)),

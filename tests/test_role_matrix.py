@@ -61,6 +61,7 @@ GRANTS = {
     ("GET", "/api/v1/programmes/<int:programme_id>/providers"): ANYONE,
     ("POST", "/api/v1/programmes/<int:programme_id>/providers"): {"admin"},
     ("GET", "/api/v1/programmes/<int:programme_id>/reconciliation"): READERS,
+    ("POST", "/api/v1/programmes/<int:programme_id>/anomalies/detect"): {"admin"},
     ("POST", "/api/v1/programmes/<int:programme_id>/settlements"): {"admin"},
     ("GET", "/api/v1/programmes/<int:programme_id>/switching"): READERS,
     ("GET", "/api/v1/providers"): ANYONE,

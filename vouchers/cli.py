@@ -5,9 +5,16 @@ from marketplace import idempotency
 from marketplace.db import db, transaction, utcnow
 from marketplace.errors import DomainError
 from marketplace.programmes.models import Programme
-from vouchers.service import issuance, redemption, revocation, settlement
+from vouchers.service import anomaly_detection, issuance, redemption, revocation, settlement
 
 cli = Blueprint("vouchers_cli", __name__, cli_group=None)
+
+
+def _one_line(error: DomainError) -> str:
+    """A refusal as one line: its message, then each field's messages."""
+    fields = (error.details or {}).get("fields") or {}
+    named = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items())
+    return f"{error.message} {named}".strip()
 
 
 def _programme(programme_id: int) -> Programme:
@@ -81,3 +88,24 @@ def settle_command(programme_id: int, period: str):
                    + (" — FLAGGED for termination" if draft.flagged_for_termination else ""))
     if not drafts:
         click.echo("nothing to settle (already settled, or no redemptions)")
+
+
+@cli.cli.command("detect-anomalies")
+@click.argument("programme_id", type=int)
+@click.argument("period")
+def detect_anomalies_command(programme_id: int, period: str):
+    """Run the market-integrity rules over PERIOD (YYYY-MM) of a programme; new findings become open flags."""
+
+    def progress(rule: str, findings: int) -> None:
+        click.echo(f"  {rule}: {findings} found")
+
+    try:
+        with transaction():
+            programme = _programme(programme_id)
+            issuance.period_bounds(period)  # a bad month is refused before anything is said
+            click.echo(f"detecting anomalies in programme {programme.id}, {period}")
+            result = anomaly_detection.detect_anomalies(programme=programme, period=period, actor=None,
+                                                        now=utcnow(), progress=progress)
+    except DomainError as error:
+        raise click.ClickException(_one_line(error)) from error
+    click.echo(f"{result.flags_created} new flags; {result.flags_total} flags for {period} in all")

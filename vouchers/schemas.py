@@ -169,6 +169,19 @@ class EvaluationSchema(InputSchema):
     score = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=100))
 
 
+class AnomalyDetectionInputSchema(InputSchema):
+    period = Period(required=True)
+
+
+class AnomalyDetectionResultSchema(Schema):
+    period = fields.String(required=True)
+    flags_created = fields.Integer(required=True, metadata={"description": "New flags (open) from this run"})
+    flags_total = fields.Integer(required=True, metadata={
+        "description": "The programme's flags for the period after this run, any status"})
+    by_rule = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True, metadata={
+        "description": "flags_total by rule, every rule listed"})
+
+
 class SettlementInputSchema(InputSchema):
     period = Period(required=True)
     evaluations = fields.List(fields.Nested(EvaluationSchema), load_default=list, metadata={

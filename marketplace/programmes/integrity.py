@@ -36,7 +36,8 @@ RULES: dict[str, Rule] = {rule.code: rule for rule in (
     # A provider's services in the month above its declared monthly capacity (plus the tolerance).
     Rule("over_capacity", "medium", {"tolerance_percent": 0}),
     # The share of a provider's month delivered in its last days far above the programme's other providers:
-    # a robust z-score (x − median) / (1.4826 × MAD) over the providers with at least min_services.
+    # a robust z-score (x − median) / (1.4826 × MAD) against the other providers with at least min_services
+    # (MAD 0: 1.2533 × the mean absolute deviation; no spread at all: not judged).
     Rule("month_end_burst", "medium", {"last_days": 3, "z_threshold": 3.5, "min_services": 20}),
     # The share of a provider's redemptions proven by a typed code or a card instead of a live QR.
     Rule("typed_code_share", "low", {"max_share_percent": 30, "min_services": 20}),
