@@ -25,16 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client.exposition import choose_encoder
 
 from marketplace.errors import DomainError, Forbidden, Unauthenticated
 from marketplace.logs import route
@@ -153,13 +145,15 @@ def _local_caller() -> bool:
     return loopback and "X-Forwarded-For" not in request.headers and "Forwarded" not in request.headers
 
 
-def exposition() -> bytes:
-    """Every series in Prometheus's text format: summed over the processes' files in multiprocess mode."""
+def exposition(accept: str | None) -> tuple[bytes, str]:
+    """Every series, summed over the processes' files in multiprocess mode, and its content type: Prometheus's
+    text format 0.0.4 unless *accept* (the Accept header) asks for OpenMetrics or a later text format."""
+    encode, content_type = choose_encoder(accept or "")
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
+        return encode(registry), content_type
+    return encode(REGISTRY), content_type
 
 
 @scrape_page.get("/metrics")
@@ -173,7 +167,8 @@ def scrape():
     elif not _local_caller():
         return _refusal(Forbidden("Only this host may read the metrics; set METRICS_TOKEN to scrape from another."),
                         403)
-    return exposition(), 200, {"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"}
+    body, content_type = exposition(request.headers.get("Accept"))
+    return body, 200, {"Content-Type": content_type, "Cache-Control": "no-store"}
 
 
 def init_app(app: Flask) -> None:
