@@ -11,7 +11,8 @@ Two formats, chosen by LOG_FORMAT (marketplace.config: `json` by default when AP
 
 No personal data: the access line names the URL rule (`/api/v1/recipients/<int:recipient_id>`), never
 the path or its query string (tokens, short codes and searched-for names travel there) and never a body.
-Database errors carry no statement parameters either (marketplace.config sets `hide_parameters`).
+A traceback through a database error keeps its frames and statement but not its message, which may quote a
+row's values; the statement's parameters are hidden anyway (marketplace.config sets `hide_parameters`).
 
 Logging is configured for the process (`logging` is global): the last app created decides the format.
 Our three packages log through one handler each, to the stderr of the moment (gunicorn collects it).
@@ -24,6 +25,7 @@ import re
 import secrets
 import sys
 import time
+import traceback
 from datetime import UTC, datetime
 
 import click
@@ -62,6 +64,33 @@ class ContextFilter(logging.Filter):
         return True
 
 
+# A database's error message may quote the values of a row (PostgreSQL: `DETAIL: Key (phone)=(139…) already
+# exists`): a traceback through one of these keeps its frames, types and statement, never the message.
+DATABASE_ERROR_MODULES = ("sqlalchemy.exc", "psycopg", "sqlite3")
+WITHHELD = "(message withheld: a database error may quote the values of a row)"
+
+
+def _chain(error: BaseException | None):
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def format_exception(exc_info) -> str:
+    """A traceback as logging writes it, except that a database error's message is withheld."""
+    kind, error, trace = exc_info
+    if not any(type(each).__module__.startswith(DATABASE_ERROR_MODULES) for each in _chain(error)):
+        return logging.Formatter().formatException(exc_info)
+    described = f"{kind.__module__}.{kind.__qualname__}: {WITHHELD}"
+    if original := getattr(error, "orig", None):
+        described += f" from {type(original).__module__}.{type(original).__qualname__}"
+    if statement := getattr(error, "statement", None):
+        described += f"\n[SQL: {statement}]"
+    return "".join(["Traceback (most recent call last):\n", *traceback.format_tb(trace), described])
+
+
 def _tag(record: logging.LogRecord) -> str:
     if getattr(record, "request_id", None):
         return record.request_id
@@ -79,6 +108,9 @@ class TextFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
         return self._fmt % {**record.__dict__, "tag": _tag(record)}
 
+    def formatException(self, ei) -> str:  # noqa: N802 - logging's name
+        return format_exception(ei)
+
 
 class JsonLineFormatter(JsonFormatter):
     """One JSON object per line: time, level, logger, message first, then the record's context."""
@@ -93,6 +125,9 @@ class JsonLineFormatter(JsonFormatter):
                 log_data[name] = getattr(record, name)
         log_data.update(message_dict)
         merge_record_extra(record, log_data, reserved=_SKIPPED)
+
+    def formatException(self, ei) -> str:  # noqa: N802 - logging's name
+        return format_exception(ei)
 
 
 def formatter(kind: str) -> logging.Formatter:

@@ -5,6 +5,7 @@ see it (public pages: nobody's, not even a provider's contact person)."""
 
 import html
 import io
+import json
 import random
 import re
 
@@ -83,6 +84,56 @@ def test_no_id_number_password_or_token_is_stored_or_logged(app, client, make_us
         assert [secret for secret in secrets if secret in text] == [], where
     # The masked forms are there, which shows the scan saw the recipients at all.
     assert people[0]["id_number"][:6] + "********" + people[0]["id_number"][-4:] in stored
+
+
+def test_the_json_logs_carry_no_personal_data_whatever_the_requests_carried(app, client, build, json_logs):
+    """Production's logs (JSON, from DEBUG up) while requests carry ID numbers, names, phones, passwords,
+    tokens and short codes in their bodies, query strings and headers: none of it is written."""
+    admin = build.admin()
+    headers = build.headers(admin)
+    people = [demo_recipient(index, random.Random(29)) for index in range(3)]
+    for person in people[:2]:
+        assert client.post("/api/v1/recipients", json=person, headers=headers).status_code == 201
+    assert client.post("/api/v1/recipients", json=people[0], headers=headers).status_code == 409
+    wrong = "0" if people[2]["id_number"][17] != "0" else "1"
+    assert client.post("/api/v1/recipients", json={**people[2], "id_number": people[2]["id_number"][:17] + wrong},
+                       headers=headers).status_code == 422
+    assert client.post("/api/v1/recipients/lookup", json={"id_number": people[1]["id_number"]},
+                       headers=headers).status_code == 200
+    for query in (people[0]["name"], people[1]["phone"], people[2]["id_number"]):
+        assert client.get("/api/v1/recipients", query_string={"q": query}, headers=headers).status_code == 200
+    assert login_page(client, admin.username, PASSWORD).status_code == 302
+    assert client.get("/staff/recipients", query_string={"q": people[0]["name"]}).status_code == 200
+    client.post("/api/v1/auth/token", json={"username": admin.username, "password": "wrong password!"})
+
+    world = build.world()
+    build.issue(world.programme, build.period())
+    build.choose_all(world, world.p1)
+    provider = build.headers(world.p1.user)
+    alice = build.headers(world.alice.user)
+    code = client.post("/api/v1/me/presence-code", headers=alice).get_json()
+    assert client.post("/api/v1/redemptions", json={"short_code": code["short_code"], "item_code": world.meal},
+                       headers=provider).status_code == 201
+    assert client.post("/api/v1/redemptions", json={"presence_token": code["token"], "item_code": world.meal},
+                       headers=provider).status_code == 409
+    other = f"{(int(code['short_code']) + 50_000_000) % 100_000_000:08d}"
+    assert client.post("/api/v1/redemptions", json={"short_code": other, "item_code": world.meal},
+                       headers=provider).status_code == 422
+    assert client.get("/api/v1/me/presence-code.png", query_string={"token": code["token"]},
+                      headers=alice).status_code in (200, 404)
+
+    lines = json_logs()
+    written = "\n".join(json.dumps(line, ensure_ascii=False) for line in lines)
+    secrets = {PASSWORD, "wrong password!", code["token"], code["short_code"], other, *(value[7:] for value in (
+        headers["Authorization"], provider["Authorization"], alice["Authorization"]))}
+    for person in people:
+        secrets |= {person["name"], person["id_number"], person["phone"], person["address"]}
+    assert valid_id_numbers(written) == set()
+    assert sorted(secret for secret in secrets if secret and secret in written) == []
+    # The capture saw the requests: an access line each, by URL rule.
+    routes = {line.get("route") for line in lines if line["logger"] == "marketplace.access"}
+    assert {"/api/v1/recipients", "/api/v1/recipients/lookup", "/api/v1/redemptions", "/staff/recipients",
+            "/login"} <= routes
 
 
 # --- every console page, for every role -------------------------------------------------------------
