@@ -7,6 +7,7 @@ worker shows as a pid, and a worker killed and replaced leaves its counts in the
 
 import os
 import signal
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,7 +22,7 @@ from marketplace.db import db
 from tests.conftest import PASSWORD, error_code
 from tests.support.console import login_page
 from tests.support.databases import fresh_database, postgres_unavailable_reason
-from tests.support.servers import Server
+from tests.support.servers import PROJECT_ROOT, VENV_BIN, Server
 from tests.test_scan_pages import inputs, offer_form, read_code
 
 API = "/api/v1"
@@ -58,6 +59,13 @@ def test_a_caller_on_this_host_reads_the_metrics_in_prometheus_text_format_when_
     scraped = families(response.get_data(as_text=True))
     assert "marketplace_http_requests_total" in scraped
     assert "marketplace_http_request_duration_seconds_bucket" in scraped
+
+
+def test_a_scraper_that_asks_for_openmetrics_gets_it(client):
+    response = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert response.get_data(as_text=True).rstrip().endswith("# EOF")
 
 
 def test_another_host_is_refused_without_a_token_in_the_apis_error_format(client):
@@ -296,3 +304,10 @@ def test_two_gunicorn_workers_add_up_to_what_was_sent_and_a_replaced_worker_keep
     assert ready_count(server) == sent  # the dead worker's counts are still in the sum
     assert str(killed) not in served_by_workers(server)  # child_exit dropped its live gauge
     assert server.server_side_5xx() == []
+
+    # A cron job given the same folder adds its figures to the same scrape.
+    subprocess.run([str(VENV_BIN / "flask"), "--app", "wsgi", "audit-verify"], cwd=PROJECT_ROOT,
+                   env=server.environment(), check=True, capture_output=True, timeout=120)
+    scraped = families(server.call("GET", "/metrics").body.decode())
+    assert [value for labels, value in scraped["marketplace_audit_verifications_total"]
+            if labels["result"] == "ok"] == [1.0]
