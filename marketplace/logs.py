@@ -152,9 +152,9 @@ class StderrHandler(logging.StreamHandler):
         pass
 
 
-def handler(kind: str, stream=None) -> logging.Handler:
-    """A handler writing lines of *kind* with their context, to *stream* (default: the current stderr)."""
-    made = StderrHandler() if stream is None else logging.StreamHandler(stream)
+def handler(kind: str) -> logging.Handler:
+    """A handler writing lines of *kind* with their context to the current stderr."""
+    made = StderrHandler()
     made.setFormatter(formatter(kind))
     made.addFilter(ContextFilter())
     made._marketplace = True
@@ -205,6 +205,8 @@ def _start_request() -> None:
 
 
 def _finish_request(response):
+    """The request id on the response, and the access line. A streamed body (an export) is still to be sent:
+    its duration is the time to the first byte."""
     response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
     started = g.get("request_started")
     duration_ms = round((time.perf_counter() - started) * 1000, 1) if started is not None else None
