@@ -1,17 +1,14 @@
 """The application factory: configuration → extensions → blueprints → error handlers → CLI."""
 
-import logging
 import os
-import re
-import secrets
 from pathlib import Path
 
-from flask import Flask, g, has_request_context, request
+from flask import Flask, g, request
 from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from marketplace import demo, errors_cli, models, system  # noqa: F401  (models: complete metadata)
+from marketplace import demo, errors_cli, logs, metrics, models, system  # noqa: F401  (models: complete metadata)
 from marketplace.accounts import pages as account_pages
 from marketplace.accounts import routes as account_routes
 from marketplace.api import JSONProvider, add_security_headers
@@ -60,7 +57,6 @@ from vouchers import staff_pages as voucher_staff_pages
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 API_TITLE = "Service-voucher marketplace API"
-REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 FORM_MIMETYPE = "application/x-www-form-urlencoded"  # the console's forms; the API takes JSON
 
@@ -94,7 +90,8 @@ def create_app(config: dict | None = None) -> Flask:
         # connection was HTTPS (the scan page's secure context, Secure cookies).
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"],
                                 x_proto=app.config["PROXY_FIX_X_FOR"])
-    configure_logging(app)
+    logs.init_app(app)  # first: its request id and timing wrap every other hook
+    metrics.init_app(app)
 
     api = init_extensions(app)
     register_request_hooks(app)
@@ -126,14 +123,13 @@ def create_app(config: dict | None = None) -> Flask:
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli,
                      programmes_cli.cli):
         app.register_blueprint(commands)
+    logs.log_commands(app)
     return app
 
 
 def register_request_hooks(app: Flask) -> None:
     @app.before_request
     def _start_request():
-        given = request.headers.get("X-Request-Id", "")
-        g.request_id = given if REQUEST_ID_RE.match(given) else secrets.token_hex(8)
         # GET and HEAD never write, so on SQLite they need not take the write lock — except the few GET views
         # marked `writes` (an admin printing a voucher card is audited).
         view = app.view_functions.get(request.endpoint)
@@ -147,7 +143,6 @@ def register_request_hooks(app: Flask) -> None:
 
     @app.after_request
     def _tag_response(response):
-        response.headers["X-Request-Id"] = g.get("request_id", "")
         add_security_headers(response)
         if request.path.startswith("/api/v1/") and not request.path.startswith("/api/v1/docs"):
             response.headers.setdefault("Cache-Control", "no-store")
@@ -158,22 +153,3 @@ def register_request_hooks(app: Flask) -> None:
         token = g.pop("write_intent_token", None)
         if token is not None:
             reset_write_intent(token)
-
-
-class _RequestIdFilter(logging.Filter):
-    def filter(self, record):
-        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
-        return True
-
-
-def configure_logging(app: Flask) -> None:
-    """Log our packages to stderr with the request id; never request bodies (they hold personal data)."""
-    for name in ("marketplace", "providers", "vouchers"):
-        logger = logging.getLogger(name)
-        if logger.handlers:
-            continue
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"))
-        handler.addFilter(_RequestIdFilter())
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)

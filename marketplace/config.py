@@ -18,6 +18,8 @@ ENVIRONMENTS = ("production", "development", "testing")
 # Shortest secret production accepts, in bytes of its UTF-8 text (`secrets.token_hex(32)` gives 64).
 MIN_SECRET_BYTES = 32
 TOKEN_KEY_ID_RE = re.compile(r"^[0-9]{1,3}$")
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 GENERATE = "$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 
 
@@ -82,6 +84,13 @@ class Config:
     # synchronous_commit=on). NORMAL in WAL mode may lose the last commits on power loss: only opt in
     # knowing an acknowledged redemption could vanish.
     SQLITE_SYNCHRONOUS: str = "FULL"
+    # Logs (marketplace.logs): `json` (one object per line) or `text`; unset, JSON in production and text
+    # elsewhere. LOG_LEVEL is a `logging` level name.
+    LOG_FORMAT: str | None = None
+    LOG_LEVEL: str = "INFO"
+    # GET /metrics (marketplace.metrics) asks for `Authorization: Bearer <METRICS_TOKEN>`; unset, it answers
+    # only callers on this host (loopback, not through a proxy).
+    METRICS_TOKEN: str | None = None
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -116,6 +125,12 @@ def finalise(config: dict, instance_path: str) -> None:
                 "LOGIN_FAILURE_WINDOW_SECONDS", "SHORT_CODE_FAILURES_PER_LOGIN", "SHORT_CODE_FAILURE_WINDOW_SECONDS"):
         if config.get(key, 1) < 1:
             raise ConfigError(f"{key} must be at least 1; got {config[key]}.")
+    config["LOG_FORMAT"] = config.get("LOG_FORMAT") or ("json" if env == "production" else "text")
+    if config["LOG_FORMAT"] not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be json or text; got {config['LOG_FORMAT']!r}")
+    config["LOG_LEVEL"] = str(config.get("LOG_LEVEL") or "INFO").upper()
+    if config["LOG_LEVEL"] not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}; got {config['LOG_LEVEL']!r}")
     for key in ("SECRET_KEY", "ID_HASH_KEY", "TOKEN_KEYS"):
         if config.get(key):
             continue
@@ -134,6 +149,8 @@ def finalise(config: dict, instance_path: str) -> None:
         config["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'marketplace.sqlite3'}"
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    # A database error's message would otherwise carry the statement's values (names, phones) into the logs.
+    config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("hide_parameters", True)
     if config["DATABASE_URL"].startswith("sqlite"):
         # Writers take turns instead of polling SQLite's lock (see QueuedSQLiteConnection).
         config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("connect_args", {})["factory"] = QueuedSQLiteConnection

@@ -19,6 +19,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, default_exceptions
 
 from marketplace.api import MAX_JSON_DEPTH
+from marketplace.logs import route as route_of_request
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def _flatten_locations(messages: dict) -> dict:
 
 def internal_error_response(error: BaseException):
     request_id = getattr(g, "request_id", None) or secrets.token_hex(8)
-    log.error("unhandled error on %s %s [request %s]", request.method, request.path, request_id,
+    log.error("unhandled error on %s %s [request %s]", request.method, route_of_request(), request_id,
               exc_info=getattr(error, "original_exception", None) or error)
     return envelope(INTERNAL_ERROR.status, INTERNAL_ERROR.code, INTERNAL_ERROR.message, {"request_id": request_id})
 
@@ -178,7 +179,7 @@ def handle_any_exception(error: Exception):
         return http_error_response(error)
     if isinstance(error, OperationalError | InterfaceError) or getattr(error, "connection_invalidated", False):
         # The database is down or restarting: a temporary condition, not a bug. Nothing was committed.
-        log.warning("database unavailable on %s %s: %s", request.method, request.path, type(error).__name__)
+        log.warning("database unavailable on %s %s: %s", request.method, route_of_request(), type(error).__name__)
         return envelope(DATABASE_UNAVAILABLE.status, DATABASE_UNAVAILABLE.code, DATABASE_UNAVAILABLE.message,
                         {"request_id": getattr(g, "request_id", None)})
     return internal_error_response(error)

@@ -212,3 +212,26 @@ def build(app):
     from tests.support.scenario import Builder
 
     return Builder(app)
+
+
+# --- logs -------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def json_logs(capsys):
+    """Our packages log as in production — JSON lines on stderr — for this test, from DEBUG up; returns a
+    function that reads the lines written since its last call, as dicts (the test's other output is skipped)."""
+    import json
+    import logging
+
+    from marketplace import logs
+
+    previous = logs.configured_format() or "text", logging.getLogger(logs.PACKAGES[0]).level or logging.INFO
+    logs.configure("json", "DEBUG")
+    capsys.readouterr()
+
+    def read() -> list[dict]:
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+        return [json.loads(line) for line in lines]
+
+    yield read
+    logs.configure(*previous)

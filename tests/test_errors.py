@@ -155,11 +155,11 @@ def test_exception_in_any_view_is_a_500_envelope_that_is_logged(app, make_app, c
         raise KeyError(SECRET_DETAIL)
 
     with caplog.at_level(logging.ERROR, logger="marketplace"):
-        response = application.test_client().get("/api/v1/boom", headers={"X-Request-Id": "boom-1"})
+        response = application.test_client().get("/api/v1/boom", headers={"X-Request-Id": "boom-0001"})
     error = assert_envelope(response, 500, "internal_error")
-    assert error["details"] == {"request_id": "boom-1"}
+    assert error["details"] == {"request_id": "boom-0001"}
     assert "hunter2" not in response.get_data(as_text=True)
-    [record] = [r for r in caplog.records if "boom-1" in r.getMessage()]
+    [record] = [r for r in caplog.records if "boom-0001" in r.getMessage()]
     assert record.exc_info[0] is KeyError
 
 
@@ -171,9 +171,9 @@ def test_request_id_sent_by_the_client_is_echoed(client):
 
 
 def test_error_responses_echo_the_request_id_too(client):
-    response = client.get("/api/v1/nowhere", headers={"X-Request-Id": "lost-1"})
+    response = client.get("/api/v1/nowhere", headers={"X-Request-Id": "lost-0001"})
     assert response.status_code == 404
-    assert response.headers["X-Request-Id"] == "lost-1"
+    assert response.headers["X-Request-Id"] == "lost-0001"
 
 
 def test_request_without_an_id_gets_a_fresh_one(client):
@@ -183,7 +183,7 @@ def test_request_without_an_id_gets_a_fresh_one(client):
     assert first != second
 
 
-@pytest.mark.parametrize("unsafe", ["has spaces", "x" * 65, "line\tbreak", "<script>"])
+@pytest.mark.parametrize("unsafe", ["has spaces", "x" * 65, "line\tbreak", "<script>", "short-7"])
 def test_unsafe_request_id_is_replaced_not_echoed(client, unsafe):
     echoed = client.get("/api/v1/health", headers={"X-Request-Id": unsafe}).headers["X-Request-Id"]
     assert echoed != unsafe

@@ -5,6 +5,7 @@ see it (public pages: nobody's, not even a provider's contact person)."""
 
 import html
 import io
+import json
 import random
 import re
 
@@ -18,6 +19,7 @@ from marketplace.recipients.idnumber import check_character
 from providers.service import applications
 from tests.conftest import PASSWORD
 from tests.support.console import login_page
+from vouchers.models import AnomalyFlag, AnomalyFlagRedemption, Redemption
 
 ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
 
@@ -85,6 +87,56 @@ def test_no_id_number_password_or_token_is_stored_or_logged(app, client, make_us
     assert people[0]["id_number"][:6] + "********" + people[0]["id_number"][-4:] in stored
 
 
+def test_the_json_logs_carry_no_personal_data_whatever_the_requests_carried(app, client, build, json_logs):
+    """Production's logs (JSON, from DEBUG up) while requests carry ID numbers, names, phones, passwords,
+    tokens and short codes in their bodies, query strings and headers: none of it is written."""
+    admin = build.admin()
+    headers = build.headers(admin)
+    people = [demo_recipient(index, random.Random(29)) for index in range(3)]
+    for person in people[:2]:
+        assert client.post("/api/v1/recipients", json=person, headers=headers).status_code == 201
+    assert client.post("/api/v1/recipients", json=people[0], headers=headers).status_code == 409
+    wrong = "0" if people[2]["id_number"][17] != "0" else "1"
+    assert client.post("/api/v1/recipients", json={**people[2], "id_number": people[2]["id_number"][:17] + wrong},
+                       headers=headers).status_code == 422
+    assert client.post("/api/v1/recipients/lookup", json={"id_number": people[1]["id_number"]},
+                       headers=headers).status_code == 200
+    for query in (people[0]["name"], people[1]["phone"], people[2]["id_number"]):
+        assert client.get("/api/v1/recipients", query_string={"q": query}, headers=headers).status_code == 200
+    assert login_page(client, admin.username, PASSWORD).status_code == 302
+    assert client.get("/staff/recipients", query_string={"q": people[0]["name"]}).status_code == 200
+    client.post("/api/v1/auth/token", json={"username": admin.username, "password": "wrong password!"})
+
+    world = build.world()
+    build.issue(world.programme, build.period())
+    build.choose_all(world, world.p1)
+    provider = build.headers(world.p1.user)
+    alice = build.headers(world.alice.user)
+    code = client.post("/api/v1/me/presence-code", headers=alice).get_json()
+    assert client.post("/api/v1/redemptions", json={"short_code": code["short_code"], "item_code": world.meal},
+                       headers=provider).status_code == 201
+    assert client.post("/api/v1/redemptions", json={"presence_token": code["token"], "item_code": world.meal},
+                       headers=provider).status_code == 409
+    other = f"{(int(code['short_code']) + 50_000_000) % 100_000_000:08d}"
+    assert client.post("/api/v1/redemptions", json={"short_code": other, "item_code": world.meal},
+                       headers=provider).status_code == 422
+    assert client.get("/api/v1/me/presence-code.png", query_string={"token": code["token"]},
+                      headers=alice).status_code in (200, 404)
+
+    lines = json_logs()
+    written = "\n".join(json.dumps(line, ensure_ascii=False) for line in lines)
+    secrets = {PASSWORD, "wrong password!", code["token"], code["short_code"], other, *(value[7:] for value in (
+        headers["Authorization"], provider["Authorization"], alice["Authorization"]))}
+    for person in people:
+        secrets |= {person["name"], person["id_number"], person["phone"], person["address"]}
+    assert valid_id_numbers(written) == set()
+    assert sorted(secret for secret in secrets if secret and secret in written) == []
+    # The capture saw the requests: an access line each, by URL rule.
+    routes = {line.get("route") for line in lines if line["logger"] == "marketplace.access"}
+    assert {"/api/v1/recipients", "/api/v1/recipients/lookup", "/api/v1/redemptions", "/staff/recipients",
+            "/login"} <= routes
+
+
 # --- every console page, for every role -------------------------------------------------------------
 #
 # The pages are discovered from the app's URL map, so a page added later is walked too; its path
@@ -136,8 +188,22 @@ def walk_scene(build):
     newcomer = build.provider(items=[full.meal])  # applies to join the programme (the staff programme pages)
     application = build.run(lambda: applications.apply(programme_id=full.programme, note=None, actor=db.session.get(
         User, newcomer.user.id), now=build.now()).id)
+    flag = build.run(lambda: _planted_flag(full))  # a market-integrity flag about two of its services
     return {"full": full, "outsider": outsider, "complaint": complaint, "viewers": viewers, "staff": staff,
-            "application": application}
+            "application": application, "flag": flag}
+
+
+def _planted_flag(full) -> int:
+    redemptions = [db.session.get(Redemption, r.id) for r in (full.settled, full.unsettled)]
+    flag = AnomalyFlag(programme_id=full.programme, period=f"{redemptions[0].delivered_at:%Y-%m}",
+                       rule="short_duration", severity="low", subject=f"provider:{redemptions[0].provider_id}",
+                       provider_id=redemptions[0].provider_id, status="confirmed", created_at=redemptions[0].created_at,
+                       evidence={"count": 2, "min_minutes": 30, "shortest": 5})
+    db.session.add(flag)
+    db.session.flush()
+    for redemption in redemptions:
+        db.session.add(AnomalyFlagRedemption(flag_id=flag.id, redemption_id=redemption.id))
+    return flag.id
 
 
 def allowed_kinds(viewer: str, recipient, scene) -> set[str]:
@@ -169,6 +235,7 @@ def page_arguments(scene) -> dict[str, list]:
         "voucher_id": [full.issued_voucher],
         "user_id": [scene["staff"].id, full.providers[1].user.id, full.recipients[0].user.id],
         "application_id": [scene["application"]],
+        "flag_id": [scene["flag"]],
     }
 
 
@@ -178,7 +245,8 @@ PAGE_QUERIES = {"/public/rankings": ["?item_code={meal}", "?item_code={bath}&reg
                 "/public/providers": ["?page=1"],
                 "/me/providers/<item_code>/choose": CHOICES,
                 "/staff/recipients/<int:recipient_id>/act/providers/<item_code>/choose": CHOICES}
-NOT_PAGES = {"static_files.serve", "web.preferences"}  # files; a redirect that sets a preference
+NOT_PAGES = {"static_files.serve", "web.preferences",  # files; a redirect that sets a preference
+             "metrics.scrape"}  # Prometheus text (labels are routes and codes; its access: test_metrics.py)
 
 
 def console_pages(app, scene) -> list[str]:

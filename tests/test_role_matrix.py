@@ -38,6 +38,7 @@ GRANTS = {
     ("POST", "/api/v1/complaints/<int:complaint_id>/resolve"): {"admin"},
     ("POST", "/api/v1/complaints/<int:complaint_id>/answer"): {"provider"},
     ("GET", "/api/v1/health"): ANYONE,
+    ("GET", "/api/v1/health/ready"): ANYONE,
     ("GET", "/api/v1/me"): USERS,
     ("POST", "/api/v1/me/presence-code"): {"recipient"},
     ("GET", "/api/v1/me/presence-code.png"): {"recipient"},

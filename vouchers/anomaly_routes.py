@@ -1,5 +1,6 @@
 """Market integrity over HTTP: running the rules over a programme's month (API.md "Market integrity")."""
 
+from marketplace import metrics
 from marketplace.api import Blueprint
 from marketplace.auth.access import require_actor, role_required
 from marketplace.db import transaction, utcnow
@@ -23,5 +24,7 @@ def detect_anomalies(data, programme_id):
     actor = require_actor()
     with transaction():
         programme = get_programme(programme_id, actor=actor)
-        return anomaly_detection.detect_anomalies(programme=programme, period=data["period"], actor=actor,
-                                                  now=utcnow())
+        result = anomaly_detection.detect_anomalies(programme=programme, period=data["period"], actor=actor,
+                                                    now=utcnow())
+    metrics.record_anomalies(result.created_by_rule)  # counted once committed
+    return result

@@ -1,7 +1,7 @@
 import click
 from flask import Blueprint
 
-from marketplace import idempotency
+from marketplace import idempotency, metrics
 from marketplace.db import db, transaction, utcnow
 from marketplace.errors import DomainError
 from marketplace.programmes.models import Programme
@@ -31,7 +31,7 @@ def issue_vouchers_command(programme_id: int, period: str):
     """Issue PERIOD's (YYYY-MM) monthly vouchers of a programme: all or nothing, once per period."""
     with click.progressbar(length=3, label=f"issuing {period}") as bar:
         try:
-            with transaction():
+            with metrics.timed_run("issuance"), transaction():
                 programme = _programme(programme_id)
                 bar.update(1)
                 result = issuance.issue_monthly(programme=programme, period=period, actor=None, now=utcnow())
@@ -76,7 +76,7 @@ def purge_expired_command():
 def settle_command(programme_id: int, period: str):
     """Draft PERIOD's (YYYY-MM) settlements of a programme, one per provider; prints each one."""
     try:
-        with transaction():
+        with metrics.timed_run("settlement"), transaction():
             programme = _programme(programme_id)
             drafts = settlement.create_settlements(programme=programme, period=period, evaluations={}, actor=None,
                                                    now=utcnow())
@@ -108,4 +108,5 @@ def detect_anomalies_command(programme_id: int, period: str):
                                                         now=utcnow(), progress=progress)
     except DomainError as error:
         raise click.ClickException(_one_line(error)) from error
+    metrics.record_anomalies(result.created_by_rule)
     click.echo(f"{result.flags_created} new flags; {result.flags_total} flags for {period} in all")

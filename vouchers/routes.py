@@ -1,5 +1,6 @@
 from flask import Response, send_file, stream_with_context
 
+from marketplace import metrics
 from marketplace.api import Blueprint
 from marketplace.auth.access import require_actor, role_required
 from marketplace.db import transaction, utcnow, whole_page, writes
@@ -59,7 +60,7 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 def issue_monthly(data, programme_id):
     """Issue the period's quota to every eligible recipient: all or nothing (409 `budget_exceeded`), once a period."""
     actor = require_actor()
-    with transaction():
+    with metrics.timed_run("issuance"), transaction():
         programme = get_programme(programme_id, actor=actor)
         return issuance.issue_monthly(programme=programme, period=data["period"], actor=actor, now=utcnow())
 
@@ -210,7 +211,7 @@ def redeem(data):
     A wrong `short_code` is 422 `invalid_token`; more than SHORT_CODE_FAILURES_PER_LOGIN (10) wrong ones from one
     login within SHORT_CODE_FAILURE_WINDOW_SECONDS (10 minutes) are 429 `too_many_attempts`.
     """
-    with transaction():
+    with metrics.redemption_result(), transaction():
         return redemption.redeem(actor=require_actor(), now=utcnow(), **data)
 
 
@@ -296,7 +297,7 @@ def create_settlements(data, programme_id):
     """
     actor = require_actor()
     evaluations = {evaluation["provider_id"]: evaluation["score"] for evaluation in data["evaluations"]}
-    with transaction():
+    with metrics.timed_run("settlement"), transaction():
         programme = get_programme(programme_id, actor=actor)
         return settlement.create_settlements(programme=programme, period=data["period"], evaluations=evaluations,
                                              actor=actor, now=utcnow())

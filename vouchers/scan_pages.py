@@ -18,6 +18,7 @@ from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from marshmallow import fields, validate
 
+from marketplace import metrics
 from marketplace.auth.access import require_actor, role_required
 from marketplace.db import transaction, utcnow
 from marketplace.errors import DomainError, ValidationFailed
@@ -154,7 +155,8 @@ def confirm():
 
 
 def _redeem(actor, data: dict) -> str:
-    done = redemption.redeem(actor=actor, now=utcnow(), **data)
+    with metrics.redemption_result():  # here, not around the form: a repeated form redeems nothing
+        done = redemption.redeem(actor=actor, now=utcnow(), **data)
     return url_for(".receipt", redemption_id=done.id)
 
 

@@ -3,6 +3,7 @@ from flask import Blueprint
 
 from marketplace.audit.service import verify_chain
 from marketplace.db import read_only
+from marketplace.metrics import record_audit_verification
 
 cli = Blueprint("audit_cli", __name__, cli_group=None)
 
@@ -12,6 +13,7 @@ def audit_verify_command():
     """Verify the audit chain; exit 1 and name the first broken event when it is broken."""
     with read_only():  # a long walk must not hold SQLite's write lock
         result = verify_chain()
+    record_audit_verification(result.ok)
     if result.ok:
         click.echo(f"audit chain ok: {result.events} events, head {result.head_hash}")
         return

@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, render_template, request, url_for
 from marshmallow import ValidationError, fields, validate, validates_schema
 from werkzeug.routing import BuildError
 
-from marketplace import spreadsheets
+from marketplace import metrics, spreadsheets
 from marketplace.audit import service
 from marketplace.audit.schemas import AuditQuerySchema
 from marketplace.auth.access import require_actor, role_required
@@ -112,7 +112,9 @@ def index():
 @role_required("admin", "auditor")
 def verify():
     """Re-hash the whole chain (it changes nothing); the result and, when whole, the head hash to publish."""
-    return _render(errors={}, found=None, asked={}, verification=service.verify_chain(), checked_at=utcnow())
+    verification = service.verify_chain()
+    metrics.record_audit_verification(verification.ok)
+    return _render(errors={}, found=None, asked={}, verification=verification, checked_at=utcnow())
 
 
 def _local_time(instant: datetime) -> str:

@@ -2,6 +2,7 @@ from marketplace.api import Blueprint
 from marketplace.audit import service
 from marketplace.audit.schemas import AuditEventSchema, AuditQuerySchema, VerificationSchema
 from marketplace.auth.access import require_actor, role_required
+from marketplace.metrics import record_audit_verification
 from marketplace.schemas import page_of
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit", description="The tamper-evident audit trail")
@@ -21,4 +22,6 @@ def list_events(query):
 @role_required("admin", "auditor")
 def verify():
     """Re-hash the whole chain and name the first event that breaks it."""
-    return service.verify_chain()
+    result = service.verify_chain()
+    record_audit_verification(result.ok)
+    return result

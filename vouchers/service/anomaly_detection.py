@@ -7,6 +7,7 @@ stays dismissed. New flags are open, and an open flag holds nothing; only a conf
 redemptions out of settlement (settlement.held_by_flag).
 """
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,7 @@ class DetectionResult:
     flags_created: int
     flags_total: int
     by_rule: dict[str, int]
+    created_by_rule: dict[str, int]  # the flags this run created, by rule (for the metrics)
 
 
 # Told after each rule's query: (rule, findings).
@@ -55,14 +57,15 @@ def detect_anomalies(*, programme: Programme, period: str, actor, now: datetime,
         findings.extend(found)
         if progress is not None:
             progress(rule, len(found))
-    created = _keep(findings, programme_id=programme.id, period=period, now=now)
+    created_by_rule = _keep(findings, programme_id=programme.id, period=period, now=now)
+    created = sum(created_by_rule.values())
     counted = dict(db.session.execute(
         select(AnomalyFlag.rule, func.count()).where(AnomalyFlag.programme_id == programme.id,
                                                     AnomalyFlag.period == period)
         .group_by(AnomalyFlag.rule)).all())
     by_rule = {rule: counted.get(rule, 0) for rule in RULES}
     result = DetectionResult(period=period, flags_created=created, flags_total=sum(by_rule.values()),
-                             by_rule=by_rule)
+                             by_rule=by_rule, created_by_rule=created_by_rule)
     audit.record(action="anomalies.detected", entity="programme", entity_id=programme.id, actor=actor, now=now,
                  region_code=programme.region_code,
                  data={"period": period, "flags_created": created, "flags_total": result.flags_total,
@@ -70,11 +73,12 @@ def detect_anomalies(*, programme: Programme, period: str, actor, now: datetime,
     return result
 
 
-def _keep(findings: list[anomaly_rules.Finding], *, programme_id: int, period: str, now: datetime) -> int:
+def _keep(findings: list[anomaly_rules.Finding], *, programme_id: int, period: str,
+          now: datetime) -> dict[str, int]:
     """Insert the findings' flags (ON CONFLICT DO NOTHING on the unique key) and link the new ones'
-    redemptions; the number of flags created."""
+    redemptions; the number of flags created, by rule."""
     if not findings:
-        return 0
+        return {}
     rows = [{"programme_id": programme_id, "period": period, "rule": finding.rule, "severity": finding.severity,
              "subject": finding.subject, "provider_id": finding.provider_id, "recipient_id": finding.recipient_id,
              "staff_user_id": finding.staff_user_id, "evidence": finding.evidence, "status": "open",
@@ -87,4 +91,4 @@ def _keep(findings: list[anomaly_rules.Finding], *, programme_id: int, period: s
              for redemption_id in finding.redemption_ids]
     if links:
         db.session.execute(insert(_FLAG_REDEMPTION), links)
-    return len(flag_of)
+    return dict(Counter(rule for rule, _subject in flag_of))
