@@ -11,7 +11,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from marketplace import demo, errors_cli, models, system  # noqa: F401  (models: complete metadata)
+from marketplace import backup, demo, errors_cli, models, system  # noqa: F401  (models: complete metadata)
 from marketplace.accounts import pages as account_pages
 from marketplace.accounts import routes as account_routes
 from marketplace.api import JSONProvider, add_security_headers
@@ -118,7 +118,8 @@ def create_app(config: dict | None = None) -> Flask:
                   anomaly_pages.staff_anomalies):
         app.register_blueprint(pages)
     register_error_handlers(app)
-    for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli):
+    for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli,
+                     backup.cli):
         app.register_blueprint(commands)
     return app
 
