@@ -11,7 +11,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from marketplace import backup, demo, errors_cli, models, system  # noqa: F401  (models: complete metadata)
+from marketplace import backup, config_checks, demo, errors_cli, models, system  # noqa: F401  (models: complete metadata)
 from marketplace.accounts import pages as account_pages
 from marketplace.accounts import routes as account_routes
 from marketplace.api import JSONProvider, add_security_headers
@@ -22,7 +22,7 @@ from marketplace.auth import access
 from marketplace.auth import cli as auth_cli
 from marketplace.auth import routes as auth_routes
 from marketplace.catalogue import routes as catalogue_routes
-from marketplace.config import Config, finalise
+from marketplace.config import Config, ConfigError, finalise
 from marketplace.db import reset_write_intent, set_write_intent
 from marketplace.errors import register_error_handlers
 from marketplace.extensions import init_extensions
@@ -84,12 +84,22 @@ def create_app(config: dict | None = None) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         MIGRATIONS_DIRECTORY=PROJECT_ROOT / "migrations",
     )
-    finalise(app.config, app.instance_path)
+    try:
+        verdicts = finalise(app.config, app.instance_path)
+    except ConfigError as refused:
+        if config_checks.flask_command() != "check-config":
+            raise
+        return config_checks.report_only_app(app, refused.verdicts)  # `flask check-config` lists every problem
     app.json = JSONProvider(app)  # bodies read with the app's limits; 助餐, not \u52a9\u9910
     app.url_map.converters["int"] = IdConverter
     if app.config["PROXY_FIX_X_FOR"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"])
     configure_logging(app)
+    app.extensions["config_verdicts"] = verdicts
+    if config_checks.flask_command() in (None, "run"):  # a server; a cron job's mail would repeat them daily
+        for verdict in verdicts:
+            if verdict.level == "warning":
+                logging.getLogger("marketplace.config").warning("%s: %s", verdict.setting, verdict.message)
 
     api = init_extensions(app)
     register_request_hooks(app)
@@ -119,7 +129,7 @@ def create_app(config: dict | None = None) -> Flask:
         app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli,
-                     backup.cli):
+                     backup.cli, config_checks.cli):
         app.register_blueprint(commands)
     return app
 
