@@ -58,7 +58,12 @@ def target_path(path: Path, *, database_url: str, now: datetime) -> Path:
     """
     if path.is_dir():
         suffix = "sqlite3" if _is_sqlite(database_url) else "dump"
-        path = path / f"marketplace-{now.strftime('%Y%m%dT%H%M%SZ')}.{suffix}"
+        stem = f"marketplace-{now.strftime('%Y%m%dT%H%M%SZ')}"
+        path = path / f"{stem}.{suffix}"
+        for again in range(2, 100):  # a second backup within the same second
+            if not path.exists():
+                break
+            path = path.with_name(f"{stem}-{again}.{suffix}")
     if path.exists():
         raise BackupFailed(f"{path} already exists; a backup never overwrites a file: give a new name or a folder.")
     if not path.parent.is_dir():
