@@ -182,6 +182,8 @@ def backup_command(path: Path):
                                busy_timeout_ms=current_app.config["SQLITE_BUSY_TIMEOUT_MS"])
     except BackupFailed as error:
         raise click.ClickException(f"backup failed: {error}") from error
+    except OSError as error:  # a folder it may not write in, a full disk
+        raise click.ClickException(f"backup failed: {error.strerror or error}: {error.filename or path}") from error
     size = human_size(made.size_bytes)
     if made.size_bytes >= 1000:
         size += f" = {made.size_bytes} bytes"

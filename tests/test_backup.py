@@ -180,3 +180,11 @@ def test_the_backup_is_one_consistent_state_while_another_process_writes(tmp_pat
                                              (3_200_000_000, "3.2 GB"), (7_000_000_000_000, "7000.0 GB")])
 def test_sizes_are_shown_in_decimal_units(size, shown):
     assert human_size(size) == shown
+
+
+def test_a_folder_it_cannot_write_in_fails_in_one_line(app, runner):
+    result = runner.invoke(args=["backup", "/proc"])  # a folder even root cannot create files in
+    assert result.exit_code == 1
+    [line] = [line for line in result.output.splitlines() if line.strip()]
+    assert line.startswith("Error: backup failed: ")
+    assert "/proc/.marketplace-" in line

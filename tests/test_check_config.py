@@ -294,7 +294,8 @@ def test_the_worker_count_is_read_as_gunicorn_reads_it(environ, argv, expected):
 ])
 def test_the_worker_count_matches_what_gunicorn_itself_resolves(tmp_path, environ):
     env = {name: value for name, value in os.environ.items() if name not in ("GUNICORN_CMD_ARGS", "WEB_CONCURRENCY")}
-    env.update(environ, APP_ENV="testing", INSTANCE_PATH=str(tmp_path), DATABASE_URL=sqlite(tmp_path))
+    env.update(environ, APP_ENV="testing", INSTANCE_PATH=str(tmp_path), DATABASE_URL=sqlite(tmp_path),
+               PROMETHEUS_MULTIPROC_DIR=str(tmp_path))  # else gunicorn.conf.py may make a folder of its own
     printed = subprocess.run([str(VENV_BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--print-config", "wsgi:app"],
                              cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120, check=True)
     [resolved] = [int(line.split("=")[1]) for line in printed.stdout.splitlines() if line.split()[:1] == ["workers"]]
