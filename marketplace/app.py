@@ -1,5 +1,6 @@
 """The application factory: configuration → extensions → blueprints → error handlers → CLI."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -8,7 +9,16 @@ from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from marketplace import demo, errors_cli, logs, metrics, models, system  # noqa: F401  (models: complete metadata)
+from marketplace import (  # noqa: F401  (models: complete metadata)
+    backup,
+    config_checks,
+    demo,
+    errors_cli,
+    logs,
+    metrics,
+    models,
+    system,
+)
 from marketplace.accounts import pages as account_pages
 from marketplace.accounts import routes as account_routes
 from marketplace.api import JSONProvider, add_security_headers
@@ -19,7 +29,7 @@ from marketplace.auth import access
 from marketplace.auth import cli as auth_cli
 from marketplace.auth import routes as auth_routes
 from marketplace.catalogue import routes as catalogue_routes
-from marketplace.config import Config, finalise
+from marketplace.config import Config, ConfigError, finalise
 from marketplace.db import reset_write_intent, set_write_intent
 from marketplace.errors import register_error_handlers
 from marketplace.extensions import init_extensions
@@ -82,7 +92,12 @@ def create_app(config: dict | None = None) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         MIGRATIONS_DIRECTORY=PROJECT_ROOT / "migrations",
     )
-    finalise(app.config, app.instance_path)
+    try:
+        verdicts = finalise(app.config, app.instance_path)
+    except ConfigError as refused:
+        if config_checks.flask_command() != "check-config":
+            raise
+        return config_checks.report_only_app(app, refused.verdicts)  # `flask check-config` lists every problem
     app.json = JSONProvider(app)  # bodies read with the app's limits; 助餐, not \u52a9\u9910
     app.url_map.converters["int"] = IdConverter
     if app.config["PROXY_FIX_X_FOR"]:
@@ -92,6 +107,11 @@ def create_app(config: dict | None = None) -> Flask:
                                 x_proto=app.config["PROXY_FIX_X_FOR"])
     logs.init_app(app)  # first: its request id and timing wrap every other hook
     metrics.init_app(app)
+    app.extensions["config_verdicts"] = verdicts
+    if config_checks.flask_command() in (None, "run"):  # a server; a cron job's mail would repeat them daily
+        for verdict in verdicts:
+            if verdict.level == "warning":
+                logging.getLogger("marketplace.config").warning("%s: %s", verdict.setting, verdict.message)
 
     api = init_extensions(app)
     register_request_hooks(app)
@@ -121,7 +141,7 @@ def create_app(config: dict | None = None) -> Flask:
         app.register_blueprint(pages)
     register_error_handlers(app)
     for commands in (auth_cli.cli, audit_cli.cli, recipients_cli.cli, vouchers_cli.cli, demo.cli, errors_cli.cli,
-                     programmes_cli.cli):
+                     programmes_cli.cli, backup.cli, config_checks.cli):
         app.register_blueprint(commands)
     logs.log_commands(app)
     return app

@@ -5,36 +5,33 @@ Every setting has one name, used both as the environment variable and as the Fla
 closed (refuse to start without secrets), not open.
 """
 
-import functools
 import os
-import re
 import secrets
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from marketplace.config_checks import (  # noqa: F401  (ConfigError, parse_token_keys: imported from here too)
+    ENVIRONMENTS,
+    ConfigError,
+    Verdict,
+    check_settings,
+    parse_token_keys,
+)
 from marketplace.db import QueuedSQLiteConnection
 
-ENVIRONMENTS = ("production", "development", "testing")
-# Shortest secret production accepts, in bytes of its UTF-8 text (`secrets.token_hex(32)` gives 64).
-MIN_SECRET_BYTES = 32
-TOKEN_KEY_ID_RE = re.compile(r"^[0-9]{1,3}$")
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-GENERATE = "$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 
 
-class ConfigError(RuntimeError):
-    """The configuration cannot run safely; the message says what to set."""
-
-
-def _int(name: str, default: int) -> int:
+def _int(name: str, default: int) -> int | str:
+    """The integer setting *name*; a value that is not one is kept as given, for the checks to name."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
         return int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    except ValueError:
+        return raw
 
 
 @dataclass(frozen=True)
@@ -79,6 +76,9 @@ class Config:
     # Number of reverse proxies in front of the app whose X-Forwarded-For and X-Forwarded-Proto may be trusted
     # (1 behind deploy/nginx.conf).
     PROXY_FIX_X_FOR: int = 0
+    # The address users open (https://vouchers.example.gov.cn): `check-config` and the start check that it
+    # is HTTPS, which the scan page's camera and the Secure session cookie need.
+    PUBLIC_URL: str | None = None
     SQLITE_BUSY_TIMEOUT_MS: int = 30_000
     # FULL: a committed transaction survives power loss and an OS crash (as PostgreSQL's
     # synchronous_commit=on). NORMAL in WAL mode may lose the last commits on power loss: only opt in
@@ -107,46 +107,46 @@ class Config:
         return {field.name: getattr(self, field.name) for field in fields(self)}
 
 
-def finalise(config: dict, instance_path: str) -> None:
-    """Fill derived settings in place and refuse to run without what production needs.
+def finalise(config: dict, instance_path: str) -> list[Verdict]:
+    """Fill derived settings in place and refuse to run without what production needs; the verdicts.
 
-    :raises ConfigError: an unknown environment, a production app without its secrets, malformed or
-        (in production) short secrets, ID_HASH_KEY equal to SECRET_KEY, a throttling limit below 1.
+    Outside production a missing secret is filled in (development: kept in the instance folder;
+    testing: a fixed value). Then marketplace.config_checks judges every setting: warnings are
+    returned (the app logs them), errors refused.
+
+    :raises ConfigError: with the first error's message (and every verdict), e.g. an unknown environment,
+        a production app without its secrets, malformed or (in production) short secrets, ID_HASH_KEY
+        equal to SECRET_KEY, a throttling limit below 1.
     """
     env = config.get("APP_ENV", "production")
-    if env not in ENVIRONMENTS:
-        raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}; got {env!r}")
-    if config.get("SQLITE_SYNCHRONOUS", "FULL") not in ("FULL", "NORMAL"):
-        raise ConfigError("SQLITE_SYNCHRONOUS must be FULL (the default) or NORMAL; "
-                          f"got {config['SQLITE_SYNCHRONOUS']!r}")
-    if config.get("RANKING_PRIOR_WEIGHT", 10) < 0:
-        raise ConfigError("RANKING_PRIOR_WEIGHT (C in the ranking formula) cannot be negative.")
-    for key in ("LOGIN_FAILURES_PER_USERNAME_AND_CLIENT", "LOGIN_FAILURES_PER_CLIENT", "LOGIN_FAILURES_PER_USERNAME",
-                "LOGIN_FAILURE_WINDOW_SECONDS", "SHORT_CODE_FAILURES_PER_LOGIN", "SHORT_CODE_FAILURE_WINDOW_SECONDS"):
-        if config.get(key, 1) < 1:
-            raise ConfigError(f"{key} must be at least 1; got {config[key]}.")
+    sources = {}
+    if env in ("development", "testing"):
+        for key in ("SECRET_KEY", "ID_HASH_KEY", "TOKEN_KEYS"):
+            if config.get(key):
+                continue
+            if env == "development":
+                secret, sources[key] = _instance_secret(instance_path, key), f"instance/{key.lower()}.dev"
+            else:
+                secret, sources[key] = f"testing-{key}", "the fixed testing value"
+            config[key] = f"1:{secret}" if key == "TOKEN_KEYS" else secret
+    if not config.get("DATABASE_URL"):
+        Path(instance_path).mkdir(parents=True, exist_ok=True)
+        config["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'marketplace.sqlite3'}"
     config["LOG_FORMAT"] = config.get("LOG_FORMAT") or ("json" if env == "production" else "text")
     if config["LOG_FORMAT"] not in LOG_FORMATS:
         raise ConfigError(f"LOG_FORMAT must be json or text; got {config['LOG_FORMAT']!r}")
     config["LOG_LEVEL"] = str(config.get("LOG_LEVEL") or "INFO").upper()
     if config["LOG_LEVEL"] not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}; got {config['LOG_LEVEL']!r}")
-    for key in ("SECRET_KEY", "ID_HASH_KEY", "TOKEN_KEYS"):
-        if config.get(key):
-            continue
-        if env == "production":
-            raise ConfigError(
-                f"{key} is not set. Set it in the environment to a long random value, e.g. "
-                f"`export {key}=$(python -c 'import secrets; print(secrets.token_hex(32))')`, "
-                "or run with APP_ENV=development for a local demo."
-            )
-        secret = _instance_secret(instance_path, key) if env == "development" else f"testing-{key}"
-        config[key] = f"1:{secret}" if key == "TOKEN_KEYS" else secret
-    check_secrets(config, production=env == "production")
 
-    if not config.get("DATABASE_URL"):
-        Path(instance_path).mkdir(parents=True, exist_ok=True)
-        config["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'marketplace.sqlite3'}"
+    verdicts = check_settings(config, instance_path=instance_path, secret_sources=sources,
+                              integer_settings=[field.name for field in fields(Config) if field.type is int])
+    errors = [verdict for verdict in verdicts if verdict.level == "error"]
+    if errors:
+        more = (f" ({len(errors) - 1} more problem{'s' * (len(errors) > 2)}: `flask --app wsgi check-config` "
+                "lists them all)") if len(errors) > 1 else ""
+        raise ConfigError(errors[0].message + more, verdicts)
+
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     # A database error's message would otherwise carry the statement's values (names, phones) into the logs.
@@ -161,68 +161,7 @@ def finalise(config: dict, instance_path: str) -> None:
     config["SESSION_COOKIE_SECURE"] = bool(config.get("SESSION_COOKIE_SECURE")) or env == "production"
     # Flask-Login's remember-me cookie would outlive logout; we never issue it.
     config["REMEMBER_COOKIE_DURATION"] = 0
-
-
-def check_secrets(config: dict, *, production: bool) -> None:
-    """Refuse secrets that would fail later or are too weak, naming the variable and the fix; never the secret.
-
-    TOKEN_KEYS must parse as vouchers.tokens reads it (`kid:secret[,kid:secret…]`, key ids 0–255, each
-    once, no empty secret): else the first presence code would be a 500. In production every secret has
-    at least MIN_SECRET_BYTES. ID_HASH_KEY must differ from SECRET_KEY in every environment.
-
-    :raises ConfigError:
-    """
-    keys = parse_token_keys(config["TOKEN_KEYS"])
-    if production:
-        for name in ("SECRET_KEY", "ID_HASH_KEY"):
-            size = len(config[name].encode("utf-8"))
-            if size < MIN_SECRET_BYTES:
-                raise ConfigError(
-                    f"{name} is {size} bytes long; production needs at least {MIN_SECRET_BYTES}. "
-                    f"Generate one: `export {name}={GENERATE}`."
-                )
-        for kid, secret in keys:
-            if len(secret) < MIN_SECRET_BYTES:
-                unused = next(candidate for candidate in range(256) if candidate not in dict(keys))
-                raise ConfigError(
-                    f"TOKEN_KEYS key {kid} is {len(secret)} bytes long; production needs at least {MIN_SECRET_BYTES} "
-                    "bytes per key (a short key can be guessed, and cards forged under it). Replace it with a new "
-                    f"key, e.g. `{unused}:{GENERATE}` in its place; cards printed under key {kid} must be printed "
-                    "again."
-                )
-    if config["ID_HASH_KEY"] == config["SECRET_KEY"]:
-        raise ConfigError(
-            "ID_HASH_KEY equals SECRET_KEY; each needs a value of its own, so that rotating one never affects "
-            "the other. Give SECRET_KEY a new value (that only ends cookie sessions): "
-            f"`export SECRET_KEY={GENERATE}`; keep ID_HASH_KEY, which the blind index of recorded ID numbers "
-            "depends on."
-        )
-
-
-@functools.lru_cache(maxsize=8)
-def parse_token_keys(raw: str) -> tuple[tuple[int, bytes], ...]:
-    """TOKEN_KEYS as (key id, secret) pairs, the signing key first (vouchers.tokens reads it here too).
-
-    :raises ConfigError: naming the entry and what is wrong with it (never its secret).
-    """
-    fix = ("Write TOKEN_KEYS as kid:secret[,kid:secret…] with whole-number key ids from 0 to 255, each used once, "
-           f"the signing key first, e.g. `export TOKEN_KEYS=1:{GENERATE}`.")
-    keys: list[tuple[int, bytes]] = []
-    for position, part in enumerate(raw.split(","), start=1):
-        entry = part.strip()
-        if not entry:
-            raise ConfigError(f"TOKEN_KEYS entry {position} is empty. {fix}")
-        kid_text, colon, secret = entry.partition(":")
-        if not TOKEN_KEY_ID_RE.match(kid_text.strip()) or int(kid_text) > 255:
-            raise ConfigError(f"TOKEN_KEYS entry {position} has key id {kid_text!r}, not a number from 0 to 255. "
-                              f"{fix}")
-        kid = int(kid_text)
-        if not colon or not secret:
-            raise ConfigError(f"TOKEN_KEYS entry {position} (key id {kid}) has no secret. {fix}")
-        if any(kid == seen for seen, _secret in keys):
-            raise ConfigError(f"TOKEN_KEYS lists key id {kid} twice (entry {position}). {fix}")
-        keys.append((kid, secret.encode("utf-8")))
-    return tuple(keys)
+    return verdicts
 
 
 def _instance_secret(instance_path: str, key: str) -> str:

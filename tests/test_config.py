@@ -9,9 +9,13 @@ from marketplace.app import create_app
 from marketplace.config import Config, ConfigError
 from marketplace.db import db
 
-STRONG_SECRET = "a" * 64
+# Random secrets, written out so that a failure shows the same ones (production refuses `aaaa…`).
+STRONG_SECRET = "1f97c9142240382a68ba2312ae68e26063ef9c3112a291778e845ade98f121b5"
+OTHER_SECRET = "f2ed681c15f727edbc61ac67f108a1e29eac6ada2c0123ed94487efb1aa0366f"
 # Every secret production insists on (TOKEN_KEYS is "kid:secret,..." and signs voucher cards).
-PRODUCTION_SECRETS = {"SECRET_KEY": STRONG_SECRET, "ID_HASH_KEY": "b" * 64, "TOKEN_KEYS": "1:" + "c" * 64}
+PRODUCTION_SECRETS = {"SECRET_KEY": STRONG_SECRET,
+                      "ID_HASH_KEY": "790ae4ff4b2d36e3e108cd505e971c8aac13c54a100e46dcd7f10cd4dbe3b81b",
+                      "TOKEN_KEYS": "1:de5ce1c15cdf223be8562360796f6667edeba058dbc8943fc08889ae062445ed"}
 
 
 @pytest.fixture
@@ -166,7 +170,7 @@ def production(environment, **overrides):
             environment.setenv(name, value)
 
 
-KEY = "k" * 64
+KEY = "227be8b3f1bda6757377b4dc862c3d4b0be743efde0d001ae0ce116a783f9efb"
 
 
 @pytest.mark.parametrize(("token_keys", "problem"), [
@@ -179,8 +183,8 @@ KEY = "k" * 64
     ("1:", "no secret"),
     ("1:" + KEY + ",", "entry 2 is empty"),
     ("1:" + KEY + ",,2:" + KEY, "entry 2 is empty"),
-    ("1:" + KEY + ",1:" + "d" * 64, "key id 1 twice"),
-    ("7:" + KEY + ", 07:" + "d" * 64, "key id 7 twice"),
+    ("1:" + KEY + ",1:" + OTHER_SECRET, "key id 1 twice"),
+    ("7:" + KEY + ", 07:" + OTHER_SECRET, "key id 7 twice"),
 ])
 @pytest.mark.parametrize("env", ["production", "development", "testing"])
 def test_malformed_token_keys_refuse_to_start_naming_the_variable_and_the_fix(environment, env, token_keys,
@@ -194,11 +198,11 @@ def test_malformed_token_keys_refuse_to_start_naming_the_variable_and_the_fix(en
     assert problem in message
     assert "kid:secret" in message
     assert KEY not in message  # never a secret in a log
-    assert "d" * 64 not in message
+    assert OTHER_SECRET not in message
 
 
-@pytest.mark.parametrize("token_keys", ["0:" + KEY, "255:" + KEY, "2:" + KEY + ",1:" + "d" * 64,
-                                        " 3:" + KEY + " , 4:" + "d" * 64 + " "])
+@pytest.mark.parametrize("token_keys", ["0:" + KEY, "255:" + KEY, "2:" + KEY + ",1:" + OTHER_SECRET,
+                                        " 3:" + KEY + " , 4:" + OTHER_SECRET + " "])
 def test_well_formed_token_keys_start_and_sign(environment, built_apps, token_keys):
     from vouchers import tokens
 
@@ -224,8 +228,10 @@ def test_production_refuses_a_short_token_key_naming_its_id(environment):
 
 
 def test_secrets_of_32_bytes_are_enough_in_production(environment, built_apps):
-    production(environment, SECRET_KEY="s" * 32, ID_HASH_KEY="i" * 32, TOKEN_KEYS="1:" + "t" * 32)
-    assert build(built_apps).config["SECRET_KEY"] == "s" * 32
+    production(environment, SECRET_KEY="56355c66e4a715b59ad3b074103bbcb9",
+               ID_HASH_KEY="6f55cbafae8c1d6c1dc8382ee6c80753",
+               TOKEN_KEYS="1:589d063950671fe65bb0bf88d61080a4")
+    assert len(build(built_apps).config["SECRET_KEY"]) == 32
 
 
 def test_short_secrets_are_allowed_outside_production(environment, built_apps):

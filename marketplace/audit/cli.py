@@ -4,11 +4,13 @@ from flask import Blueprint
 from marketplace.audit.service import verify_chain
 from marketplace.db import read_only
 from marketplace.metrics import record_audit_verification
+from marketplace.scheduled import one_line_failures
 
 cli = Blueprint("audit_cli", __name__, cli_group=None)
 
 
 @cli.cli.command("audit-verify")
+@one_line_failures
 def audit_verify_command():
     """Verify the audit chain; exit 1 and name the first broken event when it is broken."""
     with read_only():  # a long walk must not hold SQLite's write lock
