@@ -85,9 +85,10 @@ class Config:
     # knowing an acknowledged redemption could vanish.
     SQLITE_SYNCHRONOUS: str = "FULL"
     # Logs (marketplace.logs): `json` (one object per line) or `text`; unset, JSON in production and text
-    # elsewhere. LOG_LEVEL is a `logging` level name.
+    # elsewhere. LOG_LEVEL is a `logging` level name; unset, INFO (WARNING under tests, whose command output
+    # is read line by line).
     LOG_FORMAT: str | None = None
-    LOG_LEVEL: str = "INFO"
+    LOG_LEVEL: str | None = None
     # GET /metrics (marketplace.metrics) asks for `Authorization: Bearer <METRICS_TOKEN>`; unset, it answers
     # only callers on this host (loopback, not through a proxy).
     METRICS_TOKEN: str | None = None
@@ -135,7 +136,7 @@ def finalise(config: dict, instance_path: str) -> list[Verdict]:
     config["LOG_FORMAT"] = config.get("LOG_FORMAT") or ("json" if env == "production" else "text")
     if config["LOG_FORMAT"] not in LOG_FORMATS:
         raise ConfigError(f"LOG_FORMAT must be json or text; got {config['LOG_FORMAT']!r}")
-    config["LOG_LEVEL"] = str(config.get("LOG_LEVEL") or "INFO").upper()
+    config["LOG_LEVEL"] = str(config.get("LOG_LEVEL") or ("WARNING" if env == "testing" else "INFO")).upper()
     if config["LOG_LEVEL"] not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}; got {config['LOG_LEVEL']!r}")
 

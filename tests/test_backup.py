@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from marketplace.backup import BackupFailed, backup_database, human_size
+from tests.support.commands import said
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -64,7 +65,7 @@ def test_backup_never_overwrites_a_file(app, runner, tmp_path):
     target.write_text("last night's")
     result = runner.invoke(args=["backup", str(target)])
     assert result.exit_code == 1
-    assert result.output.count("\n") == 1
+    assert len(said(result.output)) == 1
     assert "already exists" in result.output
     assert target.read_text() == "last night's"
 
@@ -72,7 +73,7 @@ def test_backup_never_overwrites_a_file(app, runner, tmp_path):
 def test_backup_into_a_missing_folder_is_refused_in_one_line(app, runner, tmp_path):
     result = runner.invoke(args=["backup", str(tmp_path / "nowhere" / "x.bak")])
     assert result.exit_code == 1
-    assert result.output.strip() == f"Error: backup failed: the folder {tmp_path / 'nowhere'} does not exist."
+    assert said(result.output) == [f"Error: backup failed: the folder {tmp_path / 'nowhere'} does not exist."]
 
 
 def test_without_pg_dump_the_backup_says_so_in_one_line(app, backend, runner, tmp_path, monkeypatch):
@@ -80,7 +81,7 @@ def test_without_pg_dump_the_backup_says_so_in_one_line(app, backend, runner, tm
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     result = runner.invoke(args=["backup", str(tmp_path)])
     assert result.exit_code == 1
-    assert result.output.count("\n") == 1
+    assert len(said(result.output)) == 1
     assert "pg_dump is not installed" in result.output
     assert list(tmp_path.iterdir()) == []
 
@@ -185,6 +186,6 @@ def test_sizes_are_shown_in_decimal_units(size, shown):
 def test_a_folder_it_cannot_write_in_fails_in_one_line(app, runner):
     result = runner.invoke(args=["backup", "/proc"])  # a folder even root cannot create files in
     assert result.exit_code == 1
-    [line] = [line for line in result.output.splitlines() if line.strip()]
+    [line] = said(result.output)
     assert line.startswith("Error: backup failed: ")
     assert "/proc/.marketplace-" in line

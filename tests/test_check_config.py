@@ -22,6 +22,7 @@ from marketplace.config_checks import (
     gunicorn_workers,
 )
 from marketplace.db import db
+from tests.support.commands import said
 from tests.support.servers import PROJECT_ROOT, VENV_BIN
 
 SECRET = secrets.token_hex(32)
@@ -101,7 +102,7 @@ def test_check_config_prints_a_verdict_on_every_setting_and_no_secret(built):
     result = application.test_cli_runner().invoke(args=["check-config"])
 
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = said(result.output)
     shown = {line.split()[1]: line.split()[0] for line in lines[:-1]}
     for setting in ("APP_ENV", "SECRET_KEY", "ID_HASH_KEY", "TOKEN_KEYS", "DATABASE_URL", "RATELIMIT_STORAGE_URI",
                     "SESSION_COOKIE_SECURE", "PUBLIC_URL", "PROXY_FIX_X_FOR", "METRICS_TOKEN", "LOCAL_TIMEZONE"):
@@ -116,8 +117,8 @@ def test_check_config_lists_warnings_and_still_exits_0(built):
     application = built(**production_settings(PUBLIC_URL="http://vouchers.example.gov.cn"))
     result = application.test_cli_runner().invoke(args=["check-config"])
     assert result.exit_code == 0, result.output
-    assert any(line.startswith("warning  PUBLIC_URL") for line in result.output.splitlines())
-    assert result.output.splitlines()[-1].endswith("warnings: the app starts; read the warnings.")
+    assert any(line.startswith("warning  PUBLIC_URL") for line in said(result.output))
+    assert said(result.output)[-1].endswith("warnings: the app starts; read the warnings.")
 
 
 def flask_cli(*args, environ):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.commands import said
 from tests.support.servers import PROJECT_ROOT
 
 DEPLOY = PROJECT_ROOT / "deploy"
@@ -163,7 +164,7 @@ def test_the_cron_job_runs_a_command_with_the_environment_file_and_its_exit_stat
 
     refused = job("settle", "999999", "2026-01")
     assert refused.returncode == 1
-    assert [line for line in refused.stderr.splitlines() if line.strip()] == ["Error: No programme 999999."]
+    assert said(refused.stderr) == ["Error: No programme 999999."]  # beside the command's own log lines
 
 
 def test_the_cron_job_never_runs_one_command_twice_at_once(job):

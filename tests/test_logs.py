@@ -201,7 +201,7 @@ def test_an_unknown_log_format_or_level_is_refused_at_start(make_app, app, setti
 
 
 def test_text_lines_name_the_request_id(make_app, app, capsys, restore_format):
-    client = make_app(LOG_FORMAT="text").test_client()
+    client = make_app(LOG_FORMAT="text", LOG_LEVEL="INFO").test_client()
     capsys.readouterr()
     client.get("/api/v1/recipients/5", headers={"X-Request-ID": "text-line-01"})
     [line] = [each for each in capsys.readouterr().err.splitlines() if "marketplace.access" in each

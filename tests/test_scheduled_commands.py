@@ -15,6 +15,7 @@ from marketplace.db import db
 from marketplace.idempotency import IdempotencyRecord
 from marketplace.programmes.models import JournalEntry
 from tests.support.apps import dispose, make_app
+from tests.support.commands import said
 from vouchers import cli as vouchers_cli
 from vouchers.models import Issuance, Redemption, Settlement, UsedPresenceCode, Voucher
 
@@ -35,7 +36,7 @@ def footprint(build) -> dict:
 
 
 def lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.strip()]
+    return said(text)
 
 
 @pytest.fixture
@@ -121,9 +122,10 @@ def test_settle_all_last_month_drafts_active_and_closed_programmes(build, runner
 
 
 def test_with_no_programme_there_is_nothing_to_do(runner):
-    assert runner.invoke(args=["issue-vouchers", "all", "this-month"]).output == "no active programme: no issuance\n"
-    assert runner.invoke(args=["settle", "all", "last-month"]).output == (
-        "no active or closed programme: no settlement\n")
+    assert lines(runner.invoke(args=["issue-vouchers", "all", "this-month"]).output) == [
+        "no active programme: no issuance"]
+    assert lines(runner.invoke(args=["settle", "all", "last-month"]).output) == [
+        "no active or closed programme: no settlement"]
 
 
 @pytest.mark.parametrize(("local_now", "this_month", "last_month"), [
