@@ -174,3 +174,32 @@ def test_the_staff_home_and_the_dashboard_count_open_flags(build, client, scene)
     assert "待核实的异常情况 2" in home
     dashboard = visible_text(client.get(f"/staff/programmes/{programme.id}"))
     assert "待核实 2 条" in dashboard
+
+
+def test_an_admin_checks_a_month_now_and_a_bad_month_is_refused_beside_its_field(build, client, scene):
+    programme, provider, served = scene
+    _as(client, build.admin())
+    page = client.get("/staff/anomalies").get_data(as_text=True)
+    fields = dict(HIDDEN.findall(page.split('action="/staff/anomalies/detect"')[1].split("</form>")[0]))
+    bad = client.post("/staff/anomalies/detect", data={**fields, "programme_id": programme.id, "period": "2026-13"})
+    assert bad.status_code == 422
+    assert 'id="error-detect-period"' in bad.get_data(as_text=True)
+    done = client.post("/staff/anomalies/detect", data={**fields, "programme_id": programme.id,
+                                                        "period": build.period(-1)})
+    assert done.status_code == 303
+    assert "检查完了：新发现" in visible_text(client.get(done.headers["Location"]))
+    events = build.read(lambda: db.session.scalars(select(AuditEvent.action).where(
+        AuditEvent.action == "anomalies.detected")).all())
+    assert events == ["anomalies.detected"]
+
+
+def test_the_provider_sees_its_confirmed_flags_on_its_settlements_page_and_no_other(build, client, scene):
+    programme, provider, served = scene
+    confirmed = plant(build, programme, provider, served, status="confirmed")
+    plant(build, programme, provider, served[:1], rule="short_duration", severity="low", evidence=SHORT)
+    _as(client, provider.user)
+    text = visible_text(client.get("/provider/settlements"))
+    assert "民政部门核实的异常情况（1 条）" in text
+    assert "本月服务 130 次" in text
+    assert "服务时长过短" not in text  # the open flag is not shown
+    assert confirmed

@@ -16,17 +16,19 @@ from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from marshmallow import fields, validate
 
-from marketplace import spreadsheets
+from marketplace import metrics, spreadsheets
 from marketplace.auth.access import require_actor, role_required
 from marketplace.db import local_date, transaction, utcnow
 from marketplace.errors import DomainError, ValidationFailed
 from marketplace.idempotency import once_per_form
 from marketplace.programmes.integrity import RULE_NAMES, SEVERITY_NAMES
-from marketplace.schemas import ReasonSchema
+from marketplace.programmes.service import get_programme
+from marketplace.schemas import ID_RANGE, ReasonSchema
 from marketplace.web.forms import domain_refusal, field_errors, form_input
 from vouchers.anomaly_schemas import AnomalyQuerySchema
 from vouchers.pages import form_key_field
-from vouchers.service import anomalies, anomaly_view
+from vouchers.schemas import AnomalyDetectionInputSchema
+from vouchers.service import anomalies, anomaly_detection, anomaly_view
 from vouchers.service.staff_cycle_view import programmes_in_scope
 
 STATUS_WORDS = {"open": _l("待核实"), "confirmed": _l("已确认"), "dismissed": _l("已排除")}
@@ -119,6 +121,39 @@ def export_csv():
 def export_xlsx():
     """The queue as filtered, every page, as an Excel workbook."""
     return _export("xlsx")
+
+
+# --- detection now (it also runs before every settlement draft and on the 2nd of the month) --------------
+
+class DetectForm(AnomalyDetectionInputSchema):
+    programme_id = fields.Integer(required=True, validate=ID_RANGE)
+
+
+@staff_anomalies.post("/staff/anomalies/detect")
+@role_required("admin")
+def detect():
+    """Run every rule over a programme's month now, once per form; back to the queue of that month."""
+    actor = require_actor()
+    try:
+        data = form_input(DetectForm())
+        with transaction():
+            address = once_per_form(lambda: _detected(actor, data["programme_id"], data["period"]))
+    except DomainError as refused:
+        programmes = [(programme.id, programme.name) for programme in programmes_in_scope(actor=actor)]
+        found = anomaly_view.queue(actor=actor, page=1, status="open")
+        return render_template("staff_anomalies/index.html", errors={}, detect_errors=domain_refusal(refused),
+                               query={}, asked={}, found=found, programme_choices=programmes, raw={},
+                               detect_values=request.form), refused.status
+    return redirect(address, 303)
+
+
+def _detected(actor, programme_id: int, period: str) -> str:
+    programme = get_programme(programme_id, actor=actor)
+    result = anomaly_detection.detect_anomalies(programme=programme, period=period, actor=actor, now=utcnow())
+    metrics.record_anomalies(result.created_by_rule)
+    flash(gettext("检查完了：新发现 %(created)s 条，这个月共 %(total)s 条。", created=result.flags_created,
+                  total=result.flags_total), "success")
+    return url_for(".index", programme_id=programme_id, period=period, status="all")
 
 
 # --- one flag ------------------------------------------------------------------------------------------

@@ -18,9 +18,10 @@ from flask_babel import lazy_gettext as _l
 
 from marketplace.auth.access import require_actor, role_required
 from marketplace.errors import NotFound
+from marketplace.programmes.integrity import RULE_NAMES
 from vouchers import statements
 from vouchers.serials import serial_for
-from vouchers.service import settlement_view
+from vouchers.service import anomalies, settlement_view
 from vouchers.service.settlement import get_settlement
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -31,6 +32,7 @@ STATUS_MEANINGS = {
     "approved": _l("已经审核，金额不会再变，等待付款。"),
     "paid": _l("钱已经付给贵机构。"),
 }
+FLAGS_SHOWN = 20
 HELD_WORDS = {
     "complaint_open": _l("有投诉正在处理：处理完以后再结算"),
     "flag_confirmed": _l("民政部门核实了异常情况：暂不结算，撤销后再结算"),
@@ -73,9 +75,12 @@ def _page_number() -> int:
 @provider_settlements.get("")
 @role_required("provider")
 def index():
-    found = settlement_view.provider_settlements(actor=require_actor(), page=_page_number())
+    actor = require_actor()
+    found = settlement_view.provider_settlements(actor=actor, page=_page_number())
+    # Confirmed anomaly flags about this provider (never open or dismissed ones): what holds services back.
+    flags = anomalies.list_flags(actor=actor, page=1, per_page=FLAGS_SHOWN)
     return render_template("provider_settlements/index.html", found=found, status_words=STATUS_WORDS,
-                           status_meanings=STATUS_MEANINGS)
+                           status_meanings=STATUS_MEANINGS, flags=flags, rule_names=RULE_NAMES)
 
 
 @provider_settlements.get("/<int:settlement_id>")
