@@ -89,7 +89,16 @@ from tests.support.databases import empty_database
 from tests.support.scenario import rating_aggregates, recomputed_rating_aggregates
 from vouchers import tokens
 from vouchers.models import AnomalyFlag, Choice, ChoiceEvent, Issuance, Redemption, Settlement, Voucher
-from vouchers.service import anomalies, choice, feedback, issuance, redemption, reversal, revocation
+from vouchers.service import (
+    anomalies,
+    anomaly_detection,
+    choice,
+    feedback,
+    issuance,
+    redemption,
+    reversal,
+    revocation,
+)
 from vouchers.service import settlement as settlement_service
 from vouchers.service.choice import ProviderNotEligible
 from vouchers.service.issuance import BudgetExceeded
@@ -694,6 +703,32 @@ class MarketplaceMachine(RuleBasedStateMachine):
             # This month's run drafts whatever is settleable up to its end: it must leave the held services out.
             self.create_settlements_for_a_recent_month(months_ago=0, then="leave as draft")
         return flag
+
+    @rule(target=flags, period=st.sampled_from(PROGRAMME_PERIODS))
+    def detect_anomalies(self, period):
+        """The rules run over a month: new findings become open flags (decided later by decide_flag), which
+        hold nothing; a second run finds nothing new; no money moves."""
+        before = self.snapshot()
+
+        def detect():
+            result = anomaly_detection.detect_anomalies(programme=self.programme(), period=period,
+                                                        actor=self.user(self.world.admin_id), now=self.now)
+            created = db.session.scalars(select(AnomalyFlag.id).where(
+                AnomalyFlag.programme_id == self.programme_id, AnomalyFlag.period == period,
+                AnomalyFlag.created_at == self.now, AnomalyFlag.status == "open")).all()
+            return result, list(created)
+
+        with self.application.app_context(), transaction():
+            result, created = detect()
+        with self.application.app_context(), transaction():
+            again, _ = detect()
+        event("detect_anomalies")
+        assert again.flags_created == 0
+        assert again.flags_total == result.flags_total
+        after = self.snapshot()
+        assert {key: after[key] for key in MONEY_KEYS} == {key: before[key] for key in MONEY_KEYS}, (
+            f"detection changed {_changes(before, after)}")
+        return multiple(*created)
 
     @rule(flag=flags, verb=st.sampled_from(("confirm", "dismiss")))
     def decide_flag(self, flag, verb):
