@@ -315,6 +315,7 @@ EXEMPT = {
     "GET /api/v1/catalogue/items": "the catalogue is shared by every region (public)",
     "GET /api/v1/catalogue/negative-list": "the catalogue is shared by every region (public)",
     "GET /api/v1/health": "liveness, public",
+    "GET /api/v1/health/ready": "readiness, public: checks with names and ok, no region's objects",
     # Flags need a planted flag this scenario does not build; each route is tested inside and outside the region
     # by tests/test_anomaly_flags.py::test_an_admin_of_another_region_neither_sees_nor_decides_the_programmes_flags.
     "GET /api/v1/anomalies": "tested in test_anomaly_flags.py (another region's admin lists nothing)",
